@@ -1,0 +1,41 @@
+/*
+ * agora-bench - agora's benchmarks, one subcommand each. Every benchmark
+ * prints its figures as one JSON line on stdout, so runs can be collected and
+ * compared (medians over several runs, ratios against a baseline run in the
+ * same session).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: agora-bench SUBCOMMAND [OPTIONS]\n"
+            "\n"
+            "subcommands:\n"
+            "  env     environment-server step rate and round-trip latency over loopback\n"
+            "  model   model-core training and sampling throughput, sgemm peak, MFU\n"
+            "\n"
+            "agora-bench SUBCOMMAND --help describes each one's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "env"))
+        return bench_env_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "model"))
+        return bench_model_main(argc - 1, argv + 1);
+    fprintf(stderr, "agora-bench: unknown subcommand '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

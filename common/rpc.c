@@ -1,0 +1,367 @@
+/*
+ * rpc.c - ROUTER-side request dispatch and the DEALER-side client with
+ * deadlines and retries (see rpc.h).
+ */
+#include "rpc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct ag_rpc_server {
+    ag_zsock_t *sock;
+    ag_rpc_handler_t handler;
+    void *arg;
+    ag_buf_t buf;
+};
+
+static void s_server_recv(ag_zsock_t *sock, ag_zmsg_t *m, void *arg)
+{
+    ag_rpc_server_t *srv = arg;
+    ag_rpc_peer_t peer;
+    size_t idlen = ag_zmsg_size(m, 0);
+    if (m->n < 1 || idlen == 0 || idlen > sizeof peer.id)
+        return; /* not addressable: nothing can be sent back */
+    memcpy(peer.id, ag_zmsg_data(m, 0), idlen);
+    peer.id_len = idlen;
+    peer.delimited = m->n >= 3 && ag_zmsg_size(m, 1) == 0;
+    size_t first = peer.delimited ? 2 : 1;
+    /* Exactly one payload frame, and not a lone empty frame (a delimiter without a body). */
+    if (m->n_dropped || m->n != first + 1 || (!peer.delimited && ag_zmsg_size(m, 1) == 0)) {
+        srv->handler(srv, &peer, NULL, 0, srv->arg);
+        return;
+    }
+    srv->handler(srv, &peer, ag_zmsg_data(m, first), ag_zmsg_size(m, first), srv->arg);
+}
+
+ag_rpc_server_t *ag_rpc_server_create(uv_loop_t *loop, void *zctx, const char *endpoint,
+                                      const ag_zsock_opts_t *opts, ag_rpc_handler_t handler,
+                                      void *arg)
+{
+    ag_rpc_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->handler = handler;
+    srv->arg = arg;
+    srv->sock = ag_zsock_create(loop, zctx, ZMQ_ROUTER, opts, s_server_recv, srv);
+    if (!srv->sock || ag_zsock_bind(srv->sock, endpoint) < 0) {
+        ag_rpc_server_destroy(&srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void ag_rpc_server_destroy(ag_rpc_server_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_zsock_destroy(&(*self)->sock);
+    ag_buf_finish(&(*self)->buf);
+    free(*self);
+    *self = NULL;
+}
+
+const char *ag_rpc_server_endpoint(const ag_rpc_server_t *self)
+{
+    return ag_zsock_endpoint(self->sock);
+}
+
+ag_zsock_t *ag_rpc_server_sock(ag_rpc_server_t *self)
+{
+    return self->sock;
+}
+
+int ag_rpc_reply(ag_rpc_server_t *self, const ag_rpc_peer_t *peer, const void *payload,
+                 size_t len, const void *extra, size_t extra_len)
+{
+    ag_frame_t f[4];
+    size_t n = 0;
+    f[n++] = (ag_frame_t){peer->id, peer->id_len};
+    if (peer->delimited)
+        f[n++] = (ag_frame_t){"", 0};
+    f[n++] = (ag_frame_t){payload, len};
+    if (extra)
+        f[n++] = (ag_frame_t){extra, extra_len};
+    int rc = ag_zsock_send(self->sock, f, n);
+    if (rc < 0)
+        ag_debug("rpc", "reply dropped: %s", zmq_strerror(-rc));
+    return rc;
+}
+
+int ag_rpc_reply_msg(ag_rpc_server_t *self, const ag_rpc_peer_t *peer,
+                     const ProtobufCMessage *reply)
+{
+    if (ag_codec_pack(reply, &self->buf) < 0)
+        return -ENOMEM;
+    return ag_rpc_reply(self, peer, self->buf.data, self->buf.len, NULL, 0);
+}
+
+int ag_rpc_reply_error(ag_rpc_server_t *self, const ag_rpc_peer_t *peer,
+                       const ProtobufCMessageDescriptor *reply_desc, uint64_t request_id,
+                       Agora__V1__ErrorCode code, const char *message)
+{
+    /* Room for the largest envelope struct of any service. */
+    union {
+        ProtobufCMessage base;
+        char storage[512];
+    } reply;
+    Agora__V1__Error err;
+    if (reply_desc->sizeof_message > sizeof reply)
+        return -EINVAL;
+    ag_envelope_init_error(&reply.base, reply_desc, request_id, &err, code, message);
+    return ag_rpc_reply_msg(self, peer, &reply.base);
+}
+
+/* ---- client ---- */
+
+typedef struct call {
+    struct call *next;
+    uint64_t request_id;
+    uint64_t deadline_ms;
+    int attempts_left;
+    ag_rpc_done_t done;
+    void *arg;
+    size_t len;     /* body bytes, after HEADER_ROOM bytes for the header */
+    uint8_t *bytes;
+    size_t start;   /* where the current attempt's header begins */
+} call_t;
+
+/* Room for the header fields protocol_version and request_id (2 tags + varints). */
+#define HEADER_ROOM 16
+
+struct ag_rpc_client {
+    uv_loop_t *loop;
+    ag_zsock_t *sock;
+    uv_timer_t timer;
+    const ProtobufCMessageDescriptor *reply_desc;
+    ag_rpc_client_opts_t opts;
+    ag_limits_t limits;
+    call_t *calls;
+    size_t n_calls;
+    uint64_t next_id;
+    bool closing;
+};
+
+static void s_arm(ag_rpc_client_t *c);
+
+static void s_call_free(call_t *call)
+{
+    free(call->bytes);
+    free(call);
+}
+
+static call_t *s_unlink(ag_rpc_client_t *c, uint64_t request_id)
+{
+    for (call_t **p = &c->calls; *p; p = &(*p)->next) {
+        if ((*p)->request_id == request_id) {
+            call_t *call = *p;
+            *p = call->next;
+            c->n_calls--;
+            return call;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The body is packed once with the header fields left at zero (so absent);
+ * each attempt writes protocol_version and a fresh request_id in front of it.
+ * Protobuf merges concatenated encodings, so header + body is the whole
+ * envelope, and a late reply to an abandoned attempt never matches again.
+ */
+static size_t s_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+static void s_write_header(call_t *call)
+{
+    uint8_t h[HEADER_ROOM];
+    size_t n = 0;
+    h[n++] = 0x08; /* field 1, varint */
+    n += s_varint(h + n, AG_PROTOCOL_VERSION);
+    h[n++] = 0x10; /* field 2, varint */
+    n += s_varint(h + n, call->request_id);
+    call->start = HEADER_ROOM - n;
+    memcpy(call->bytes + call->start, h, n);
+}
+
+static int s_send_attempt(ag_rpc_client_t *c, call_t *call)
+{
+    s_write_header(call);
+    ag_frame_t f = {call->bytes + call->start, HEADER_ROOM - call->start + call->len};
+    call->deadline_ms = uv_now(c->loop) + (uint64_t)c->opts.timeout_ms;
+    return ag_zsock_send(c->sock, &f, 1);
+}
+
+static void s_client_recv(ag_zsock_t *sock, ag_zmsg_t *m, void *arg)
+{
+    ag_rpc_client_t *c = arg;
+    size_t first = (m->n >= 2 && ag_zmsg_size(m, 0) == 0) ? 1 : 0;
+    if (m->n <= first)
+        return;
+    char why[160];
+    ProtobufCMessage *reply = ag_codec_decode(c->reply_desc, ag_zmsg_data(m, first),
+                                              ag_zmsg_size(m, first), &c->limits, why,
+                                              sizeof why);
+    if (!reply) {
+        ag_warn("rpc", "bad reply from %s: %s", ag_zsock_endpoint(sock), why);
+        return;
+    }
+    call_t *call = s_unlink(c, ag_envelope_request_id(reply));
+    if (call) {
+        const uint8_t *extra = m->n > first + 1 ? ag_zmsg_data(m, first + 1) : NULL;
+        size_t extra_len = m->n > first + 1 ? ag_zmsg_size(m, first + 1) : 0;
+        call->done(call->arg, 0, reply, extra, extra_len);
+        s_call_free(call);
+        s_arm(c);
+    }
+    ag_codec_free(reply);
+}
+
+static void s_on_timer(uv_timer_t *t)
+{
+    ag_rpc_client_t *c = t->data;
+    uint64_t now = uv_now(c->loop);
+    call_t **p = &c->calls;
+    while (*p) {
+        call_t *call = *p;
+        if (call->deadline_ms > now) {
+            p = &call->next;
+            continue;
+        }
+        if (call->attempts_left > 0) {
+            call->attempts_left--;
+            call->request_id = c->next_id++;
+            ag_debug("rpc", "retrying request to %s", ag_zsock_endpoint(c->sock));
+            s_send_attempt(c, call);
+            p = &call->next;
+            continue;
+        }
+        *p = call->next;
+        c->n_calls--;
+        call->done(call->arg, -ETIMEDOUT, NULL, NULL, 0);
+        s_call_free(call);
+    }
+    s_arm(c);
+}
+
+static void s_arm(ag_rpc_client_t *c)
+{
+    if (c->closing)
+        return;
+    if (!c->calls) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t min = UINT64_MAX;
+    for (call_t *call = c->calls; call; call = call->next)
+        if (call->deadline_ms < min)
+            min = call->deadline_ms;
+    uint64_t now = uv_now(c->loop);
+    uv_timer_start(&c->timer, s_on_timer, min > now ? min - now : 0, 0);
+}
+
+static const ag_limits_t s_default_limits = {1 << 30, 1 << 24, NULL, 0};
+
+ag_rpc_client_t *ag_rpc_client_create(uv_loop_t *loop, void *zctx, const char *endpoint,
+                                      const ProtobufCMessageDescriptor *reply_desc,
+                                      const ag_rpc_client_opts_t *opts)
+{
+    ag_rpc_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->loop = loop;
+    c->reply_desc = reply_desc;
+    if (opts)
+        c->opts = *opts;
+    if (c->opts.timeout_ms <= 0)
+        c->opts.timeout_ms = 3000;
+    if (c->opts.attempts <= 0)
+        c->opts.attempts = 3;
+    if (c->opts.max_reply == 0)
+        c->opts.max_reply = 16 << 20;
+    c->limits = c->opts.limits ? *c->opts.limits : s_default_limits;
+    /* Ids start at a random-looking point so two client runs never share them. */
+    c->next_id = ((uint64_t)uv_hrtime() << 16) | 1;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    ag_zsock_opts_t zo = {.maxmsgsize = c->opts.max_reply, .immediate = false};
+    c->sock = ag_zsock_create(loop, zctx, ZMQ_DEALER, &zo, s_client_recv, c);
+    if (!c->sock || ag_zsock_connect(c->sock, endpoint) < 0) {
+        ag_rpc_client_destroy(&c);
+        return NULL;
+    }
+    return c;
+}
+
+static void s_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void ag_rpc_client_destroy(ag_rpc_client_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_rpc_client_t *c = *self;
+    *self = NULL;
+    c->closing = true;
+    while (c->calls) {
+        call_t *call = c->calls;
+        c->calls = call->next;
+        call->done(call->arg, -ECANCELED, NULL, NULL, 0);
+        s_call_free(call);
+    }
+    ag_zsock_destroy(&c->sock);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, s_timer_closed);
+}
+
+int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t done,
+                void *arg)
+{
+    ag_envelope_set_header(request, 0);
+    const ProtobufCFieldDescriptor *v = protobuf_c_message_descriptor_get_field(
+        request->descriptor, 1);
+    if (v) /* leave protocol_version out of the body: the header carries it */
+        *(uint32_t *)((char *)request + v->offset) = 0;
+    call_t *call = calloc(1, sizeof *call);
+    if (!call)
+        return -ENOMEM;
+    call->len = protobuf_c_message_get_packed_size(request);
+    call->bytes = malloc(HEADER_ROOM + call->len);
+    if (!call->bytes) {
+        free(call);
+        return -ENOMEM;
+    }
+    protobuf_c_message_pack(request, call->bytes + HEADER_ROOM);
+    ag_envelope_set_header(request, 0);
+    call->request_id = self->next_id++;
+    call->attempts_left = self->opts.attempts - 1;
+    call->done = done;
+    call->arg = arg;
+    int rc = s_send_attempt(self, call);
+    if (rc < 0 && rc != -EAGAIN) {
+        s_call_free(call);
+        return rc;
+    }
+    /* At the high-water mark the attempt is lost, but the deadline will retry it. */
+    call->next = self->calls;
+    self->calls = call;
+    self->n_calls++;
+    s_arm(self);
+    return 0;
+}
+
+size_t ag_rpc_client_pending(const ag_rpc_client_t *self)
+{
+    return self->n_calls;
+}

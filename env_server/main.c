@@ -1,0 +1,85 @@
+/*
+ * main.c - agora-env: serves the debate and critique games (and any other
+ * game in the registry) over the environment protocol until SIGINT/SIGTERM.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "signals.h"
+
+static const ag_option_t s_options[] = {
+    {"env.bind", "bind", "tcp://*:5570", "endpoint to serve on (tcp://HOST:PORT, ipc://PATH)"},
+    {"env.name", "name", "agora-env", "server name reported in Hello"},
+    {"env.episode_ttl_s", "episode-ttl", "300", "evict episodes idle this many seconds"},
+    {"env.max_episodes", "max-episodes", "100000", "live episodes before Reset is refused"},
+    {"env.max_message_bytes", "max-message-bytes", "1048576",
+     "largest request accepted; ZeroMQ drops a connection that sends more"},
+};
+
+typedef struct app {
+    uv_loop_t loop;
+    ag_env_server_t *server;
+    ag_signals_t *signals;
+} app_t;
+
+static void s_on_signal(void *arg, int signum)
+{
+    app_t *app = arg;
+    ag_info("env", "signal %d: shutting down", signum);
+    ag_env_server_destroy(&app->server);
+    ag_signals_destroy(&app->signals);
+}
+
+int main(int argc, char **argv)
+{
+    ag_config_t *cfg = ag_config_create(
+        "agora-env", "[options]",
+        "Serves stateful multi-turn games (debate, critique) over agora's environment "
+        "protocol v1 (see docs/protocol.md and docs/games.md).",
+        s_options, sizeof s_options / sizeof s_options[0], 0);
+    if (!cfg)
+        return 1;
+    int rc = ag_config_parse_args(cfg, argc, argv);
+    if (rc != 0) {
+        ag_config_destroy(&cfg);
+        return rc > 0 ? 0 : 2;
+    }
+    long ttl_s, max_eps, max_msg;
+    if (ag_config_long(cfg, "env.episode_ttl_s", 1, 86400 * 7, &ttl_s) < 0 ||
+        ag_config_long(cfg, "env.max_episodes", 1, 100000000, &max_eps) < 0 ||
+        ag_config_long(cfg, "env.max_message_bytes", 1024, 1L << 30, &max_msg) < 0) {
+        ag_config_destroy(&cfg);
+        return 2;
+    }
+    app_t app = {0};
+    uv_loop_init(&app.loop);
+    void *zctx = zmq_ctx_new();
+    ag_env_server_opts_t opts = {
+        .bind = ag_config_str(cfg, "env.bind"),
+        .name = ag_config_str(cfg, "env.name"),
+        .episode_ttl_ms = (uint32_t)(ttl_s * 1000),
+        .max_episodes = (size_t)max_eps,
+        .max_message_bytes = max_msg,
+    };
+    app.server = ag_env_server_create(&app.loop, zctx, &opts);
+    if (!app.server) {
+        ag_error("env", "cannot serve on %s", opts.bind);
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app.loop);
+        zmq_ctx_term(zctx);
+        ag_config_destroy(&cfg);
+        return 1;
+    }
+    ag_info("env", "serving on %s", ag_env_server_endpoint(app.server));
+    app.signals = ag_signals_create(&app.loop, s_on_signal, &app);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app.loop);
+    zmq_ctx_term(zctx);
+    ag_config_destroy(&cfg);
+    ag_info("env", "stopped");
+    return 0;
+}

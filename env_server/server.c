@@ -1,0 +1,546 @@
+/*
+ * server.c - the environment protocol on a ROUTER socket (see server.h).
+ *
+ * The hot path (Step) allocates nothing of its own: the request is decoded
+ * with the bounded codec, the reply is built on the stack with pointers into
+ * the episode, and packed into the rpc server's reusable buffer.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "env.pb-c.h"
+#include "episode.h"
+#include "idmap.h"
+#include "log.h"
+#include "rng.h"
+#include "rpc.h"
+
+#define DEMO_MAX 256
+#define MAX_OPTIONS 32
+#define MAX_SEATS 8
+
+typedef struct entry {
+    ag_episode_t *ep;
+    uint64_t touched_ms;
+} entry_t;
+
+struct ag_env_server {
+    uv_loop_t *loop;
+    ag_rpc_server_t *rpc;
+    uv_timer_t ttl_timer;
+    ag_env_server_opts_t opts;
+    char name[128];
+    ag_idmap_t episodes;
+    ag_rng_t id_rng;
+    ag_env_server_stats_t stats;
+};
+
+static const ag_field_limit_t s_field_limits[] = {
+    {"agora.v1.StepRequest.action", 4096},
+    {"agora.v1.ResetRequest.game", 64},
+    {"agora.v1.ResetRequest.seat_bots", MAX_SEATS},
+    {"agora.v1.DemoRequest.game", 64},
+    {"agora.v1.DemoRequest.bots", MAX_SEATS},
+    {"agora.v1.KeyValue.key", 64},
+};
+
+static const ag_limits_t s_limits = {
+    .max_string = 256,
+    .max_repeated = MAX_OPTIONS,
+    .fields = s_field_limits,
+    .n_fields = sizeof s_field_limits / sizeof s_field_limits[0],
+};
+
+/* ---- replies ---- */
+
+static void s_error(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t request_id,
+                    Agora__V1__ErrorCode code, const char *message)
+{
+    s->stats.errors++;
+    ag_debug("env", "request %" PRIu64 ": %s: %s", request_id, ag_error_name(code), message);
+    ag_rpc_reply_error(s->rpc, peer, &agora__v1__env_reply__descriptor, request_id, code,
+                       message);
+}
+
+static Agora__V1__ErrorCode s_game_code(int rc)
+{
+    switch (rc) {
+    case AG_GAME_EBADOPT:
+    case AG_GAME_EBADBOT:
+        return AGORA__V1__ERROR_CODE__ERROR_BAD_OPTION;
+    case AG_GAME_EINVAL:
+        return AGORA__V1__ERROR_CODE__ERROR_INVALID_ACTION;
+    case AG_GAME_ETURN:
+        return AGORA__V1__ERROR_CODE__ERROR_NOT_YOUR_TURN;
+    case AG_GAME_EOVER:
+        return AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE;
+    case AG_GAME_ENOMEM:
+        return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+    default:
+        return AGORA__V1__ERROR_CODE__ERROR_INTERNAL;
+    }
+}
+
+static void s_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, Agora__V1__EnvReply *reply)
+{
+    ag_rpc_reply_msg(s->rpc, peer, &reply->base);
+}
+
+/* Info and metrics of a finished game, as protobuf structs in caller storage. */
+typedef struct outcome_pb {
+    Agora__V1__KeyValue kv[AG_GAME_MAX_INFO];
+    Agora__V1__KeyValue *kvp[AG_GAME_MAX_INFO];
+    Agora__V1__Metric m[AG_GAME_MAX_METRICS];
+    Agora__V1__Metric *mp[AG_GAME_MAX_METRICS];
+    size_t n_kv;
+    size_t n_m;
+} outcome_pb_t;
+
+static void s_outcome_pb(outcome_pb_t *o, const ag_game_outcome_t *out)
+{
+    o->n_kv = o->n_m = 0;
+    if (!out)
+        return;
+    for (int i = 0; i < out->num_info && i < AG_GAME_MAX_INFO; i++) {
+        agora__v1__key_value__init(&o->kv[i]);
+        o->kv[i].key = (char *)out->info[i].key;
+        o->kv[i].value = (char *)out->info[i].value;
+        o->kvp[o->n_kv++] = &o->kv[i];
+    }
+    for (int i = 0; i < out->num_metrics && i < AG_GAME_MAX_METRICS; i++) {
+        agora__v1__metric__init(&o->m[i]);
+        o->m[i].name = (char *)out->metrics[i].name;
+        o->m[i].value = out->metrics[i].value;
+        o->mp[o->n_m++] = &o->m[i];
+    }
+}
+
+/* ---- episodes ---- */
+
+static uint64_t s_new_id(ag_env_server_t *s)
+{
+    uint64_t id;
+    do
+        id = ag_rng_u64(&s->id_rng);
+    while (!id || ag_idmap_get(&s->episodes, id));
+    return id;
+}
+
+static void s_drop(ag_env_server_t *s, uint64_t id)
+{
+    entry_t *e = ag_idmap_remove(&s->episodes, id);
+    if (e) {
+        ag_episode_destroy(&e->ep);
+        free(e);
+    }
+}
+
+static void s_on_ttl(uv_timer_t *t)
+{
+    ag_env_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    ag_idmap_t *m = &s->episodes;
+    /* Collect first: removal shifts entries, so the map must not change while scanning. */
+    size_t n = 0, cap = m->count;
+    uint64_t *old = cap ? malloc(cap * sizeof *old) : NULL;
+    for (size_t i = 0; old && i < m->cap; i++) {
+        entry_t *e = m->values[i];
+        if (m->keys[i] && now - e->touched_ms >= s->opts.episode_ttl_ms && n < cap)
+            old[n++] = m->keys[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        s_drop(s, old[i]);
+    free(old);
+    if (n) {
+        s->stats.episodes_evicted += n;
+        ag_info("env", "evicted %zu idle episodes (%zu live)", n, m->count);
+    }
+}
+
+/* ---- handlers ---- */
+
+static void s_hello(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid)
+{
+    size_t n_games = 0;
+    const ag_game_t *const *games = ag_game_list(&n_games);
+    Agora__V1__GameSpec specs[8];
+    Agora__V1__GameSpec *specp[8];
+    Agora__V1__GameOption opts[8][16];
+    Agora__V1__GameOption *optp[8][16];
+    if (n_games > 8)
+        n_games = 8;
+    for (size_t g = 0; g < n_games; g++) {
+        const ag_game_t *game = games[g];
+        agora__v1__game_spec__init(&specs[g]);
+        specs[g].name = (char *)game->name;
+        specs[g].description = (char *)game->description;
+        specs[g].num_players = (uint32_t)game->num_players;
+        specs[g].n_roles = (size_t)game->num_players;
+        specs[g].roles = (char **)game->roles;
+        specs[g].n_bots = (size_t)game->num_bots;
+        specs[g].bots = (char **)game->bots;
+        size_t no = (size_t)game->num_options < 16 ? (size_t)game->num_options : 16;
+        for (size_t i = 0; i < no; i++) {
+            agora__v1__game_option__init(&opts[g][i]);
+            opts[g][i].name = (char *)game->options[i].name;
+            opts[g][i].default_value = (char *)game->options[i].default_value;
+            opts[g][i].description = (char *)game->options[i].help;
+            optp[g][i] = &opts[g][i];
+        }
+        specs[g].n_options = no;
+        specs[g].options = optp[g];
+        specp[g] = &specs[g];
+    }
+    Agora__V1__HelloReply hello = AGORA__V1__HELLO_REPLY__INIT;
+    hello.server_name = s->name;
+    hello.protocol_version = AG_PROTOCOL_VERSION;
+    hello.n_games = n_games;
+    hello.games = specp;
+    hello.max_message_bytes = (uint32_t)s->opts.max_message_bytes;
+    hello.episode_ttl_ms = s->opts.episode_ttl_ms;
+    Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
+    ag_envelope_set_header(&reply.base, rid);
+    reply.body_case = AGORA__V1__ENV_REPLY__BODY_HELLO;
+    reply.hello = &hello;
+    s_reply(s, peer, &reply);
+}
+
+/* Borrows repeated KeyValue options as game options (n <= MAX_OPTIONS, checked by the codec). */
+static void s_options(Agora__V1__KeyValue **kv, size_t n, ag_game_kv_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i].key = kv[i]->key;
+        out[i].value = kv[i]->value;
+    }
+}
+
+static void s_reset(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    const Agora__V1__ResetRequest *req)
+{
+    char err[AG_GAME_ERR_CAP];
+    const ag_game_t *game = ag_game_find(req->game);
+    if (!game) {
+        snprintf(err, sizeof err, "unknown game '%s' (Hello lists the games)", req->game);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_GAME, err);
+        return;
+    }
+    if (s->episodes.count >= s->opts.max_episodes) {
+        snprintf(err, sizeof err, "%zu live episodes: close some or retry later",
+                 s->episodes.count);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, err);
+        return;
+    }
+    ag_game_kv_t options[MAX_OPTIONS];
+    s_options(req->options, req->n_options, options);
+    ag_episode_t *ep = NULL;
+    ag_episode_result_t res;
+    int rc = ag_episode_create(&ep, game, req->seed, options, req->n_options,
+                               (const char *const *)req->seat_bots, req->n_seat_bots, &res,
+                               err, sizeof err);
+    if (rc < 0) {
+        s_error(s, peer, rid, s_game_code(rc), err);
+        return;
+    }
+    uint64_t id = s_new_id(s);
+    entry_t *e = NULL;
+    if (!res.terminated) {
+        e = malloc(sizeof *e);
+        if (!e || ag_idmap_put(&s->episodes, id, e) < 0) {
+            free(e);
+            ag_episode_destroy(&ep);
+            s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
+            return;
+        }
+        e->ep = ep;
+        e->touched_ms = uv_now(s->loop);
+    }
+    outcome_pb_t o;
+    s_outcome_pb(&o, res.outcome);
+    Agora__V1__ResetReply r = AGORA__V1__RESET_REPLY__INIT;
+    r.episode_id = id;
+    r.num_players = (uint32_t)res.num_players;
+    r.to_act = res.to_act < 0 ? 0 : (uint32_t)res.to_act;
+    r.observation = (char *)res.observation;
+    r.terminated = res.terminated;
+    r.n_rewards = (size_t)res.num_players;
+    r.rewards = res.rewards;
+    r.n_info = o.n_kv;
+    r.info = o.kvp;
+    r.n_metrics = o.n_m;
+    r.metrics = o.mp;
+    Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
+    ag_envelope_set_header(&reply.base, rid);
+    reply.body_case = AGORA__V1__ENV_REPLY__BODY_RESET;
+    reply.reset = &r;
+    s_reply(s, peer, &reply);
+    if (!e)
+        ag_episode_destroy(&ep);
+}
+
+static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                   const Agora__V1__StepRequest *req)
+{
+    char err[AG_GAME_ERR_CAP];
+    entry_t *e = ag_idmap_get(&s->episodes, req->episode_id);
+    if (!e) {
+        snprintf(err, sizeof err, "no episode %" PRIu64 " (never existed, closed, finished or "
+                 "expired)", req->episode_id);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE, err);
+        return;
+    }
+    e->touched_ms = uv_now(s->loop);
+    int player = req->player > MAX_SEATS ? -1 : (int)req->player;
+    ag_episode_result_t res;
+    int rc = ag_episode_step(e->ep, player, req->action, strlen(req->action), &res, err,
+                             sizeof err);
+    if (rc < 0) {
+        if (rc == AG_GAME_ETURN)
+            snprintf(err, sizeof err, "seat %" PRIu32 " may not act now; seat %d is to act",
+                     req->player, ag_episode_to_act(e->ep));
+        s_error(s, peer, rid, s_game_code(rc), err);
+        return;
+    }
+    s->stats.steps++;
+    outcome_pb_t o;
+    s_outcome_pb(&o, res.outcome);
+    Agora__V1__StepReply r = AGORA__V1__STEP_REPLY__INIT;
+    r.to_act = res.to_act < 0 ? 0 : (uint32_t)res.to_act;
+    r.observation = (char *)res.observation;
+    r.n_rewards = (size_t)res.num_players;
+    r.rewards = res.rewards;
+    r.terminated = res.terminated;
+    r.truncated = res.truncated;
+    r.invalid_action = res.invalid_action;
+    r.n_info = o.n_kv;
+    r.info = o.kvp;
+    r.n_metrics = o.n_m;
+    r.metrics = o.mp;
+    Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
+    ag_envelope_set_header(&reply.base, rid);
+    reply.body_case = AGORA__V1__ENV_REPLY__BODY_STEP;
+    reply.step = &r;
+    s_reply(s, peer, &reply);
+    if (res.terminated || res.truncated)
+        s_drop(s, req->episode_id);
+}
+
+/* Storage for one demo transcript as protobuf structs. */
+typedef struct demo_pb {
+    Agora__V1__Transcript t;
+    Agora__V1__Turn turns[AG_GAME_MAX_TURNS];
+    Agora__V1__Turn *turnp[AG_GAME_MAX_TURNS];
+    outcome_pb_t o;
+} demo_pb_t;
+
+static void s_demo(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                   const Agora__V1__DemoRequest *req)
+{
+    char err[AG_GAME_ERR_CAP];
+    const ag_game_t *game = ag_game_find(req->game);
+    if (!game) {
+        snprintf(err, sizeof err, "unknown game '%s' (Hello lists the games)", req->game);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_GAME, err);
+        return;
+    }
+    if (req->count < 1 || req->count > DEMO_MAX) {
+        snprintf(err, sizeof err, "count must be 1..%d, got %" PRIu32, DEMO_MAX, req->count);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, err);
+        return;
+    }
+    ag_game_kv_t options[MAX_OPTIONS];
+    s_options(req->options, req->n_options, options);
+    size_t n = req->count;
+    ag_transcript_t *tr = malloc(n * sizeof *tr);
+    demo_pb_t *pb = malloc(n * sizeof *pb);
+    Agora__V1__Transcript **tp = malloc(n * sizeof *tp);
+    if (!tr || !pb || !tp) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = ag_episode_demo(game, req->seed + i, options, req->n_options,
+                                 (const char *const *)req->bots, req->n_bots, &tr[i], err,
+                                 sizeof err);
+        if (rc < 0) {
+            s_error(s, peer, rid, s_game_code(rc), err);
+            goto done;
+        }
+        demo_pb_t *d = &pb[i];
+        agora__v1__transcript__init(&d->t);
+        d->t.game = (char *)game->name;
+        d->t.seed = tr[i].seed;
+        d->t.num_players = (uint32_t)tr[i].num_players;
+        for (int k = 0; k < tr[i].num_turns; k++) {
+            ag_turn_t *turn = &tr[i].turns[k];
+            Agora__V1__Turn *pt = &d->turns[k];
+            agora__v1__turn__init(pt);
+            pt->player = (uint32_t)turn->player;
+            pt->observation = turn->observation;
+            pt->action = turn->action;
+            pt->n_rewards = (size_t)tr[i].num_players;
+            pt->rewards = turn->rewards;
+            d->turnp[k] = pt;
+        }
+        d->t.n_turns = (size_t)tr[i].num_turns;
+        d->t.turns = d->turnp;
+        d->t.n_returns = (size_t)tr[i].num_players;
+        d->t.returns = tr[i].returns;
+        s_outcome_pb(&d->o, &tr[i].outcome);
+        d->t.n_info = d->o.n_kv;
+        d->t.info = d->o.kvp;
+        d->t.n_metrics = d->o.n_m;
+        d->t.metrics = d->o.mp;
+        tp[i] = &d->t;
+    }
+    Agora__V1__DemoReply r = AGORA__V1__DEMO_REPLY__INIT;
+    r.n_transcripts = n;
+    r.transcripts = tp;
+    Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
+    ag_envelope_set_header(&reply.base, rid);
+    reply.body_case = AGORA__V1__ENV_REPLY__BODY_DEMO;
+    reply.demo = &r;
+    s_reply(s, peer, &reply);
+done:
+    free(tr);
+    free(pb);
+    free(tp);
+}
+
+static void s_close(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    const Agora__V1__CloseRequest *req)
+{
+    if (!ag_idmap_get(&s->episodes, req->episode_id)) {
+        char err[128];
+        snprintf(err, sizeof err, "no episode %" PRIu64, req->episode_id);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE, err);
+        return;
+    }
+    s_drop(s, req->episode_id);
+    Agora__V1__CloseReply r = AGORA__V1__CLOSE_REPLY__INIT;
+    Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
+    ag_envelope_set_header(&reply.base, rid);
+    reply.body_case = AGORA__V1__ENV_REPLY__BODY_CLOSE;
+    reply.close = &r;
+    s_reply(s, peer, &reply);
+}
+
+static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint8_t *payload,
+                     size_t len, void *arg)
+{
+    ag_env_server_t *s = arg;
+    s->stats.requests++;
+    if (!payload) {
+        s_error(s, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "a request is one frame [EnvRequest] or two frames [empty][EnvRequest]");
+        return;
+    }
+    char why[256];
+    Agora__V1__EnvRequest *req = (Agora__V1__EnvRequest *)ag_codec_decode(
+        &agora__v1__env_request__descriptor, payload, len, &s_limits, why, sizeof why);
+    if (!req) {
+        s_error(s, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        return;
+    }
+    uint64_t rid = req->request_id;
+    if (req->protocol_version != AG_PROTOCOL_VERSION) {
+        snprintf(why, sizeof why, "protocol_version %" PRIu32 " is not supported; this "
+                 "server speaks %d", req->protocol_version, AG_PROTOCOL_VERSION);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
+        goto done;
+    }
+    switch (req->body_case) {
+    case AGORA__V1__ENV_REQUEST__BODY_HELLO:
+        s_hello(s, peer, rid);
+        break;
+    case AGORA__V1__ENV_REQUEST__BODY_RESET:
+        s_reset(s, peer, rid, req->reset);
+        break;
+    case AGORA__V1__ENV_REQUEST__BODY_STEP:
+        s_step(s, peer, rid, req->step);
+        break;
+    case AGORA__V1__ENV_REQUEST__BODY_DEMO:
+        s_demo(s, peer, rid, req->demo);
+        break;
+    case AGORA__V1__ENV_REQUEST__BODY_CLOSE:
+        s_close(s, peer, rid, req->close);
+        break;
+    default:
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "EnvRequest has no body (hello, reset, step, demo or close)");
+        break;
+    }
+done:
+    ag_codec_free(&req->base);
+}
+
+ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx,
+                                      const ag_env_server_opts_t *opts)
+{
+    ag_env_server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->opts = *opts;
+    snprintf(s->name, sizeof s->name, "%s", opts->name ? opts->name : "agora-env");
+    ag_idmap_init(&s->episodes);
+    ag_rng_seed(&s->id_rng, uv_hrtime() ^ ((uint64_t)getpid() << 32));
+    ag_zsock_opts_t zo = {.maxmsgsize = opts->max_message_bytes};
+    s->rpc = ag_rpc_server_create(loop, zctx, opts->bind, &zo, s_handle, s);
+    if (!s->rpc) {
+        free(s);
+        return NULL;
+    }
+    uv_timer_init(loop, &s->ttl_timer);
+    s->ttl_timer.data = s;
+    uint64_t every = opts->episode_ttl_ms / 4;
+    if (every < 10)
+        every = 10;
+    if (every > 5000)
+        every = 5000;
+    uv_timer_start(&s->ttl_timer, s_on_ttl, every, every);
+    return s;
+}
+
+static void s_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void ag_env_server_destroy(ag_env_server_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_env_server_t *s = *self;
+    *self = NULL;
+    ag_rpc_server_destroy(&s->rpc);
+    ag_idmap_t *m = &s->episodes;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i]) {
+            entry_t *e = m->values[i];
+            ag_episode_destroy(&e->ep);
+            free(e);
+        }
+    }
+    ag_idmap_finish(m);
+    uv_timer_stop(&s->ttl_timer);
+    uv_close((uv_handle_t *)&s->ttl_timer, s_timer_closed);
+}
+
+const char *ag_env_server_endpoint(const ag_env_server_t *self)
+{
+    return ag_rpc_server_endpoint(self->rpc);
+}
+
+ag_env_server_stats_t ag_env_server_stats(const ag_env_server_t *self)
+{
+    ag_env_server_stats_t st = self->stats;
+    st.episodes_live = self->episodes.count;
+    return st;
+}
