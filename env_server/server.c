@@ -442,13 +442,19 @@ static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint
         return;
     }
     char why[256];
+    /* Limits are checked after the decode, so that a request over a limit is
+     * still answered under its own request_id. */
     Agora__V1__EnvRequest *req = (Agora__V1__EnvRequest *)ag_codec_decode(
-        &agora__v1__env_request__descriptor, payload, len, &s_limits, why, sizeof why);
+        &agora__v1__env_request__descriptor, payload, len, NULL, why, sizeof why);
     if (!req) {
         s_error(s, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
         return;
     }
     uint64_t rid = req->request_id;
+    if (ag_codec_check_limits(&req->base, &s_limits, why, sizeof why) < 0) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        goto done;
+    }
     if (req->protocol_version != AG_PROTOCOL_VERSION) {
         snprintf(why, sizeof why, "protocol_version %" PRIu32 " is not supported; this "
                  "server speaks %d", req->protocol_version, AG_PROTOCOL_VERSION);

@@ -1,0 +1,363 @@
+/*
+ * critique.c - the critique game and its scripted bots (docs/games.md).
+ *
+ * A solver writes the chain of a chain-arithmetic task; a critic answers `ok`
+ * or `step i` (the first wrong step). After a `step i` the solver rewrites
+ * steps i..k and the critic judges the new chain, for at most `rounds`
+ * revisions. The critic earns a reward on every verdict (+1 right, -1 false
+ * alarm or missed error, 0 for a wrong chain blamed on the wrong step); the
+ * solver earns at the end 1 for a correct final chain plus the SCoRe-style
+ * shaping improve_bonus * (r_final - r_first), which pays for fixing and
+ * charges for breaking a first answer, so "never change anything" is not a
+ * free equilibrium.
+ */
+#include <string.h>
+
+#include "game.h"
+#include "task.h"
+#include "text.h"
+
+#define MAX_ROUNDS 8
+
+enum { PHASE_SOLVE, PHASE_VERDICT, PHASE_REVISE, PHASE_OVER };
+enum { SEAT_SOLVER, SEAT_CRITIC };
+enum { BOT_SOLVER, BOT_CRITIC_RANDOM, BOT_CRITIC_PERFECT };
+enum { END_NONE, END_OK, END_ROUNDS, END_INVALID };
+
+typedef struct critique {
+    ag_task_t task;
+    char task_text[AG_TASK_TEXT_CAP];
+    uint8_t truth_chain[AG_TASK_MAX_K];
+    uint8_t first_chain[AG_TASK_MAX_K];
+    uint8_t chain[AG_TASK_MAX_K]; /* the current chain */
+    bool solved;                  /* the first chain exists */
+    int phase;
+    int rounds;                   /* revisions allowed */
+    int revisions;                /* revisions made */
+    int verdicts[MAX_ROUNDS + 1]; /* 0 = ok, i = step i */
+    int num_verdicts;
+    int tp, fp, fn, tn, correct_verdicts;
+    int end;
+    double solver_error;
+    double improve_bonus;
+    bool penalize;
+} critique_t;
+
+static const char *const s_roles[] = {"solver", "critic"};
+static const char *const s_bots[] = {"solver", "critic-random", "critic-perfect"};
+static const int s_bot_seats[] = {SEAT_SOLVER, SEAT_CRITIC, SEAT_CRITIC};
+static const char *const s_demo_bots[] = {"solver", "critic-perfect"};
+static const char *const s_invalid_modes[] = {"error", "penalize", NULL};
+static const char *const s_ends[] = {"", "ok", "rounds", "invalid"};
+
+static const ag_game_option_t s_options[] = {
+    {"k", "6", "chain length (number of operations), 2..32"},
+    {"rounds", "2", "most revisions the solver may make after a `step i` verdict, 1..8"},
+    {"solver_error", "0.1", "per-step error rate of the solver bot, 0..1"},
+    {"improve_bonus", "0",
+     "alpha of the solver's shaping alpha * (r_final - r_first), 0..10 (SCoRe-style)"},
+    {"invalid_action", "error",
+     "error: an invalid action is refused and may be retried | penalize: the seat gets -1 and "
+     "the game ends"},
+};
+
+static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *options,
+                          size_t num_options, char *err, size_t err_cap)
+{
+    critique_t *c = state;
+    const ag_game_t *g = &ag_game_critique;
+    int k, rounds, mode;
+    double solver_error, improve_bonus;
+    if (ag_game_check_options(g, options, num_options, err, err_cap) < 0 ||
+        ag_game_option_int("k", ag_game_option_value(g, options, num_options, "k"), 2,
+                           AG_TASK_MAX_K, &k, err, err_cap) < 0 ||
+        ag_game_option_int("rounds", ag_game_option_value(g, options, num_options, "rounds"), 1,
+                           MAX_ROUNDS, &rounds, err, err_cap) < 0 ||
+        ag_game_option_double("solver_error",
+                              ag_game_option_value(g, options, num_options, "solver_error"), 0.0,
+                              1.0, &solver_error, err, err_cap) < 0 ||
+        ag_game_option_double("improve_bonus",
+                              ag_game_option_value(g, options, num_options, "improve_bonus"), 0.0,
+                              10.0, &improve_bonus, err, err_cap) < 0 ||
+        ag_game_option_choice("invalid_action",
+                              ag_game_option_value(g, options, num_options, "invalid_action"),
+                              s_invalid_modes, &mode, err, err_cap) < 0)
+        return AG_GAME_EBADOPT;
+
+    memset(c, 0, sizeof *c);
+    ag_rng_t rng;
+    ag_rng_seed(&rng, seed);
+    ag_task_generate(&c->task, &rng, k);
+    ag_task_render(&c->task, c->task_text, sizeof c->task_text);
+    ag_task_chain(&c->task, c->truth_chain);
+    c->phase = PHASE_SOLVE;
+    c->rounds = rounds;
+    c->solver_error = solver_error;
+    c->improve_bonus = improve_bonus;
+    c->penalize = mode == 1;
+    return 0;
+}
+
+static int critique_to_act(const void *state)
+{
+    const critique_t *c = state;
+    switch (c->phase) {
+    case PHASE_SOLVE:
+    case PHASE_REVISE:
+        return SEAT_SOLVER;
+    case PHASE_VERDICT:
+        return SEAT_CRITIC;
+    default:
+        return -1;
+    }
+}
+
+static size_t critique_observe(const void *state, char *buf, size_t cap)
+{
+    const critique_t *c = state;
+    ag_text_t t = ag_text_init(buf, cap);
+    switch (c->phase) {
+    case PHASE_SOLVE:
+        ag_text_str(&t, "critique\ntask: ");
+        ag_text_str(&t, c->task_text);
+        ag_text_str(&t, "\nyour chain: ");
+        break;
+    case PHASE_VERDICT:
+        if (c->num_verdicts == 0) {
+            ag_text_str(&t, "critique\ntask: ");
+            ag_text_str(&t, c->task_text);
+        }
+        ag_text_str(&t, "\nsolver chain: ");
+        ag_text_chain(&t, c->chain, c->task.k);
+        ag_text_str(&t, "\nverdict: ");
+        break;
+    case PHASE_REVISE: {
+        int i = c->verdicts[c->num_verdicts - 1];
+        ag_text_str(&t, "\ncritic: step ");
+        ag_text_int(&t, i);
+        ag_text_str(&t, "\nrevise from step ");
+        ag_text_int(&t, i);
+        ag_text_str(&t, ": ");
+        break;
+    }
+    default:
+        break;
+    }
+    return t.len;
+}
+
+static bool chain_correct(const critique_t *c, const uint8_t *chain)
+{
+    return memcmp(chain, c->truth_chain, (size_t)c->task.k) == 0;
+}
+
+/*
+ * Ends the game. The solver's end reward is paid unless the solver itself
+ * ended it with a penalised action (then it got -1 instead).
+ */
+static void finish(critique_t *c, int end, bool pay_solver, ag_game_step_t *out)
+{
+    c->end = end;
+    c->phase = PHASE_OVER;
+    if (pay_solver && c->solved) {
+        double r_first = chain_correct(c, c->first_chain);
+        double r_final = chain_correct(c, c->chain);
+        out->rewards[SEAT_SOLVER] += (float)(r_final + c->improve_bonus * (r_final - r_first));
+    }
+}
+
+/* "ok" -> 0, "step i" -> i (1..k), with surrounding whitespace; else -1. */
+static int parse_verdict(const char *s, size_t len, int k)
+{
+    const char *end = s + len;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    size_t n = (size_t)(end - s);
+    if (n == 2 && memcmp(s, "ok", 2) == 0)
+        return 0;
+    int i;
+    if (n > 5 && memcmp(s, "step", 4) == 0 && (s[4] == ' ' || s[4] == '\t') &&
+        ag_parse_int(s + 4, n - 4, 1, k, &i) == 0)
+        return i;
+    return -1;
+}
+
+static int critique_step(void *state, const char *action, size_t len, ag_game_step_t *out,
+                         char *err, size_t err_cap)
+{
+    critique_t *c = state;
+    if (c->phase == PHASE_OVER)
+        return AG_GAME_EOVER;
+    int k = c->task.k;
+    bool too_long = len > AG_GAME_ACTION_MAX;
+
+    if (c->phase == PHASE_SOLVE || c->phase == PHASE_REVISE) {
+        int from = c->phase == PHASE_SOLVE ? 1 : c->verdicts[c->num_verdicts - 1];
+        uint8_t digits[AG_TASK_MAX_K];
+        if (too_long || len == 0 || ag_chain_parse(action, len, k - from + 1, digits) < 0) {
+            ag_game_errorf(err, err_cap,
+                           "expected %d digits 0-9 separated by spaces (steps %d..%d)",
+                           k - from + 1, from, k);
+            if (!c->penalize)
+                return AG_GAME_EINVAL;
+            out->invalid_action = true;
+            out->rewards[SEAT_SOLVER] -= 1.0f;
+            finish(c, END_INVALID, false, out);
+            return 0;
+        }
+        memcpy(c->chain + from - 1, digits, (size_t)(k - from + 1));
+        if (c->phase == PHASE_SOLVE) {
+            memcpy(c->first_chain, c->chain, (size_t)k);
+            c->solved = true;
+        } else {
+            c->revisions++;
+        }
+        c->phase = PHASE_VERDICT;
+        return 0;
+    }
+
+    int verdict = too_long ? -1 : parse_verdict(action, len, k);
+    if (verdict < 0) {
+        ag_game_errorf(err, err_cap, "expected 'ok' or 'step i' with i in 1..%d", k);
+        if (!c->penalize)
+            return AG_GAME_EINVAL;
+        out->invalid_action = true;
+        out->rewards[SEAT_CRITIC] -= 1.0f;
+        finish(c, END_INVALID, true, out);
+        return 0;
+    }
+    int wrong = ag_task_first_wrong(&c->task, c->chain);
+    float r;
+    if (verdict == 0) {
+        r = wrong == 0 ? 1.0f : -1.0f;
+        c->tn += wrong == 0;
+        c->fn += wrong != 0;
+    } else {
+        r = wrong == 0 ? -1.0f : verdict == wrong ? 1.0f : 0.0f;
+        c->fp += wrong == 0;
+        c->tp += wrong != 0;
+    }
+    c->correct_verdicts += r > 0.0f;
+    out->rewards[SEAT_CRITIC] += r;
+    c->verdicts[c->num_verdicts++] = verdict;
+    if (verdict == 0)
+        finish(c, END_OK, true, out);
+    else if (c->revisions == c->rounds)
+        finish(c, END_ROUNDS, true, out);
+    else
+        c->phase = PHASE_REVISE;
+    return 0;
+}
+
+/* Steps from..k computed by a solver who slips on each step with probability solver_error. */
+static void solve_from(const critique_t *c, int from, ag_rng_t *rng, uint8_t *chain)
+{
+    uint8_t x = from == 1 ? c->task.x0 : chain[from - 2];
+    for (int i = from - 1; i < c->task.k; i++) {
+        x = ag_task_apply(c->task.op[i], c->task.arg[i], x);
+        if (ag_rng_double(rng) < c->solver_error)
+            x = (uint8_t)((x + 1 + ag_rng_below(rng, 9)) % 10);
+        chain[i] = x;
+    }
+}
+
+static size_t critique_bot_act(const void *state, int bot, ag_rng_t *rng, char *buf, size_t cap)
+{
+    const critique_t *c = state;
+    int k = c->task.k;
+    ag_text_t t = ag_text_init(buf, cap);
+    if (c->phase == PHASE_SOLVE || c->phase == PHASE_REVISE) {
+        int from = c->phase == PHASE_SOLVE ? 1 : c->verdicts[c->num_verdicts - 1];
+        uint8_t chain[AG_TASK_MAX_K];
+        memcpy(chain, c->chain, (size_t)k);
+        solve_from(c, from, rng, chain);
+        ag_text_chain(&t, chain + from - 1, k - from + 1);
+        return t.len;
+    }
+    int step = 0;
+    if (bot == BOT_CRITIC_PERFECT)
+        step = ag_task_first_wrong(&c->task, c->chain);
+    else if (ag_rng_below(rng, 2) == 1)
+        step = 1 + (int)ag_rng_below(rng, (uint32_t)k);
+    if (step == 0) {
+        ag_text_str(&t, "ok");
+    } else {
+        ag_text_str(&t, "step ");
+        ag_text_int(&t, step);
+    }
+    return t.len;
+}
+
+static void critique_outcome(const void *state, ag_game_outcome_t *out)
+{
+    const critique_t *c = state;
+    int k = c->task.k;
+    ag_text_t t;
+    out->num_info = 0;
+    out->num_metrics = 0;
+
+    t = ag_text_init(ag_game_outcome_info(out, "task"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_str(&t, c->task_text);
+    t = ag_text_init(ag_game_outcome_info(out, "truth"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_chain(&t, c->truth_chain, k);
+    t = ag_text_init(ag_game_outcome_info(out, "answer"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_int(&t, c->truth_chain[k - 1]);
+    t = ag_text_init(ag_game_outcome_info(out, "first_chain"), AG_GAME_INFO_VALUE_CAP);
+    if (c->solved)
+        ag_text_chain(&t, c->first_chain, k);
+    t = ag_text_init(ag_game_outcome_info(out, "final_chain"), AG_GAME_INFO_VALUE_CAP);
+    if (c->solved)
+        ag_text_chain(&t, c->chain, k);
+    t = ag_text_init(ag_game_outcome_info(out, "rounds_used"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_int(&t, c->revisions);
+    t = ag_text_init(ag_game_outcome_info(out, "verdicts"), AG_GAME_INFO_VALUE_CAP);
+    for (int i = 0; i < c->num_verdicts; i++) {
+        if (i > 0)
+            ag_text_str(&t, ",");
+        if (c->verdicts[i] == 0) {
+            ag_text_str(&t, "ok");
+        } else {
+            ag_text_str(&t, "step ");
+            ag_text_int(&t, c->verdicts[i]);
+        }
+    }
+    t = ag_text_init(ag_game_outcome_info(out, "reason"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_str(&t, s_ends[c->end]);
+
+    bool first = c->solved && chain_correct(c, c->first_chain);
+    bool final = c->solved && chain_correct(c, c->chain);
+    ag_game_outcome_metric(out, "first_correct", first);
+    ag_game_outcome_metric(out, "final_correct", final);
+    ag_game_outcome_metric(out, "fixed", !first && final);
+    ag_game_outcome_metric(out, "broken", first && !final);
+    ag_game_outcome_metric(out, "critic_tp", c->tp);
+    ag_game_outcome_metric(out, "critic_fp", c->fp);
+    ag_game_outcome_metric(out, "critic_fn", c->fn);
+    ag_game_outcome_metric(out, "critic_tn", c->tn);
+    ag_game_outcome_metric(out, "critic_correct_verdicts", c->correct_verdicts);
+}
+
+const ag_game_t ag_game_critique = {
+    .name = "critique",
+    .description = "A solver writes the chain of partial results of a chain-arithmetic task mod "
+                   "10; a critic answers 'ok' or 'step i'; the solver revises from step i, for "
+                   "up to `rounds` revisions. Critic rewarded per verdict, solver for a correct "
+                   "final chain.",
+    .num_players = 2,
+    .roles = s_roles,
+    .options = s_options,
+    .num_options = (int)(sizeof s_options / sizeof s_options[0]),
+    .bots = s_bots,
+    .bot_seats = s_bot_seats,
+    .num_bots = (int)(sizeof s_bots / sizeof s_bots[0]),
+    .demo_bots = s_demo_bots,
+    .state_size = sizeof(critique_t),
+    .reset = critique_reset,
+    .to_act = critique_to_act,
+    .observe = critique_observe,
+    .step = critique_step,
+    .bot_act = critique_bot_act,
+    .outcome = critique_outcome,
+};

@@ -1,0 +1,386 @@
+/*
+ * test_critique.c - the critique rules through the episode API with a client
+ * on both seats: exact observation texts, verdict rewards in every case,
+ * revisions, the rounds limit, the solver's end reward with the improvement
+ * bonus, invalid actions in both modes, options, info and metrics.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "episode.h"
+#include "task.h"
+
+typedef struct match {
+    ag_episode_t *ep;
+    ag_episode_result_t res;
+    ag_task_t task;
+    uint8_t truth[AG_TASK_MAX_K];
+    char task_text[AG_TASK_TEXT_CAP];
+    float total[2];
+    char err[AG_GAME_ERR_CAP];
+} match_t;
+
+static const char *info(const ag_game_outcome_t *o, const char *key)
+{
+    for (int i = 0; i < o->num_info; i++)
+        if (strcmp(o->info[i].key, key) == 0)
+            return o->info[i].value;
+    fail_msg("no info key %s", key);
+    return NULL;
+}
+
+static double metric(const ag_game_outcome_t *o, const char *name)
+{
+    for (int i = 0; i < o->num_metrics; i++)
+        if (strcmp(o->metrics[i].name, name) == 0)
+            return o->metrics[i].value;
+    fail_msg("no metric %s", name);
+    return 0;
+}
+
+/* Starts with options "key=value" pairs (NULL-terminated list of key, value). */
+static void start(match_t *m, uint64_t seed, const char *const *kv)
+{
+    memset(m, 0, sizeof *m);
+    ag_game_kv_t opts[8];
+    size_t n = 0;
+    for (; kv != NULL && kv[2 * n] != NULL; n++)
+        opts[n] = (ag_game_kv_t){kv[2 * n], kv[2 * n + 1]};
+    assert_int_equal(ag_episode_create(&m->ep, &ag_game_critique, seed, opts, n, NULL, 0, &m->res,
+                                       m->err, sizeof m->err),
+                     0);
+    assert_int_equal(m->res.to_act, 0);
+    const char *obs = m->res.observation;
+    const char *p = strstr(obs, "task: ");
+    assert_non_null(p);
+    p += 6;
+    ag_task_t t = {.x0 = (uint8_t)(*p++ - '0')};
+    while (*p == ' ') {
+        t.op[t.k] = p[1];
+        t.arg[t.k] = (uint8_t)(p[2] - '0');
+        t.k++;
+        p += 3;
+    }
+    m->task = t;
+    ag_task_chain(&t, m->truth);
+    ag_task_render(&t, m->task_text, sizeof m->task_text);
+    char expect[AG_GAME_OBS_CAP];
+    snprintf(expect, sizeof expect, "critique\ntask: %s\nyour chain: ", m->task_text);
+    assert_string_equal(obs, expect);
+}
+
+static int act(match_t *m, int player, const char *action)
+{
+    int rc = ag_episode_step(m->ep, player, action, strlen(action), &m->res, m->err, sizeof m->err);
+    if (rc == 0)
+        for (int s = 0; s < 2; s++)
+            m->total[s] += m->res.rewards[s];
+    return rc;
+}
+
+/* The true chain with step `wrong` (1-based, 0 = none) bumped, later steps recomputed. */
+static void chain_with_error(const match_t *m, int wrong, char *buf)
+{
+    uint8_t c[AG_TASK_MAX_K];
+    uint8_t x = m->task.x0;
+    for (int i = 0; i < m->task.k; i++) {
+        x = ag_task_apply(m->task.op[i], m->task.arg[i], x);
+        if (i + 1 == wrong)
+            x = (uint8_t)((x + 1) % 10);
+        c[i] = x;
+    }
+    ag_chain_render(c, m->task.k, buf, AG_CHAIN_TEXT_CAP);
+}
+
+static void expect_critic_obs(const match_t *m, bool first, const char *chain)
+{
+    char expect[AG_GAME_OBS_CAP];
+    if (first)
+        snprintf(expect, sizeof expect,
+                 "critique\ntask: %s\nsolver chain: %s\nverdict: ", m->task_text, chain);
+    else
+        snprintf(expect, sizeof expect, "\nsolver chain: %s\nverdict: ", chain);
+    assert_int_equal(m->res.to_act, 1);
+    assert_string_equal(m->res.observation, expect);
+}
+
+static void expect_rewards(const match_t *m, float solver, float critic)
+{
+    assert_true(fabsf(m->res.rewards[0] - solver) < 1e-6f);
+    assert_true(fabsf(m->res.rewards[1] - critic) < 1e-6f);
+}
+
+static void test_correct_then_ok(void **state)
+{
+    (void)state;
+    match_t m;
+    start(&m, 1, NULL);
+    assert_int_equal(m.task.k, 6);
+    char c[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 0, c);
+    assert_int_equal(act(&m, 0, c), 0);
+    expect_rewards(&m, 0, 0);
+    expect_critic_obs(&m, true, c);
+    assert_int_equal(act(&m, 1, " ok\n"), 0);
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 1, 1);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "task"), m.task_text);
+    assert_string_equal(info(o, "truth"), c);
+    assert_string_equal(info(o, "first_chain"), c);
+    assert_string_equal(info(o, "final_chain"), c);
+    assert_string_equal(info(o, "rounds_used"), "0");
+    assert_string_equal(info(o, "verdicts"), "ok");
+    char ans[4];
+    snprintf(ans, sizeof ans, "%d", m.truth[5]);
+    assert_string_equal(info(o, "answer"), ans);
+    assert_true(metric(o, "first_correct") == 1 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "fixed") == 0 && metric(o, "broken") == 0);
+    assert_true(metric(o, "critic_tn") == 1 && metric(o, "critic_tp") == 0);
+    assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
+    assert_true(metric(o, "critic_correct_verdicts") == 1);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_fix_with_bonus(void **state)
+{
+    (void)state;
+    const char *opts[] = {"improve_bonus", "0.5", NULL};
+    match_t m;
+    start(&m, 2, opts);
+    char wrong[AG_CHAIN_TEXT_CAP], right[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 3, wrong);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    assert_int_equal(act(&m, 1, "step 3"), 0);
+    expect_rewards(&m, 0, 1);
+    assert_int_equal(m.res.to_act, 0);
+    assert_string_equal(m.res.observation, "\ncritic: step 3\nrevise from step 3: ");
+    /* Steps 3..6 of the right chain: "d d d d" starting at offset 4 of "d d d d d d". */
+    assert_int_equal(act(&m, 0, right + 2), AG_GAME_EINVAL); /* 5 digits */
+    assert_non_null(strstr(m.err, "expected 4 digits"));
+    assert_int_equal(act(&m, 0, right + 4), 0);
+    expect_critic_obs(&m, false, right);
+    assert_int_equal(act(&m, 1, "ok"), 0);
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 1.5f, 1);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "first_chain"), wrong);
+    assert_string_equal(info(o, "final_chain"), right);
+    assert_string_equal(info(o, "rounds_used"), "1");
+    assert_string_equal(info(o, "verdicts"), "step 3,ok");
+    assert_string_equal(info(o, "reason"), "ok");
+    assert_true(metric(o, "fixed") == 1 && metric(o, "broken") == 0);
+    assert_true(metric(o, "first_correct") == 0 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "critic_tp") == 1 && metric(o, "critic_tn") == 1);
+    assert_true(metric(o, "critic_correct_verdicts") == 2);
+    assert_true(m.total[0] == 1.5f && m.total[1] == 2.0f);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_rounds_limit_and_wrong_index(void **state)
+{
+    (void)state;
+    const char *opts[] = {"rounds", "1", "improve_bonus", "1", NULL};
+    match_t m;
+    start(&m, 3, opts);
+    char wrong[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 3, wrong);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    /* A wrong chain blamed on the wrong step: 0. */
+    assert_int_equal(act(&m, 1, "step\t5"), 0);
+    expect_rewards(&m, 0, 0);
+    assert_string_equal(m.res.observation, "\ncritic: step 5\nrevise from step 5: ");
+    assert_int_equal(act(&m, 0, wrong + 8), 0); /* keeps steps 5..6: step 3 still wrong */
+    expect_critic_obs(&m, false, wrong);
+    assert_int_equal(act(&m, 1, "step 3"), 0);
+    /* Rounds used up: the game ends on the verdict, solver paid 0 + 1 * (0 - 0). */
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 0, 1);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "reason"), "rounds");
+    assert_string_equal(info(o, "rounds_used"), "1");
+    assert_string_equal(info(o, "verdicts"), "step 5,step 3");
+    assert_true(metric(o, "critic_tp") == 2 && metric(o, "critic_correct_verdicts") == 1);
+    assert_true(metric(o, "fixed") == 0 && metric(o, "broken") == 0);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_false_alarm_missed_error_broken(void **state)
+{
+    (void)state;
+    const char *opts[] = {"improve_bonus", "1", NULL};
+    match_t m;
+    char right[AG_CHAIN_TEXT_CAP], wrong[AG_CHAIN_TEXT_CAP];
+
+    /* Missed error: ok on a wrong chain. */
+    start(&m, 4, opts);
+    chain_with_error(&m, 6, wrong);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    assert_int_equal(act(&m, 1, "ok"), 0);
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 0, -1);
+    assert_true(metric(m.res.outcome, "critic_fn") == 1);
+    assert_true(metric(m.res.outcome, "critic_correct_verdicts") == 0);
+    ag_episode_destroy(&m.ep);
+
+    /* False alarm on a correct chain, the solver breaks it, the critic misses it. */
+    start(&m, 5, opts);
+    chain_with_error(&m, 0, right);
+    chain_with_error(&m, 2, wrong);
+    assert_int_equal(act(&m, 0, right), 0);
+    assert_int_equal(act(&m, 1, "step 1"), 0);
+    expect_rewards(&m, 0, -1);
+    assert_int_equal(act(&m, 0, wrong), 0); /* all 6 digits from step 1 */
+    expect_critic_obs(&m, false, wrong);
+    assert_int_equal(act(&m, 1, "ok"), 0);
+    assert_true(m.res.terminated);
+    expect_rewards(&m, -1, -1); /* solver: 0 + 1 * (0 - 1) */
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_true(metric(o, "broken") == 1 && metric(o, "fixed") == 0);
+    assert_true(metric(o, "critic_fp") == 1 && metric(o, "critic_fn") == 1);
+    assert_true(m.total[1] == -2.0f);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_max_rounds_turn_count(void **state)
+{
+    (void)state;
+    const char *opts[] = {"rounds", "8", "k", "32", NULL};
+    match_t m;
+    start(&m, 6, opts);
+    char wrong[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 1, wrong);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    int turns = 1;
+    for (int r = 0; r < 8; r++) {
+        assert_int_equal(act(&m, 1, "step 32"), 0);
+        expect_rewards(&m, 0, 0);
+        assert_false(m.res.terminated);
+        assert_int_equal(act(&m, 0, wrong + 62), 0);
+        turns += 2;
+    }
+    assert_int_equal(act(&m, 1, "step 1"), 0);
+    turns++;
+    assert_true(m.res.terminated);
+    assert_int_equal(turns, 18);
+    assert_string_equal(info(m.res.outcome, "rounds_used"), "8");
+    assert_true(metric(m.res.outcome, "critic_tp") == 9);
+    assert_int_equal(act(&m, 1, "ok"), AG_GAME_EOVER);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_invalid_error_mode(void **state)
+{
+    (void)state;
+    match_t m;
+    start(&m, 7, NULL);
+    char c[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 2, c);
+    const char *bad_chains[] = {"", "1 2 3", "1 2 3 4 5 6 7", "ok", "step 1"};
+    for (size_t i = 0; i < sizeof bad_chains / sizeof bad_chains[0]; i++)
+        assert_int_equal(act(&m, 0, bad_chains[i]), AG_GAME_EINVAL);
+    assert_int_equal(act(&m, 1, "ok"), AG_GAME_ETURN);
+    assert_int_equal(act(&m, 0, c), 0);
+    const char *bad_verdicts[] = {
+        "",      "Ok",      "OK",      "ok ok", "step", "step 0",   "step 7",
+        "step3", "step -1", "steps 2", "2",     "ok.",  "step 2 3", "step 99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_verdicts / sizeof bad_verdicts[0]; i++) {
+        assert_int_equal(act(&m, 1, bad_verdicts[i]), AG_GAME_EINVAL);
+        assert_non_null(strstr(m.err, "'ok' or 'step i'"));
+    }
+    assert_int_equal(ag_episode_step(m.ep, 1, "ok\0", 3, &m.res, m.err, sizeof m.err),
+                     AG_GAME_EINVAL);
+    assert_int_equal(act(&m, 1, "step 2"), 0);
+    expect_rewards(&m, 0, 1);
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_invalid_penalize_mode(void **state)
+{
+    (void)state;
+    const char *opts[] = {"invalid_action", "penalize", NULL};
+    match_t m;
+    start(&m, 8, opts);
+    assert_int_equal(act(&m, 0, "no idea"), 0);
+    assert_true(m.res.terminated && m.res.invalid_action);
+    expect_rewards(&m, -1, 0);
+    assert_string_equal(info(m.res.outcome, "reason"), "invalid");
+    assert_string_equal(info(m.res.outcome, "first_chain"), "");
+    ag_episode_destroy(&m.ep);
+
+    /* A critic's invalid verdict: -1 for it; the solver is still paid for its chain. */
+    start(&m, 8, opts);
+    char c[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 0, c);
+    assert_int_equal(act(&m, 0, c), 0);
+    assert_false(m.res.invalid_action);
+    assert_int_equal(act(&m, 1, "looks fine"), 0);
+    assert_true(m.res.terminated && m.res.invalid_action);
+    expect_rewards(&m, 1, -1);
+    assert_string_equal(info(m.res.outcome, "verdicts"), "");
+    ag_episode_destroy(&m.ep);
+}
+
+static void test_options(void **state)
+{
+    (void)state;
+    struct {
+        const char *key, *value;
+    } bad[] = {{"rounds", "0"},
+               {"rounds", "9"},
+               {"solver_error", "-0.1"},
+               {"solver_error", "1.5"},
+               {"solver_error", "nan"},
+               {"solver_error", "0.1x"},
+               {"solver_error", ""},
+               {"improve_bonus", "-1"},
+               {"improve_bonus", "inf"},
+               {"k", "1"},
+               {"invalid_action", "warn"},
+               {"seed", "3"}};
+    char err[AG_GAME_ERR_CAP];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ag_episode_t *ep = NULL;
+        ag_game_kv_t kv = {bad[i].key, bad[i].value};
+        assert_int_equal(
+            ag_episode_create(&ep, &ag_game_critique, 1, &kv, 1, NULL, 0, NULL, err, sizeof err),
+            AG_GAME_EBADOPT);
+        assert_null(ep);
+    }
+    const char *ok[] = {"rounds", "8", "solver_error", "1", "improve_bonus", "2.5", "k", "2", NULL};
+    match_t m;
+    start(&m, 9, ok);
+    assert_int_equal(m.task.k, 2);
+    ag_episode_destroy(&m.ep);
+
+    const ag_game_t *g = ag_game_find("critique");
+    assert_int_equal(g->num_players, 2);
+    assert_string_equal(g->roles[0], "solver");
+    assert_string_equal(g->roles[1], "critic");
+    assert_int_equal(g->num_options, 5);
+    assert_string_equal(g->demo_bots[0], "solver");
+    assert_string_equal(g->demo_bots[1], "critic-perfect");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_correct_then_ok),
+        cmocka_unit_test(test_fix_with_bonus),
+        cmocka_unit_test(test_rounds_limit_and_wrong_index),
+        cmocka_unit_test(test_false_alarm_missed_error_broken),
+        cmocka_unit_test(test_max_rounds_turn_count),
+        cmocka_unit_test(test_invalid_error_mode),
+        cmocka_unit_test(test_invalid_penalize_mode),
+        cmocka_unit_test(test_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
