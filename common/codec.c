@@ -104,12 +104,10 @@ void ag_codec_free(ProtobufCMessage *msg)
 static size_t s_field_limit(const ag_limits_t *l, const ProtobufCMessageDescriptor *d,
                             const ProtobufCFieldDescriptor *f, bool repeated)
 {
-    size_t dn = strlen(d->name);
-    for (size_t i = 0; i < l->n_fields; i++) {
-        const char *n = l->fields[i].field;
-        if (!strncmp(n, d->name, dn) && n[dn] == '.' && !strcmp(n + dn + 1, f->name))
+    /* Descriptors are unique objects: a pointer comparison rules out almost every entry. */
+    for (size_t i = 0; i < l->n_fields; i++)
+        if (l->fields[i].message == d && !strcmp(l->fields[i].field, f->name))
             return l->fields[i].max;
-    }
     return repeated ? l->max_repeated : l->max_string;
 }
 

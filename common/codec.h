@@ -25,8 +25,9 @@
 
 #define AG_PROTOCOL_VERSION 1
 
-/* A per-field limit: full field name "agora.v1.StepRequest.action", maximum length or count. */
+/* A per-field limit: the field `field` of messages of type `message`, maximum length or count. */
 typedef struct ag_field_limit {
+    const ProtobufCMessageDescriptor *message;
     const char *field;
     size_t max;
 } ag_field_limit_t;

@@ -43,12 +43,12 @@ struct ag_env_server {
 };
 
 static const ag_field_limit_t s_field_limits[] = {
-    {"agora.v1.StepRequest.action", 4096},
-    {"agora.v1.ResetRequest.game", 64},
-    {"agora.v1.ResetRequest.seat_bots", MAX_SEATS},
-    {"agora.v1.DemoRequest.game", 64},
-    {"agora.v1.DemoRequest.bots", MAX_SEATS},
-    {"agora.v1.KeyValue.key", 64},
+    {&agora__v1__step_request__descriptor, "action", 4096},
+    {&agora__v1__reset_request__descriptor, "game", 64},
+    {&agora__v1__reset_request__descriptor, "seat_bots", MAX_SEATS},
+    {&agora__v1__demo_request__descriptor, "game", 64},
+    {&agora__v1__demo_request__descriptor, "bots", MAX_SEATS},
+    {&agora__v1__key_value__descriptor, "key", 64},
 };
 
 static const ag_limits_t s_limits = {

@@ -16,8 +16,8 @@
 #include "trajectory.pb-c.h"
 
 static const ag_field_limit_t s_fields[] = {
-    {"agora.v1.StepRequest.action", 4096},
-    {"agora.v1.KeyValue.key", 8},
+    {&agora__v1__step_request__descriptor, "action", 4096},
+    {&agora__v1__key_value__descriptor, "key", 8},
 };
 static const ag_limits_t s_limits = {256, 4, s_fields, 2};
 
