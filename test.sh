@@ -4,5 +4,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${AGORA_BUILD:-$here/build}
-AGORA_BUILD=$build "$here/scripts/bootstrap.sh"
+AGORA_BUILD=$build \
+AGORA_EXTRA_PACKAGES="python3 python3-zmq python3-protobuf protobuf-compiler" \
+    "$here/scripts/bootstrap.sh"
 exec meson test -C "$build" --print-errorlogs --num-processes 2 "$@"

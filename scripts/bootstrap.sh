@@ -7,11 +7,12 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${AGORA_BUILD:-$here/build}
 
-# Build and run-time packages (all from Debian's archive, found through pkg-config).
+# Build and run-time packages (all from Debian's archive, found through pkg-config;
+# gnuplot draws the learning curves). AGORA_EXTRA_PACKAGES adds more (test.sh adds
+# the Python interop tests' packages: Python is never a dependency of agora itself).
 packages="build-essential meson ninja-build pkg-config
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libuv1-dev
-  libinih-dev libjansson-dev libcmocka-dev gnuplot-nox
-  python3 python3-zmq python3-protobuf protobuf-compiler"
+  libinih-dev libjansson-dev libcmocka-dev gnuplot-nox ${AGORA_EXTRA_PACKAGES:-}"
 
 missing=""
 for p in $packages; do

@@ -1,0 +1,962 @@
+/*
+ * runner.c - episodes in flight against env servers, batched sampling for
+ * every policy seat (see runner.h).
+ *
+ * State of an episode slot: IDLE (no episode), RESET (Reset sent), PLAY (a
+ * policy seat has an observation to act on, or is acting), STEP (Step sent),
+ * CLOSED (finished for good: stopped or max_episodes reached). Exactly one
+ * env request per episode is outstanding at a time, so a reply always finds
+ * its episode in the state that sent it; a reply for an episode that was
+ * abandoned meanwhile is recognised by the episode's serial number.
+ *
+ * Per sampling step and policy, rows are gathered into one feed: first the
+ * seats in the middle of an action (one row each: the token sampled last),
+ * then prompt rows of seats starting an action (their new observation, or
+ * their whole transcript after a weight change), cut to the row budget; a
+ * seat whose prompt did not fit completely is sampled on a later step.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.pb-c.h"
+#include "env_client.h"
+#include "log.h"
+#include "rpc.h"
+
+#define MAX_ENVS 16
+#define MAX_OPTIONS 32
+#define MAX_TRIES 3
+#define PROMPT_ROWS 512
+
+enum { EP_IDLE, EP_RESET, EP_PLAY, EP_STEP, EP_CLOSED };
+
+typedef struct seat {
+    ag_seq_t seq;
+    int slot;         /* in the policy's sampler; -1 for a bot seat */
+    size_t fed;       /* tokens of seq held by the slot */
+    uint64_t fed_gen; /* policy generation the slot was computed with */
+    bool want;        /* has an observation to act on */
+    bool acting;
+    int gen;           /* tokens sampled in this action */
+    size_t turn_start; /* first token of this action */
+} seat_t;
+
+typedef struct episode {
+    ag_runner_t *r;
+    int state;
+    uint64_t serial; /* bumped whenever the slot gives up its episode */
+    uint64_t number, seed, id;
+    int env;
+    int tries;
+    ag_rng_t rng;
+    float returns[AG_RUNNER_MAX_SEATS];
+    bool invalid;
+    seat_t seats[AG_RUNNER_MAX_SEATS];
+} episode_t;
+
+/* What an outstanding env request belongs to. */
+typedef struct call_ref {
+    episode_t *ep;
+    uint64_t serial;
+} call_ref_t;
+
+typedef struct row_ref {
+    episode_t *ep;
+    int seat;
+    int row;
+} row_ref_t;
+
+typedef struct retry {
+    uint64_t number;
+    int tries;
+} retry_t;
+
+typedef struct policy {
+    ag_model_t *model;
+    ag_sampler_t *sampler;
+    ag_model_config_t cfg;
+    uint64_t version;
+    uint64_t gen;
+    char label[AG_RUNNER_NAME_MAX];
+    bool trainable;
+    bool hold;
+    int acting;
+    int n_slots, max_rows;
+    int32_t *row_slot, *row_tok;
+    row_ref_t *last;
+} policy_t;
+
+struct ag_runner {
+    uv_loop_t *loop;
+    ag_runner_config_t cfg;
+    char *game, *options_buf;
+    char *opt_kv[MAX_OPTIONS][2];
+    int n_options;
+    Agora__V1__KeyValue kv[MAX_OPTIONS];
+    Agora__V1__KeyValue *kv_ptrs[MAX_OPTIONS];
+    char *bots[AG_RUNNER_MAX_SEATS];
+    char bot_labels[AG_RUNNER_MAX_SEATS][80];
+    ag_rpc_client_t *env[MAX_ENVS];
+    int n_env, next_env;
+    policy_t pol[AG_RUNNER_MAX_POLICIES];
+    episode_t *eps;
+    int n_eps;
+    uint64_t next_number;
+    retry_t *retry; /* episodes to replay */
+    size_t n_retry;
+    bool started, stopping;
+    int in_flight;         /* episodes neither IDLE nor CLOSED */
+    char *action;          /* scratch for one action's text */
+    float *logits, *probs; /* sampling scratch (vocab) */
+    ag_sample_entry_t *order;
+    int vocab;
+    ag_runner_stats_t st;
+};
+
+static void s_start_episode(episode_t *ep);
+
+static double s_now(void)
+{
+    return (double)uv_hrtime() * 1e-9;
+}
+
+static uint64_t s_mix(uint64_t a, uint64_t b)
+{
+    uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL);
+    return ag_splitmix64(&x);
+}
+
+int ag_runner_parse_options(const char *text, char *buf, size_t buf_len, char *(*kv)[2], int max)
+{
+    size_t len = strlen(text);
+    if (len + 1 > buf_len)
+        return -E2BIG;
+    memcpy(buf, text, len + 1);
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        if (!*tok)
+            continue;
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok)
+            return -EINVAL;
+        if (n == max)
+            return -E2BIG;
+        *eq = '\0';
+        char *end = eq - 1;
+        while (end > tok && (*end == ' ' || *end == '\t'))
+            *end-- = '\0';
+        char *val = eq + 1;
+        while (*val == ' ' || *val == '\t')
+            val++;
+        end = val + strlen(val);
+        while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        kv[n][0] = tok;
+        kv[n][1] = val;
+        n++;
+    }
+    return n;
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
+static size_t s_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    unsigned cp = c & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+size_t ag_runner_sanitize_utf8(char *text, size_t len)
+{
+    size_t fixed = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = s_utf8_len((const unsigned char *)text + i, len - i);
+        if (n == 0) {
+            text[i++] = '?';
+            fixed++;
+        } else {
+            i += n;
+        }
+    }
+    return fixed;
+}
+
+/* ---- env requests ---- */
+
+static call_ref_t *s_ref(episode_t *ep)
+{
+    call_ref_t *ref = malloc(sizeof *ref);
+    if (ref) {
+        ref->ep = ep;
+        ref->serial = ep->serial;
+    }
+    return ref;
+}
+
+static void s_close_done(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
+                         size_t extra_len)
+{
+}
+
+/* Asks the env server to forget an episode we give up on (the reply does not matter). */
+static void s_send_close(ag_runner_t *r, int env, uint64_t id)
+{
+    Agora__V1__CloseRequest close = AGORA__V1__CLOSE_REQUEST__INIT;
+    close.episode_id = id;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
+    req.close = &close;
+    ag_rpc_call(r->env[env], &req.base, s_close_done, NULL);
+}
+
+static void s_set_state(episode_t *ep, int state)
+{
+    ag_runner_t *r = ep->r;
+    bool was = ep->state != EP_IDLE && ep->state != EP_CLOSED;
+    bool is = state != EP_IDLE && state != EP_CLOSED;
+    r->in_flight += (int)is - (int)was;
+    ep->state = state;
+}
+
+/* Ends the slot's episode without emitting it: seats stop acting, the slot moves on. */
+static void s_release(episode_t *ep)
+{
+    ag_runner_t *r = ep->r;
+    for (int s = 0; s < r->cfg.n_seats; s++) {
+        seat_t *seat = &ep->seats[s];
+        int p = r->cfg.seats[s].policy;
+        if (seat->acting && p >= 0)
+            r->pol[p].acting--;
+        seat->acting = false;
+        seat->want = false;
+    }
+    ep->serial++;
+    s_set_state(ep, EP_IDLE);
+}
+
+static void s_fail(episode_t *ep, const char *what)
+{
+    ag_runner_t *r = ep->r;
+    r->st.env_errors++;
+    ag_warn("runner", "episode %llu (seed %llu): %s", (unsigned long long)ep->number,
+            (unsigned long long)ep->seed, what);
+    if (ep->id)
+        s_send_close(r, ep->env, ep->id);
+    if (r->cfg.retry_failed && ep->tries < MAX_TRIES) {
+        retry_t *q = realloc(r->retry, (r->n_retry + 1) * sizeof *q);
+        if (q) {
+            r->retry = q;
+            r->retry[r->n_retry++] = (retry_t){ep->number, ep->tries};
+        }
+    }
+    s_release(ep);
+    s_start_episode(ep);
+}
+
+static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
+                   Agora__V1__Metric **metrics, size_t n_metrics, bool truncated)
+{
+    ag_runner_t *r = ep->r;
+    ag_runner_result_t res = {
+        .number = ep->number,
+        .seed = ep->seed,
+        .game = r->game,
+        .n_seats = r->cfg.n_seats,
+        .info = info,
+        .n_info = n_info,
+        .metrics = metrics,
+        .n_metrics = n_metrics,
+        .truncated = truncated,
+        .invalid_action = ep->invalid,
+    };
+    for (int s = 0; s < r->cfg.n_seats; s++) {
+        int p = r->cfg.seats[s].policy;
+        res.policy[s] = p;
+        res.returns[s] = ep->returns[s];
+        if (p >= 0) {
+            res.label[s] = r->pol[p].label;
+            res.trainable[s] = r->pol[p].trainable;
+            res.seq[s] = &ep->seats[s].seq;
+        } else {
+            res.label[s] = r->bot_labels[s];
+        }
+    }
+    r->st.finished++;
+    if (r->cfg.on_episode)
+        r->cfg.on_episode(r->cfg.arg, &res);
+}
+
+static void s_add_rewards(episode_t *ep, const float *rewards, size_t n)
+{
+    ag_runner_t *r = ep->r;
+    for (size_t s = 0; s < n && s < (size_t)r->cfg.n_seats; s++) {
+        ep->returns[s] += rewards[s];
+        if (r->cfg.seats[s].policy >= 0)
+            ag_seq_reward(&ep->seats[s].seq, rewards[s]);
+    }
+}
+
+/* The env says seat to_act must act on obs: queue it, unless it would overflow the context. */
+static void s_observe(episode_t *ep, uint32_t to_act, const char *obs)
+{
+    ag_runner_t *r = ep->r;
+    if (to_act >= (uint32_t)r->cfg.n_seats || r->cfg.seats[to_act].policy < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "env asked seat %u to act, which is not a client seat", to_act);
+        s_fail(ep, why);
+        return;
+    }
+    seat_t *seat = &ep->seats[to_act];
+    const policy_t *p = &r->pol[r->cfg.seats[to_act].policy];
+    size_t len = obs ? strlen(obs) : 0;
+    /* Room for the observation and at least one sampled token. */
+    if (seat->seq.len + len + 1 > (size_t)p->cfg.ctx) {
+        r->st.dropped_ctx++;
+        ag_debug("runner", "episode %llu dropped: seat %u's transcript would exceed %d tokens",
+                 (unsigned long long)ep->number, to_act, p->cfg.ctx);
+        s_send_close(r, ep->env, ep->id);
+        s_release(ep);
+        s_start_episode(ep);
+        return;
+    }
+    if (ag_seq_context(&seat->seq, obs ? obs : "", len) < 0) {
+        s_fail(ep, "out of memory");
+        return;
+    }
+    seat->want = true;
+    s_set_state(ep, EP_PLAY);
+}
+
+/* Common checks of an env reply; returns the reply as EnvReply or NULL after failing ep. */
+static const Agora__V1__EnvReply *s_reply(episode_t *ep, int status, const ProtobufCMessage *msg,
+                                          const char *what)
+{
+    char why[1200];
+    if (status < 0) {
+        snprintf(why, sizeof why, "%s: %s", what,
+                 status == -ETIMEDOUT ? "no reply from the env server" : strerror(-status));
+        s_fail(ep, why);
+        return NULL;
+    }
+    const Agora__V1__EnvReply *rep = (const Agora__V1__EnvReply *)msg;
+    if (rep->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR) {
+        const Agora__V1__Error *e = rep->error;
+        snprintf(why, sizeof why, "%s: %s %s", what, ag_error_name(e ? e->code : 0),
+                 e && e->message ? e->message : "");
+        s_fail(ep, why);
+        return NULL;
+    }
+    return rep;
+}
+
+static void s_reset_done(void *arg, int status, const ProtobufCMessage *msg, const uint8_t *extra,
+                         size_t extra_len)
+{
+    call_ref_t ref = *(call_ref_t *)arg;
+    free(arg);
+    if (status == -ECANCELED || ref.ep->serial != ref.serial)
+        return;
+    episode_t *ep = ref.ep;
+    ag_runner_t *r = ep->r;
+    const Agora__V1__EnvReply *rep = s_reply(ep, status, msg, "reset");
+    if (!rep)
+        return;
+    const Agora__V1__ResetReply *rr = rep->reset;
+    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_RESET || !rr) {
+        s_fail(ep, "reset: unexpected reply");
+        return;
+    }
+    ep->id = rr->episode_id;
+    if (rr->num_players != (uint32_t)r->cfg.n_seats) {
+        char why[96];
+        snprintf(why, sizeof why, "reset: the game has %u players, configured for %d",
+                 rr->num_players, r->cfg.n_seats);
+        s_fail(ep, why);
+        return;
+    }
+    s_add_rewards(ep, rr->rewards, rr->n_rewards);
+    if (rr->terminated) {
+        s_emit(ep, rr->info, rr->n_info, rr->metrics, rr->n_metrics, false);
+        s_release(ep);
+        s_start_episode(ep);
+        return;
+    }
+    s_observe(ep, rr->to_act, rr->observation);
+}
+
+static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, const uint8_t *extra,
+                        size_t extra_len)
+{
+    call_ref_t ref = *(call_ref_t *)arg;
+    free(arg);
+    if (status == -ECANCELED || ref.ep->serial != ref.serial)
+        return;
+    episode_t *ep = ref.ep;
+    const Agora__V1__EnvReply *rep = s_reply(ep, status, msg, "step");
+    if (!rep)
+        return;
+    const Agora__V1__StepReply *sr = rep->step;
+    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_STEP || !sr) {
+        s_fail(ep, "step: unexpected reply");
+        return;
+    }
+    s_add_rewards(ep, sr->rewards, sr->n_rewards);
+    if (sr->invalid_action) {
+        ep->invalid = true;
+        ep->r->st.invalid_actions++;
+    }
+    if (sr->terminated || sr->truncated) {
+        s_emit(ep, sr->info, sr->n_info, sr->metrics, sr->n_metrics, sr->truncated);
+        s_release(ep);
+        s_start_episode(ep);
+        return;
+    }
+    s_observe(ep, sr->to_act, sr->observation);
+}
+
+static void s_start_episode(episode_t *ep)
+{
+    ag_runner_t *r = ep->r;
+    if (r->stopping) {
+        s_set_state(ep, EP_CLOSED);
+        return;
+    }
+    uint64_t number;
+    if (r->n_retry) {
+        /* A failed episode's own slot takes its replay at once, so no slot waits for one. */
+        number = r->retry[0].number;
+        ep->tries = r->retry[0].tries + 1;
+        memmove(r->retry, r->retry + 1, (r->n_retry - 1) * sizeof *r->retry);
+        r->n_retry--;
+    } else if (r->cfg.max_episodes && r->next_number >= r->cfg.max_episodes) {
+        s_set_state(ep, EP_CLOSED);
+        return;
+    } else {
+        number = r->next_number++;
+        ep->tries = 1;
+    }
+    ep->number = number;
+    ep->seed = r->cfg.game_seed ? r->cfg.game_seed(r->cfg.seed_arg, number) : r->cfg.seed + number;
+    ag_rng_seed(&ep->rng, s_mix(r->cfg.seed, number));
+    ep->id = 0;
+    ep->invalid = false;
+    ep->env = r->next_env;
+    r->next_env = (r->next_env + 1) % r->n_env;
+    for (int s = 0; s < r->cfg.n_seats; s++) {
+        seat_t *seat = &ep->seats[s];
+        ep->returns[s] = 0;
+        seat->want = seat->acting = false;
+        seat->fed = 0;
+        if (seat->slot >= 0 && r->pol[r->cfg.seats[s].policy].sampler)
+            ag_sampler_reset(r->pol[r->cfg.seats[s].policy].sampler, seat->slot);
+        if (seat->slot >= 0 && ag_seq_begin(&seat->seq) < 0) {
+            ag_error("runner", "out of memory");
+            s_set_state(ep, EP_CLOSED);
+            return;
+        }
+    }
+
+    Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
+    reset.game = r->game;
+    reset.seed = ep->seed;
+    reset.n_options = (size_t)r->n_options;
+    reset.options = r->kv_ptrs;
+    reset.n_seat_bots = (size_t)r->cfg.n_seats;
+    reset.seat_bots = r->bots;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
+    req.reset = &reset;
+    call_ref_t *ref = s_ref(ep);
+    r->st.started++;
+    s_set_state(ep, EP_RESET);
+    int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_reset_done, ref) : -ENOMEM;
+    if (rc < 0) {
+        free(ref);
+        ag_error("runner", "cannot send reset: %s", strerror(-rc));
+        ep->serial++;
+        s_set_state(ep, EP_CLOSED);
+    }
+}
+
+/* The seat's action is complete: close the turn and send it. */
+static void s_end_action(episode_t *ep, int s)
+{
+    ag_runner_t *r = ep->r;
+    seat_t *seat = &ep->seats[s];
+    policy_t *p = &r->pol[r->cfg.seats[s].policy];
+    seat->acting = false;
+    p->acting--;
+    r->st.actions++;
+    if (ag_seq_end_turn(&seat->seq, p->version) < 0) {
+        s_fail(ep, "out of memory");
+        return;
+    }
+    size_t n = ag_seq_text(&seat->seq, seat->turn_start, seat->seq.len, r->action,
+                           (size_t)r->cfg.max_action_tokens + 1);
+    ag_runner_sanitize_utf8(r->action, n);
+
+    Agora__V1__StepRequest step = AGORA__V1__STEP_REQUEST__INIT;
+    step.episode_id = ep->id;
+    step.player = (uint32_t)s;
+    step.action = r->action;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
+    req.step = &step;
+    call_ref_t *ref = s_ref(ep);
+    s_set_state(ep, EP_STEP);
+    int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_step_done, ref) : -ENOMEM;
+    if (rc < 0) {
+        free(ref);
+        s_fail(ep, "cannot send step");
+    }
+}
+
+/* ---- sampling ---- */
+
+/* Queues the seat's unfed tokens as rows (up to the budget); true if all fit. */
+static bool s_gather(policy_t *p, episode_t *ep, int s, int *n, int *n_last, ag_runner_t *r)
+{
+    seat_t *seat = &ep->seats[s];
+    if (seat->fed_gen != p->gen) {
+        r->st.refed += seat->fed;
+        ag_sampler_reset(p->sampler, seat->slot);
+        seat->fed = 0;
+        seat->fed_gen = p->gen;
+    }
+    size_t pending = seat->seq.len - seat->fed;
+    size_t room = (size_t)(p->max_rows - *n);
+    size_t take = pending < room ? pending : room;
+    for (size_t i = 0; i < take; i++) {
+        p->row_slot[*n] = seat->slot;
+        p->row_tok[*n] = seat->seq.tokens[seat->fed + i];
+        (*n)++;
+    }
+    seat->fed += take;
+    if (take == pending && take > 0) {
+        p->last[*n_last] = (row_ref_t){ep, s, *n - 1};
+        (*n_last)++;
+        return true;
+    }
+    return false;
+}
+
+/* Draws a token of the action alphabet (bytes and EOT: BOS, PAD and the
+ * reserved ids are never an action) from row `row` of the last feed. */
+static int s_draw(ag_runner_t *r, policy_t *p, int row, ag_rng_t *rng, ag_sample_t *out)
+{
+    const float *z = ag_sampler_logits(p->sampler, row);
+    const int V = p->cfg.vocab;
+    if (!z)
+        return -EINVAL;
+    memcpy(r->logits, z, (size_t)V * sizeof *z);
+    for (int t = AG_VOCAB_BYTES; t < V; t++)
+        if (t != AG_TOK_EOT)
+            r->logits[t] = -INFINITY;
+    int rc = ag_sample_logits(r->logits, V, &r->cfg.sample, rng, r->probs, r->order, out);
+    out->value = ag_sampler_value(p->sampler, row);
+    return rc;
+}
+
+static int s_sample_policy(ag_runner_t *r, int pi)
+{
+    policy_t *p = &r->pol[pi];
+    if (!p->sampler)
+        return 0;
+    int n = 0, n_last = 0;
+    /* Pass 0: seats mid-action (one row each); pass 1: seats starting an action. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int e = 0; e < r->n_eps; e++) {
+            episode_t *ep = &r->eps[e];
+            if (ep->state != EP_PLAY)
+                continue;
+            for (int s = 0; s < r->cfg.n_seats; s++) {
+                if (r->cfg.seats[s].policy != pi)
+                    continue;
+                seat_t *seat = &ep->seats[s];
+                bool mid = seat->acting && seat->gen > 0 && seat->fed_gen == p->gen &&
+                           seat->seq.len - seat->fed == 1;
+                if (pass == 0 && !mid)
+                    continue;
+                if (pass == 1) {
+                    if (mid)
+                        continue;
+                    if (!seat->acting) {
+                        if (!seat->want || p->hold)
+                            continue;
+                        seat->want = false;
+                        seat->acting = true;
+                        seat->gen = 0;
+                        seat->turn_start = seat->seq.len;
+                        p->acting++;
+                    }
+                    if (n == p->max_rows)
+                        continue;
+                }
+                s_gather(p, ep, s, &n, &n_last, r);
+            }
+        }
+    }
+    if (n == 0)
+        return 0;
+    double t0 = s_now();
+    int rc = ag_sampler_feed(p->sampler, n, p->row_slot, p->row_tok);
+    if (rc < 0) {
+        ag_error("runner", "forward pass failed: %s", strerror(-rc));
+        return rc;
+    }
+    r->st.forward_calls++;
+    r->st.tokens_fed += (uint64_t)n;
+    const int ctx = p->cfg.ctx;
+    for (int i = 0; i < n_last; i++) {
+        episode_t *ep = p->last[i].ep;
+        int s = p->last[i].seat;
+        seat_t *seat = &ep->seats[s];
+        ag_sample_t out;
+        rc = s_draw(r, p, p->last[i].row, &ep->rng, &out);
+        if (rc < 0 || ag_seq_generated(&seat->seq, out.token, out.logprob, out.value) < 0) {
+            ag_error("runner", "sampling failed");
+            return rc < 0 ? rc : -ENOMEM;
+        }
+        seat->gen++;
+        r->st.tokens_sampled++;
+        if (out.token == AG_TOK_EOT || seat->gen >= r->cfg.max_action_tokens ||
+            seat->seq.len >= (size_t)ctx)
+            s_end_action(ep, s);
+    }
+    r->st.sample_s += s_now() - t0;
+    return n;
+}
+
+int ag_runner_sample(ag_runner_t *r)
+{
+    int total = 0;
+    for (int p = 0; p < r->cfg.n_policies; p++) {
+        int n = s_sample_policy(r, p);
+        if (n < 0)
+            return n;
+        total += n;
+    }
+    return total;
+}
+
+/* ---- lifecycle ---- */
+
+ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_config_t *cfg)
+{
+    if (cfg->n_seats < 1 || cfg->n_seats > AG_RUNNER_MAX_SEATS || cfg->slots < 1 ||
+        cfg->n_policies < 0 || cfg->n_policies > AG_RUNNER_MAX_POLICIES ||
+        cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game || !cfg->env) {
+        ag_error("runner", "bad runner configuration");
+        return NULL;
+    }
+    for (int s = 0; s < cfg->n_seats; s++)
+        if (cfg->seats[s].policy >= cfg->n_policies ||
+            (cfg->seats[s].policy < 0 && !cfg->seats[s].bot[0])) {
+            ag_error("runner", "seat %d: no policy and no bot", s);
+            return NULL;
+        }
+    ag_runner_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->cfg = *cfg;
+    if (r->cfg.env_timeout_ms <= 0)
+        r->cfg.env_timeout_ms = 5000;
+    if (r->cfg.env_attempts <= 0)
+        r->cfg.env_attempts = 2;
+    const char *options = cfg->options ? cfg->options : "";
+    r->game = strdup(cfg->game);
+    r->options_buf = malloc(strlen(options) + 1);
+    r->action = malloc((size_t)cfg->max_action_tokens + 1);
+    if (!r->game || !r->options_buf || !r->action)
+        goto fail;
+    r->n_options = ag_runner_parse_options(options, r->options_buf, strlen(options) + 1, r->opt_kv,
+                                           MAX_OPTIONS);
+    if (r->n_options < 0) {
+        ag_error("runner", "bad game options \"%s\": expected KEY=VALUE,KEY=VALUE", options);
+        goto fail;
+    }
+    for (int i = 0; i < r->n_options; i++) {
+        agora__v1__key_value__init(&r->kv[i]);
+        r->kv[i].key = r->opt_kv[i][0];
+        r->kv[i].value = r->opt_kv[i][1];
+        r->kv_ptrs[i] = &r->kv[i];
+    }
+    for (int s = 0; s < cfg->n_seats; s++) {
+        r->bots[s] = cfg->seats[s].policy < 0 ? r->cfg.seats[s].bot : (char *)"";
+        snprintf(r->bot_labels[s], sizeof r->bot_labels[s], "bot:%s", cfg->seats[s].bot);
+    }
+
+    ag_rpc_client_opts_t ro = {
+        .timeout_ms = r->cfg.env_timeout_ms,
+        .attempts = r->cfg.env_attempts,
+        .max_reply = 16 << 20,
+    };
+    char *list = strdup(cfg->env), *save = NULL;
+    if (!list)
+        goto fail;
+    for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
+        if (r->n_env == MAX_ENVS) {
+            ag_error("runner", "more than %d env endpoints", MAX_ENVS);
+            free(list);
+            goto fail;
+        }
+        r->env[r->n_env] =
+            ag_rpc_client_create(loop, zctx, e, &agora__v1__env_reply__descriptor, &ro);
+        if (!r->env[r->n_env]) {
+            ag_error("runner", "cannot connect to env server %s", e);
+            free(list);
+            goto fail;
+        }
+        r->n_env++;
+    }
+    free(list);
+    if (r->n_env == 0) {
+        ag_error("runner", "no env endpoint given");
+        goto fail;
+    }
+
+    r->n_eps = cfg->slots;
+    r->eps = calloc((size_t)r->n_eps, sizeof *r->eps);
+    if (!r->eps)
+        goto fail;
+    int per_policy[AG_RUNNER_MAX_POLICIES] = {0};
+    for (int e = 0; e < r->n_eps; e++) {
+        episode_t *ep = &r->eps[e];
+        ep->r = r;
+        ep->state = EP_IDLE;
+        for (int s = 0; s < cfg->n_seats; s++) {
+            seat_t *seat = &ep->seats[s];
+            ag_seq_init(&seat->seq);
+            int p = cfg->seats[s].policy;
+            seat->slot = p >= 0 ? per_policy[p]++ : -1;
+        }
+    }
+    for (int p = 0; p < cfg->n_policies; p++)
+        r->pol[p].n_slots = per_policy[p];
+    return r;
+fail:
+    ag_runner_destroy(&r);
+    return NULL;
+}
+
+void ag_runner_destroy(ag_runner_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_runner_t *r = *self;
+    *self = NULL;
+    for (int i = 0; i < r->n_env; i++)
+        ag_rpc_client_destroy(&r->env[i]);
+    for (int p = 0; p < AG_RUNNER_MAX_POLICIES; p++) {
+        ag_sampler_destroy(&r->pol[p].sampler);
+        free(r->pol[p].row_slot);
+        free(r->pol[p].row_tok);
+        free(r->pol[p].last);
+    }
+    if (r->eps)
+        for (int e = 0; e < r->n_eps; e++)
+            for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++)
+                ag_seq_finish(&r->eps[e].seats[s].seq);
+    free(r->eps);
+    free(r->retry);
+    free(r->game);
+    free(r->options_buf);
+    free(r->action);
+    free(r->logits);
+    free(r->probs);
+    free(r->order);
+    free(r);
+}
+
+int ag_runner_set_policy(ag_runner_t *r, int pi, ag_model_t *model, uint64_t version,
+                         const char *label, bool trainable)
+{
+    if (pi < 0 || pi >= r->cfg.n_policies || !model)
+        return -EINVAL;
+    policy_t *p = &r->pol[pi];
+    if (p->acting)
+        return -EBUSY;
+    const ag_model_config_t *mc = ag_model_config(model);
+    if (!p->sampler && p->n_slots > 0) {
+        p->cfg = *mc;
+        p->max_rows = p->n_slots + PROMPT_ROWS;
+        p->sampler = ag_sampler_create(model, p->n_slots, p->max_rows);
+        p->row_slot = calloc((size_t)p->max_rows, sizeof *p->row_slot);
+        p->row_tok = calloc((size_t)p->max_rows, sizeof *p->row_tok);
+        p->last = calloc((size_t)p->max_rows, sizeof *p->last);
+        if (mc->vocab > r->vocab) {
+            free(r->logits);
+            free(r->probs);
+            free(r->order);
+            r->logits = malloc((size_t)mc->vocab * sizeof *r->logits);
+            r->probs = malloc((size_t)mc->vocab * sizeof *r->probs);
+            r->order = malloc((size_t)mc->vocab * sizeof *r->order);
+            r->vocab = r->logits && r->probs && r->order ? mc->vocab : 0;
+        }
+        if (!p->sampler || !p->row_slot || !p->row_tok || !p->last || r->vocab < mc->vocab) {
+            ag_error("runner", "cannot create a sampler of %d slots", p->n_slots);
+            return -ENOMEM;
+        }
+    } else if (p->sampler && model != p->model) {
+        return -EINVAL; /* the sampler is bound to its model */
+    }
+    p->model = model;
+    p->version = version;
+    p->gen++;
+    p->trainable = trainable;
+    snprintf(p->label, sizeof p->label, "%s", label ? label : "");
+    return 0;
+}
+
+void ag_runner_hold(ag_runner_t *r, int p, bool hold)
+{
+    if (p >= 0 && p < r->cfg.n_policies)
+        r->pol[p].hold = hold;
+}
+
+int ag_runner_acting(const ag_runner_t *r, int p)
+{
+    return p >= 0 && p < r->cfg.n_policies ? r->pol[p].acting : 0;
+}
+
+int ag_runner_start(ag_runner_t *r)
+{
+    if (r->started)
+        return 0;
+    for (int s = 0; s < r->cfg.n_seats; s++) {
+        int p = r->cfg.seats[s].policy;
+        if (p >= 0 && !r->pol[p].model) {
+            ag_error("runner", "seat %d: policy %d has no model", s, p);
+            return -EINVAL;
+        }
+    }
+    r->started = true;
+    for (int e = 0; e < r->n_eps; e++)
+        if (r->eps[e].state == EP_IDLE)
+            s_start_episode(&r->eps[e]);
+    return 0;
+}
+
+void ag_runner_stop(ag_runner_t *r)
+{
+    r->stopping = true;
+    for (int e = 0; e < r->n_eps; e++)
+        if (r->eps[e].state == EP_IDLE)
+            s_set_state(&r->eps[e], EP_CLOSED);
+}
+
+void ag_runner_abandon(ag_runner_t *r)
+{
+    ag_runner_stop(r);
+    for (int e = 0; e < r->n_eps; e++) {
+        episode_t *ep = &r->eps[e];
+        if (ep->state == EP_IDLE || ep->state == EP_CLOSED)
+            continue;
+        if (ep->id)
+            s_send_close(r, ep->env, ep->id);
+        s_release(ep);
+        s_set_state(ep, EP_CLOSED);
+    }
+}
+
+bool ag_runner_done(const ag_runner_t *r)
+{
+    if (!r->started)
+        return r->stopping;
+    for (int e = 0; e < r->n_eps; e++)
+        if (r->eps[e].state != EP_CLOSED)
+            return false;
+    return true;
+}
+
+void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out)
+{
+    *out = r->st;
+}
+
+int ag_runner_game_players(const char *endpoint, const char *game, const char *const *bots,
+                           int n_bots, int deadline_ms, char *err, size_t errlen)
+{
+    ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect to %s", endpoint);
+        return -EINVAL;
+    }
+    ag_env_client_set_retries(c, 0);
+    Agora__V1__EnvReply *rep = NULL;
+    int rc = -ETIMEDOUT;
+    uint64_t until = uv_hrtime() + (uint64_t)deadline_ms * 1000000ULL;
+    do {
+        rc = ag_env_client_hello(c, "agora-runner", &rep);
+    } while (rc == -ETIMEDOUT && uv_hrtime() < until);
+    if (rc < 0) {
+        snprintf(err, errlen, "env server %s: %s", endpoint,
+                 rc == -ETIMEDOUT ? "no answer to Hello" : strerror(-rc));
+        ag_env_client_destroy(&c);
+        return rc;
+    }
+    rc = -ENOENT;
+    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
+        snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
+                 ag_env_reply_kind(rep));
+        rc = -EPROTO;
+    } else {
+        snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
+        for (size_t g = 0; g < rep->hello->n_games; g++) {
+            const Agora__V1__GameSpec *gs = rep->hello->games[g];
+            if (!gs || !gs->name || strcmp(gs->name, game) != 0)
+                continue;
+            rc = (int)gs->num_players;
+            for (int b = 0; b < n_bots; b++) {
+                bool found = false;
+                for (size_t i = 0; i < gs->n_bots; i++)
+                    found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
+                if (!found) {
+                    snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", game, bots[b]);
+                    rc = -ENOENT;
+                }
+            }
+            if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
+                snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", game,
+                         gs->num_players, AG_RUNNER_MAX_SEATS);
+                rc = -EPROTO;
+            }
+            break;
+        }
+    }
+    agora__v1__env_reply__free_unpacked(rep, NULL);
+    ag_env_client_destroy(&c);
+    return rc;
+}

@@ -1,0 +1,372 @@
+/*
+ * agora-bench model - throughput of the model core on this machine:
+ * training (forward, PPO + value loss, backward, AdamW) on B x T tokens,
+ * batched KV-cache sampling of S sequences, the sgemm peak of the same
+ * process with the same thread count, and the model FLOP utilisation of both
+ * against that peak. The workload mirrors the PyTorch baselines
+ * (shared/bench/torch_gpt_step.py, torch_gpt_sample.py): same model, same
+ * losses, same token counting, so their tokens/s can be compared directly.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "bench.h"
+#include "forkjoin.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "sampler.h"
+
+#define PROMPT 16
+
+typedef struct {
+    int d_model, layers, heads, ctx, batch, sample_batch, threads;
+    double seconds;
+} opts_t;
+
+static double s_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: agora-bench model [--d-model D] [--layers L] [--heads H] [--ctx T]\n"
+            "                         [--batch B] [--sample-batch S] [--threads N] [--seconds X]\n"
+            "\n"
+            "Measures the model core and prints one JSON line:\n"
+            "  params                 parameters of the model (vocab 264, MLP ratio 4)\n"
+            "  train_tokens_per_s     B*T tokens per training step (forward, PPO clipped\n"
+            "                         surrogate + 0.5 * value MSE, backward, AdamW with\n"
+            "                         gradient clipping) / step time\n"
+            "  sample_tokens_per_s    S sequences each fed a %d-token prompt in one call, then\n"
+            "                         sampled one token per step up to T; S*T positions / time\n"
+            "                         (the counting of torch_gpt_sample.py);\n"
+            "                         sample_generated_tokens_per_s counts only S*(T-%d)\n"
+            "  sgemm_peak_gflops      best of a 2048^3 sgemm by OpenBLAS with N threads and\n"
+            "                         the same product split over N of our threads, timed\n"
+            "                         before and after the model runs\n"
+            "  train_mfu, sample_mfu  model GFLOP/s / sgemm_peak_gflops\n"
+            "  loadavg_1m             the machine's load average when the run started\n"
+            "\n"
+            "FLOP convention: 2 FLOPs per multiply-add of every matrix product (QKV,\n"
+            "attention projection, MLP, policy and value heads; embeddings are lookups and\n"
+            "count nothing); attention scores and weighted sums over the causal triangle\n"
+            "only (2*D*(T+1) FLOPs per token and layer forward). Training = 3 x forward.\n"
+            "Sampling counts the work of each position at its own context length.\n"
+            "LayerNorm, GELU, softmax, losses and the optimizer count nothing.\n"
+            "\n"
+            "Defaults: --d-model 128 --layers 4 --heads D/32 --ctx 128 --batch 16\n"
+            "          --sample-batch 32 --threads <all cores> --seconds 3\n",
+            PROMPT, PROMPT);
+}
+
+static int s_parse(int argc, char **argv, opts_t *o)
+{
+    static const struct option longopts[] = {
+        {"d-model", required_argument, NULL, 'd'}, {"layers", required_argument, NULL, 'l'},
+        {"heads", required_argument, NULL, 'H'},   {"ctx", required_argument, NULL, 't'},
+        {"batch", required_argument, NULL, 'b'},   {"sample-batch", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 'n'}, {"seconds", required_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    *o = (opts_t){128, 4, 0, 128, 16, 32, ncpu > 0 ? (int)ncpu : 1, 3.0};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        char *end = NULL;
+        double v = optarg ? strtod(optarg, &end) : 0.0;
+        if (optarg && (*end || !(v > 0.0) || v > 1e6)) {
+            fprintf(stderr, "agora-bench model: bad value '%s'\n", optarg);
+            return 2;
+        }
+        switch (c) {
+        case 'd':
+            o->d_model = (int)v;
+            break;
+        case 'l':
+            o->layers = (int)v;
+            break;
+        case 'H':
+            o->heads = (int)v;
+            break;
+        case 't':
+            o->ctx = (int)v;
+            break;
+        case 'b':
+            o->batch = (int)v;
+            break;
+        case 's':
+            o->sample_batch = (int)v;
+            break;
+        case 'n':
+            o->threads = (int)v;
+            break;
+        case 'x':
+            o->seconds = v;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 1;
+        default:
+            s_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "agora-bench model: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->heads)
+        o->heads = o->d_model >= 32 ? o->d_model / 32 : 1;
+    if (o->ctx <= PROMPT) {
+        fprintf(stderr, "agora-bench model: --ctx must exceed the %d-token prompt\n", PROMPT);
+        return 2;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- training */
+
+static double s_bench_train(ag_model_t *m, const opts_t *o, double *step_ms)
+{
+    const int B = o->batch, T = o->ctx, R = B * T;
+    int32_t *tok = malloc(sizeof(int32_t) * R), *act = malloc(sizeof(int32_t) * R);
+    float *adv = malloc(sizeof(float) * R), *old = malloc(sizeof(float) * R),
+          *ret = malloc(sizeof(float) * R);
+    ag_rng_t r;
+    ag_rng_seed(&r, 1);
+    for (int i = 0; i < R; i++) {
+        tok[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
+        act[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
+        adv[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
+        old[i] = (float)(ag_rng_double(&r) * 0.2 - 4.1);
+        ret[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
+    }
+    ag_loss_batch_t b = {.targets = act, .advantages = adv, .old_logprobs = old, .returns = ret};
+    ag_loss_config_t lc;
+    ag_loss_config_default(&lc);
+    lc.vf_clip = 0.0f;
+    ag_adamw_config_t oc;
+    ag_adamw_config_default(&oc);
+    oc.lr = 1e-4f;
+    ag_adamw_t *opt = ag_adamw_create(m, &oc);
+    double rate = 0.0;
+    if (!opt || ag_model_reserve(m, B, T) != 0) {
+        fprintf(stderr, "agora-bench model: out of memory\n");
+        goto out;
+    }
+    int steps = 0;
+    double t0 = 0.0;
+    for (int i = -2; i < steps + 1; i++) {
+        if (i == 0)
+            t0 = s_now();
+        if (ag_model_forward(m, B, T, tok, 0) != 0)
+            goto out;
+        ag_model_zero_grad(m);
+        ag_model_loss_backward(m, &b, &lc, NULL);
+        ag_adamw_step(opt, m, NULL);
+        if (i >= 0 && s_now() - t0 < o->seconds)
+            steps++;
+    }
+    double dt = (s_now() - t0) / (steps + 1);
+    *step_ms = dt * 1e3;
+    rate = R / dt;
+out:
+    ag_adamw_destroy(&opt);
+    free(tok);
+    free(act);
+    free(adv);
+    free(old);
+    free(ret);
+    return rate;
+}
+
+/* ------------------------------------------------------------- sampling */
+
+static double s_bench_sample(ag_model_t *m, const opts_t *o, double *gen_rate, double *flops)
+{
+    const int S = o->sample_batch, T = o->ctx;
+    ag_sampler_t *s = ag_sampler_create(m, S, S * PROMPT);
+    int32_t *slots = malloc(sizeof(int32_t) * S * PROMPT),
+            *toks = malloc(sizeof(int32_t) * S * PROMPT);
+    ag_sample_t *out = malloc(sizeof(ag_sample_t) * S);
+    ag_rng_t rng;
+    ag_rng_seed(&rng, 2);
+    const ag_sample_config_t sc = {1.0f, 1.0f};
+    double rate = 0.0;
+    if (!s || !slots || !toks || !out)
+        goto out;
+    double per_seq = 0.0;
+    for (int p = 0; p < T; p++)
+        per_seq += ag_model_decode_flops(ag_model_config(m), p);
+    int gens = 0;
+    double t0 = 0.0, total = 0.0;
+    for (int g = -1; g < gens + 1; g++) {
+        if (g == 0)
+            t0 = s_now();
+        for (int i = 0; i < S; i++) {
+            ag_sampler_reset(s, i);
+            for (int p = 0; p < PROMPT; p++) {
+                slots[i * PROMPT + p] = i;
+                toks[i * PROMPT + p] = (int32_t)ag_rng_below(&rng, 256);
+            }
+        }
+        if (ag_sampler_feed(s, S * PROMPT, slots, toks) != 0)
+            goto out;
+        for (int i = 0; i < S; i++) {
+            ag_sampler_sample(s, (i + 1) * PROMPT - 1, &sc, &rng, &out[i]);
+            slots[i] = i;
+            toks[i] = out[i].token;
+        }
+        for (int p = PROMPT; p < T; p++) {
+            if (p + 1 < T) {
+                if (ag_sampler_step(s, S, slots, toks, &sc, &rng, out) != 0)
+                    goto out;
+                for (int i = 0; i < S; i++)
+                    toks[i] = out[i].token;
+            } else if (ag_sampler_feed(s, S, slots, toks) != 0) {
+                goto out;
+            }
+        }
+        if (g >= 0 && s_now() - t0 < o->seconds)
+            gens++;
+    }
+    total = s_now() - t0;
+    rate = (double)S * T * (gens + 1) / total;
+    *gen_rate = (double)S * (T - PROMPT) * (gens + 1) / total;
+    *flops = per_seq * S * (gens + 1) / total;
+out:
+    ag_sampler_destroy(&s);
+    free(slots);
+    free(toks);
+    free(out);
+    return rate;
+}
+
+/* ----------------------------------------------------------- sgemm peak */
+
+enum { PEAK_N = 2048 };
+
+typedef struct {
+    const float *a, *b;
+    float *c;
+} peak_ctx_t;
+
+static void s_peak_share(void *arg, int index, int count)
+{
+    const peak_ctx_t *p = arg;
+    long lo, hi;
+    ag_forkjoin_split(PEAK_N, index, count, 16, &lo, &hi);
+    if (hi > lo)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(hi - lo), PEAK_N, PEAK_N, 1.0f,
+                    p->a + lo * PEAK_N, PEAK_N, p->b, PEAK_N, 0.0f, p->c + lo * PEAK_N, PEAK_N);
+}
+
+static double s_time_peak(int threads, int own_split, float *a, float *b, float *c)
+{
+    ag_forkjoin_t *fj = own_split ? ag_forkjoin_create(threads) : NULL;
+    peak_ctx_t pc = {a, b, c};
+    openblas_set_num_threads(own_split ? 1 : threads);
+    double best = 0.0;
+    for (int rep = 0; rep < 4; rep++) {
+        double t0 = s_now();
+        if (own_split)
+            ag_forkjoin_run(fj, s_peak_share, &pc);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PEAK_N, PEAK_N, PEAK_N, 1.0f, a,
+                        PEAK_N, b, PEAK_N, 0.0f, c, PEAK_N);
+        double g = 2.0 * PEAK_N * PEAK_N * (double)PEAK_N / (s_now() - t0) / 1e9;
+        if (rep > 0 && g > best) /* the first run pays for page faults */
+            best = g;
+    }
+    openblas_set_num_threads(1);
+    ag_forkjoin_destroy(&fj);
+    return best;
+}
+
+/* own_only: skip OpenBLAS's threading, whose idle workers keep spinning for
+ * a while after a call and would disturb what runs next. */
+static double s_sgemm_peak(int threads, int own_only)
+{
+    const size_t n = (size_t)PEAK_N * PEAK_N;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)),
+          *c = malloc(n * sizeof(float));
+    double best = 0.0;
+    if (a && b && c) {
+        ag_rng_t r;
+        ag_rng_seed(&r, 3);
+        for (size_t i = 0; i < n; i++) {
+            a[i] = ag_rng_float(&r) - 0.5f;
+            b[i] = ag_rng_float(&r) - 0.5f;
+        }
+        best = s_time_peak(threads, 1, a, b, c);
+        if (!own_only)
+            best = fmax(best, s_time_peak(threads, 0, a, b, c));
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+int bench_model_main(int argc, char **argv)
+{
+    opts_t o;
+    int rc = s_parse(argc, argv, &o);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    ag_model_config_t cfg = {.vocab = AG_VOCAB_SIZE,
+                             .d_model = o.d_model,
+                             .n_layers = o.layers,
+                             .n_heads = o.heads,
+                             .ctx = o.ctx,
+                             .mlp_ratio = 4};
+    char err[128];
+    if (ag_model_config_check(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "agora-bench model: %s\n", err);
+        return 2;
+    }
+    ag_model_t *m = ag_model_create(&cfg, 1, o.threads);
+    if (!m) {
+        fprintf(stderr, "agora-bench model: cannot create the model\n");
+        return 1;
+    }
+    /* The machine's load when the run started: on a shared machine, figures
+     * taken under load are not comparable with quiet ones. */
+    double load = -1.0;
+    if (getloadavg(&load, 1) != 1)
+        load = -1.0;
+    /* The peak is the best of runs before and after the model's, so that a
+     * machine busier during the peak runs cannot inflate the MFU. */
+    double peak = s_sgemm_peak(o.threads, 1);
+    double step_ms = 0.0, gen_rate = 0.0, sample_flops = 0.0;
+    double train = s_bench_train(m, &o, &step_ms);
+    double sample = s_bench_sample(m, &o, &gen_rate, &sample_flops);
+    peak = fmax(peak, s_sgemm_peak(o.threads, 0));
+    double train_gflops = train * ag_model_train_flops_per_token(&cfg, o.ctx) / 1e9;
+    double sample_gflops = sample_flops / 1e9;
+    printf("{\"bench\":\"model\",\"d_model\":%d,\"layers\":%d,\"heads\":%d,\"ctx\":%d,"
+           "\"batch\":%d,\"sample_batch\":%d,\"threads\":%d,\"params\":%zu,"
+           "\"train_tokens_per_s\":%.0f,\"train_step_ms\":%.2f,\"sample_tokens_per_s\":%.0f,"
+           "\"sample_generated_tokens_per_s\":%.0f,\"sgemm_peak_gflops\":%.1f,"
+           "\"train_gflops\":%.1f,\"sample_gflops\":%.1f,\"train_mfu\":%.3f,"
+           "\"sample_mfu\":%.3f,\"loadavg_1m\":%.2f}\n",
+           o.d_model, o.layers, o.heads, o.ctx, o.batch, o.sample_batch, o.threads,
+           ag_model_num_params(m), train, step_ms, sample, gen_rate, peak, train_gflops,
+           sample_gflops, peak > 0 ? train_gflops / peak : 0.0,
+           peak > 0 ? sample_gflops / peak : 0.0, load);
+    ag_model_destroy(&m);
+    return train > 0.0 && sample > 0.0 ? 0 : 1;
+}

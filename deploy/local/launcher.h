@@ -1,0 +1,45 @@
+/*
+ * launcher.h - `agora run`: one whole agora cluster on this machine from one
+ * run file.
+ *
+ * The launcher picks free loopback ports, writes the effective run file
+ * (DIR/run.ini), starts the env servers (and waits for their Hello), the
+ * learner and the actors, restarts crashed actors and env servers with
+ * backoff, shows one progress line from the learner's control Status, and
+ * when the learner ends by itself (or on Ctrl-C / SIGTERM) stops the cluster
+ * in order: actors, learner (it checkpoints), env servers. It then evaluates
+ * the warm start and the final policy with agora-eval on held-out seeds and
+ * leaves summary.json and curves.png next to the learner's files in DIR.
+ */
+#ifndef AG_LAUNCHER_H
+#define AG_LAUNCHER_H
+
+#include <stdbool.h>
+
+#include "runfile.h"
+
+typedef struct ag_launch_opts {
+    ag_runfile_t *runfile; /* the whole run file; the launcher adds its endpoints to it */
+    const char *origin;    /* where the run file came from, for the log and run.ini */
+    const char *name;      /* run name (run.name) */
+    const char *out_dir;   /* "" = runs/NAME-YYYYmmdd-HHMMSS under the current directory */
+    const char *host;      /* loopback address every service binds and connects to */
+    const char *bin_dir;   /* "" = next to the agora binary, or the build tree layout */
+    const char *gnuplot;   /* the gnuplot program */
+    long env_servers;
+    long actors;
+    long seed;             /* actor i (0-based) gets seed + i */
+    long max_restarts;     /* per actor or env server */
+    long restart_delay_ms; /* first delay; doubles per restart of the same process */
+    long stop_timeout_s;   /* how long the learner may take to checkpoint and exit */
+    long progress_s;       /* seconds between progress lines when stderr is not a terminal */
+    long eval_games;
+    long eval_seed;
+    bool eval;
+    bool plot;
+} ag_launch_opts_t;
+
+/* Runs the whole job; returns the process exit status (0 ok, 1 the run failed). */
+int ag_launch_run(const ag_launch_opts_t *opts);
+
+#endif

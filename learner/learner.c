@@ -1,0 +1,1282 @@
+/*
+ * learner.c - the agora-learner service (see learner.h): ingest with
+ * de-duplication and staleness checks on the loop thread, warm start and PPO
+ * on the training thread, publication of every version, checkpoints,
+ * metrics.
+ */
+#include "learner.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "codec.h"
+#include "control.pb-c.h"
+#include "crc32.h"
+#include "dedup.h"
+#include "log.h"
+#include "rpc.h"
+#include "signals.h"
+#include "state.h"
+#include "traj.h"
+#include "weights.pb-c.h"
+
+#define WEIGHTS_TOPIC "agora.v1.weights"
+#define MAX_SUBMIT 64
+#define MAX_GAME_METRICS 32
+#define PATH_LEN 4096
+
+/* One published version of the weights. Loop thread only once handed over. */
+typedef struct snap {
+    uint64_t version, step;
+    bool league;
+    float *params;
+    size_t n;
+    uint32_t crc;
+    int refs;
+    struct snap *next;
+} snap_t;
+
+struct ag_learner {
+    uv_loop_t *loop;
+    void *zctx;
+    ag_learner_opts_t o;
+    char out[PATH_LEN];
+    char resume[PATH_LEN];
+    char endpoints[3][512];
+    char ws_file[PATH_LEN], ws_env[1024], ws_game[128], ws_options[1024];
+
+    ag_rpc_server_t *traj;
+    ag_rpc_server_t *ctl;
+    ag_zsock_t *pub;
+    uv_async_t async;
+    uv_timer_t ckpt_timer;
+    ag_signals_t *signals;
+    uv_thread_t thread;
+    bool thread_started;
+    bool closing;
+    int exit_code;
+
+    /* shared with the trainer, under lk */
+    uv_mutex_t lk;
+    uv_cond_t cv;
+    ag_traj_t **q; /* ring buffer of accepted trajectories, arrival order */
+    size_t q_head, q_len, q_cap;
+    uint64_t arrivals;
+    size_t held; /* taken from the queue by the trainer for its next batch */
+    ag_dedup_t *dedup;
+    ag_learner_state_t st;
+    const char *phase;
+    json_t *status; /* the latest metrics record */
+    snap_t *outbox;
+    bool trainer_done;
+    atomic_int stop;
+    atomic_int ckpt_req;
+
+    /* loop thread only */
+    snap_t *latest;
+    snap_t **league;
+    size_t n_league, cap_league;
+    ag_buf_t buf;
+
+    /* trainer thread only (and create/destroy) */
+    ag_model_t *policy;
+    ag_model_t *ref;
+    ag_ppo_t *ppo;
+    ag_rng_t ws_rng;
+    FILE *metrics;
+    double t_start; /* monotonic time this process started */
+    double t_last;  /* end of the previous update */
+    bool resumed;
+    uint64_t prev_duplicates, prev_stale;
+};
+
+static const ag_field_limit_t s_traj_fields[] = {
+    {&agora__v1__submit_trajectories__descriptor, "trajectories", MAX_SUBMIT},
+    {&agora__v1__trajectory__descriptor, "seats", 8},
+    {&agora__v1__trajectory__descriptor, "returns", 8},
+    {&agora__v1__trajectory__descriptor, "info", 64},
+    {&agora__v1__trajectory__descriptor, "metrics", 64},
+    {&agora__v1__trajectory_id__descriptor, "actor_id", 256},
+    {&agora__v1__seat_trajectory__descriptor, "policy", 256},
+    {&agora__v1__seat_trajectory__descriptor, "generated", 65536},
+    {&agora__v1__trajectory__descriptor, "game", 64},
+};
+
+static const ag_limits_t s_traj_limits = {
+    .max_string = 4096,
+    .max_repeated = 65536,
+    .fields = s_traj_fields,
+    .n_fields = sizeof s_traj_fields / sizeof s_traj_fields[0],
+};
+
+static const ag_limits_t s_ctl_limits = {.max_string = 256, .max_repeated = 32};
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The output directory is checked to leave room for every name below it. */
+static void s_path(char *dst, const ag_learner_t *l, const char *dir, const char *name)
+{
+    if (snprintf(dst, PATH_LEN, "%s/%s", dir ? dir : l->out, name) >= PATH_LEN)
+        dst[PATH_LEN - 1] = '\0';
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+static void s_snap_unref(snap_t *s)
+{
+    if (s && --s->refs <= 0) {
+        free(s->params);
+        free(s);
+    }
+}
+
+static snap_t *s_snap_make(const ag_model_t *m, uint64_t version, uint64_t step, bool league)
+{
+    snap_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->n = ag_model_num_params(m);
+    s->params = malloc(s->n * sizeof(float));
+    if (!s->params) {
+        free(s);
+        return NULL;
+    }
+    memcpy(s->params, ag_model_params_const(m), s->n * sizeof(float));
+    /* The raw frame is the slab as it is in memory: agora runs on
+     * little-endian hosts, which is what "f32le" promises. */
+    s->crc = ag_crc32(0, s->params, s->n * sizeof(float));
+    s->version = version;
+    s->step = step;
+    s->league = league;
+    return s;
+}
+
+static void s_header(const ag_learner_t *l, const snap_t *s, Agora__V1__WeightsHeader *h,
+                     Agora__V1__ModelConfig *mc)
+{
+    agora__v1__weights_header__init(h);
+    agora__v1__model_config__init(mc);
+    mc->vocab_size = (uint32_t)l->o.model.vocab;
+    mc->d_model = (uint32_t)l->o.model.d_model;
+    mc->n_layers = (uint32_t)l->o.model.n_layers;
+    mc->n_heads = (uint32_t)l->o.model.n_heads;
+    mc->context = (uint32_t)l->o.model.ctx;
+    mc->mlp_ratio = (uint32_t)l->o.model.mlp_ratio;
+    h->version = s->version;
+    h->config = mc;
+    h->num_bytes = s->n * sizeof(float);
+    h->crc32 = s->crc;
+    h->dtype = (char *)"f32le";
+    h->step = s->step;
+    h->league = s->league;
+}
+
+/* Loop thread: publish a new version and make it the latest (and keep it in
+ * the league when marked). Takes ownership of s. */
+static void s_publish(ag_learner_t *l, snap_t *s)
+{
+    Agora__V1__WeightsHeader h;
+    Agora__V1__ModelConfig mc;
+    s_header(l, s, &h, &mc);
+    if (l->pub && ag_codec_pack(&h.base, &l->buf) == 0) {
+        ag_frame_t f[3] = {{WEIGHTS_TOPIC, strlen(WEIGHTS_TOPIC)},
+                           {l->buf.data, l->buf.len},
+                           {s->params, s->n * sizeof(float)}};
+        int rc = ag_zsock_send(l->pub, f, 3);
+        if (rc < 0)
+            ag_debug("learner", "publishing version %" PRIu64 ": %s", s->version,
+                     zmq_strerror(-rc));
+    }
+    s->refs++;
+    s_snap_unref(l->latest);
+    l->latest = s;
+    if (s->league) {
+        if (l->n_league == l->cap_league) {
+            size_t cap = l->cap_league ? l->cap_league * 2 : 16;
+            snap_t **v = realloc(l->league, cap * sizeof *v);
+            if (!v)
+                return;
+            l->league = v;
+            l->cap_league = cap;
+        }
+        s->refs++;
+        l->league[l->n_league++] = s;
+        while (l->o.league_max > 0 && l->n_league > (size_t)l->o.league_max) {
+            s_snap_unref(l->league[0]);
+            memmove(l->league, l->league + 1, (l->n_league - 1) * sizeof *l->league);
+            l->n_league--;
+        }
+    }
+}
+
+/* --------------------------------------------------------------- ingest */
+
+static void s_traj_error(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid,
+                         Agora__V1__ErrorCode code, const char *msg)
+{
+    ag_debug("learner", "trajectory request %" PRIu64 ": %s: %s", rid, ag_error_name(code), msg);
+    ag_rpc_reply_error(l->traj, peer, &agora__v1__trajectory_reply__descriptor, rid, code, msg);
+}
+
+static bool s_valid_id(const Agora__V1__TrajectoryId *id)
+{
+    return id && id->actor_id && id->actor_id[0];
+}
+
+static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
+                      size_t len, void *arg)
+{
+    ag_learner_t *l = arg;
+    if (!payload) {
+        s_traj_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                     "a request is one frame [TrajectoryRequest] or two frames "
+                     "[empty][TrajectoryRequest]");
+        return;
+    }
+    char why[256];
+    Agora__V1__TrajectoryRequest *req = (Agora__V1__TrajectoryRequest *)ag_codec_decode(
+        &agora__v1__trajectory_request__descriptor, payload, len, &s_traj_limits, why, sizeof why);
+    if (!req) {
+        s_traj_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        return;
+    }
+    const uint64_t rid = req->request_id;
+    if (req->protocol_version != AG_PROTOCOL_VERSION) {
+        snprintf(why, sizeof why,
+                 "protocol_version %" PRIu32 " is not supported; this learner "
+                 "speaks %d",
+                 req->protocol_version, AG_PROTOCOL_VERSION);
+        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
+        goto done;
+    }
+    if (req->body_case != AGORA__V1__TRAJECTORY_REQUEST__BODY_SUBMIT || !req->submit) {
+        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                     "TrajectoryRequest has no body (submit)");
+        goto done;
+    }
+    const Agora__V1__SubmitTrajectories *sub = req->submit;
+    /* Take only what fits in the queue; the rest stays unacknowledged (in no ack
+     * list), so the actor resends it later: backpressure without losing anything. */
+    size_t n = sub->n_trajectories;
+    uv_mutex_lock(&l->lk);
+    size_t room = l->q_len < (size_t)l->o.max_pending ? (size_t)l->o.max_pending - l->q_len : 0;
+    bool full = n > 0 && room == 0;
+    bool stopping = atomic_load(&l->stop);
+    uv_mutex_unlock(&l->lk);
+    if (n > room)
+        n = room;
+    if (full || stopping) {
+        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                     stopping ? "the learner is stopping"
+                              : "the learner's queue is full: back off and resend");
+        goto done;
+    }
+    /* Validate and copy outside the lock; de-duplicate and queue under it. */
+    ag_traj_t *conv[MAX_SUBMIT] = {0};
+    int verdict[MAX_SUBMIT]; /* 0 accepted, 1 duplicate, 2 stale, 3 rejected */
+    for (size_t i = 0; i < n; i++) {
+        const Agora__V1__Trajectory *t = sub->trajectories[i];
+        verdict[i] = 3;
+        if (!s_valid_id(t->id))
+            continue;
+        int rc = ag_traj_from_pb(t, l->o.model.vocab, l->o.model.ctx, &conv[i], why, sizeof why);
+        if (rc == -ENOMEM) {
+            for (size_t k = 0; k < i; k++)
+                ag_traj_free(&conv[k]);
+            s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
+            goto done;
+        }
+        if (rc < 0)
+            ag_debug("learner", "rejected %s/%" PRIu64 "/%" PRIu64 ": %s", t->id->actor_id,
+                     t->id->run_id, t->id->sequence, why);
+        else
+            verdict[i] = 0;
+    }
+    Agora__V1__TrajectoryId *lists[4][MAX_SUBMIT];
+    size_t counts[4] = {0};
+    uv_mutex_lock(&l->lk);
+    const uint64_t version = l->st.version;
+    for (size_t i = 0; i < n; i++) {
+        Agora__V1__TrajectoryId *id = sub->trajectories[i]->id;
+        if (!s_valid_id(id)) {
+            l->st.rejected++;
+            continue; /* nothing to acknowledge it by */
+        }
+        int seen = ag_dedup_check(l->dedup, id->actor_id, id->run_id, id->sequence);
+        if (seen == 1) {
+            ag_traj_free(&conv[i]);
+            verdict[i] = 1;
+            l->st.duplicates++;
+        } else if (verdict[i] == 3) {
+            l->st.rejected++;
+        } else if (conv[i]->min_version > version ||
+                   version - conv[i]->min_version > (uint64_t)l->o.max_staleness) {
+            ag_traj_free(&conv[i]);
+            verdict[i] = 2;
+            l->st.stale++;
+        } else {
+            conv[i]->arrival = l->arrivals++;
+            l->q[(l->q_head + l->q_len) % l->q_cap] = conv[i];
+            l->q_len++;
+            conv[i] = NULL;
+            l->st.trajectories++;
+        }
+        lists[verdict[i]][counts[verdict[i]]++] = id;
+    }
+    if (counts[0])
+        uv_cond_broadcast(&l->cv);
+    uv_mutex_unlock(&l->lk);
+    for (size_t i = 0; i < n; i++)
+        ag_traj_free(&conv[i]);
+
+    Agora__V1__SubmitAck ack = AGORA__V1__SUBMIT_ACK__INIT;
+    ack.n_accepted = counts[0];
+    ack.accepted = lists[0];
+    ack.n_duplicate = counts[1];
+    ack.duplicate = lists[1];
+    ack.n_stale = counts[2];
+    ack.stale = lists[2];
+    ack.n_rejected = counts[3];
+    ack.rejected = lists[3];
+    ack.learner_version = version;
+    Agora__V1__TrajectoryReply rep = AGORA__V1__TRAJECTORY_REPLY__INIT;
+    rep.protocol_version = AG_PROTOCOL_VERSION;
+    rep.request_id = rid;
+    rep.body_case = AGORA__V1__TRAJECTORY_REPLY__BODY_ACK;
+    rep.ack = &ack;
+    ag_rpc_reply_msg(srv, peer, &rep.base);
+done:
+    ag_codec_free(&req->base);
+}
+
+/* -------------------------------------------------------------- control */
+
+static void s_ctl_error(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid,
+                        Agora__V1__ErrorCode code, const char *msg)
+{
+    ag_debug("learner", "control request %" PRIu64 ": %s: %s", rid, ag_error_name(code), msg);
+    ag_rpc_reply_error(l->ctl, peer, &agora__v1__control_reply__descriptor, rid, code, msg);
+}
+
+static void s_status(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid)
+{
+    uv_mutex_lock(&l->lk);
+    size_t cap = (l->status ? json_object_size(l->status) : 0) + l->st.n_actors + 8;
+    Agora__V1__Metric *m = calloc(cap, sizeof *m);
+    Agora__V1__Metric **mp = calloc(cap, sizeof *mp);
+    char(*names)[320] = calloc(cap, sizeof *names);
+    if (!m || !mp || !names) {
+        uv_mutex_unlock(&l->lk);
+        free(m);
+        free(mp);
+        free(names);
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    size_t n = 0;
+    const char *key;
+    json_t *val;
+    if (l->status) {
+        json_object_foreach(l->status, key, val)
+        {
+            if (!json_is_number(val) || n == cap)
+                continue;
+            snprintf(names[n], sizeof names[n], "%s", key);
+            agora__v1__metric__init(&m[n]);
+            m[n].name = names[n];
+            m[n].value = json_number_value(val);
+            n++;
+        }
+    }
+    /* Per-actor training counts, "actor:ID" (the smoke test checks every actor contributed). */
+    for (size_t i = 0; i < l->st.n_actors && n < cap; i++) {
+        snprintf(names[n], sizeof names[n], "actor:%s", l->st.actors[i].actor_id);
+        agora__v1__metric__init(&m[n]);
+        m[n].name = names[n];
+        m[n].value = (double)l->st.actors[i].trained;
+        n++;
+    }
+    const struct {
+        const char *name;
+        double v;
+    } extra[] = {
+        {"pending", (double)(l->q_len + l->held)},
+        {"duplicates_total", (double)l->st.duplicates},
+        {"stale_total", (double)(l->st.stale + l->st.dropped_stale)},
+        {"rejected_total", (double)l->st.rejected},
+        {"trained_trajectories", (double)l->st.trained},
+    };
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < cap; i++) {
+        snprintf(names[n], sizeof names[n], "%s", extra[i].name);
+        agora__v1__metric__init(&m[n]);
+        m[n].name = names[n];
+        m[n].value = extra[i].v;
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        mp[i] = &m[i];
+    Agora__V1__StatusReply sr = AGORA__V1__STATUS_REPLY__INIT;
+    sr.version = l->st.version;
+    sr.updates = l->st.updates;
+    sr.trajectories = l->st.trajectories;
+    sr.tokens_trained = l->st.tokens_trained;
+    sr.phase = (char *)l->phase;
+    sr.n_metrics = n;
+    sr.metrics = mp;
+    Agora__V1__ControlReply rep = AGORA__V1__CONTROL_REPLY__INIT;
+    rep.protocol_version = AG_PROTOCOL_VERSION;
+    rep.request_id = rid;
+    rep.body_case = AGORA__V1__CONTROL_REPLY__BODY_STATUS;
+    rep.status = &sr;
+    int rc = ag_codec_pack(&rep.base, &l->buf);
+    uv_mutex_unlock(&l->lk);
+    if (rc == 0)
+        ag_rpc_reply(l->ctl, peer, l->buf.data, l->buf.len, NULL, 0);
+    free(m);
+    free(mp);
+    free(names);
+}
+
+static void s_get_weights(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid,
+                          uint64_t version)
+{
+    snap_t *s = NULL;
+    if (!l->latest) {
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                    "no policy published yet (warm start in progress): retry later");
+        return;
+    }
+    if (version == 0 || version == l->latest->version)
+        s = l->latest;
+    for (size_t i = 0; !s && i < l->n_league; i++)
+        if (l->league[i]->version == version)
+            s = l->league[i];
+    if (!s) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "version %" PRIu64 " is neither the latest nor in the league",
+                 version);
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_MODEL, msg);
+        return;
+    }
+    Agora__V1__WeightsHeader h;
+    Agora__V1__ModelConfig mc;
+    s_header(l, s, &h, &mc);
+    Agora__V1__ControlReply rep = AGORA__V1__CONTROL_REPLY__INIT;
+    rep.protocol_version = AG_PROTOCOL_VERSION;
+    rep.request_id = rid;
+    rep.body_case = AGORA__V1__CONTROL_REPLY__BODY_WEIGHTS;
+    rep.weights = &h;
+    if (ag_codec_pack(&rep.base, &l->buf) == 0)
+        ag_rpc_reply(l->ctl, peer, l->buf.data, l->buf.len, s->params, s->n * sizeof(float));
+}
+
+static void s_league(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid)
+{
+    uint64_t *v = malloc((l->n_league ? l->n_league : 1) * sizeof *v);
+    if (!v) {
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < l->n_league; i++)
+        v[i] = l->league[i]->version;
+    Agora__V1__LeagueReply lr = AGORA__V1__LEAGUE_REPLY__INIT;
+    lr.n_versions = l->n_league;
+    lr.versions = v;
+    Agora__V1__ControlReply rep = AGORA__V1__CONTROL_REPLY__INIT;
+    rep.protocol_version = AG_PROTOCOL_VERSION;
+    rep.request_id = rid;
+    rep.body_case = AGORA__V1__CONTROL_REPLY__BODY_LEAGUE;
+    rep.league = &lr;
+    ag_rpc_reply_msg(l->ctl, peer, &rep.base);
+    free(v);
+}
+
+static void s_on_ctl(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
+                     size_t len, void *arg)
+{
+    ag_learner_t *l = arg;
+    (void)srv;
+    if (!payload) {
+        s_ctl_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "a request is one frame [ControlRequest] or two frames "
+                    "[empty][ControlRequest]");
+        return;
+    }
+    char why[256];
+    Agora__V1__ControlRequest *req = (Agora__V1__ControlRequest *)ag_codec_decode(
+        &agora__v1__control_request__descriptor, payload, len, &s_ctl_limits, why, sizeof why);
+    if (!req) {
+        s_ctl_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        return;
+    }
+    const uint64_t rid = req->request_id;
+    if (req->protocol_version != AG_PROTOCOL_VERSION) {
+        snprintf(why, sizeof why,
+                 "protocol_version %" PRIu32 " is not supported; this learner "
+                 "speaks %d",
+                 req->protocol_version, AG_PROTOCOL_VERSION);
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
+    } else if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_STATUS) {
+        s_status(l, peer, rid);
+    } else if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_GET_WEIGHTS && req->get_weights) {
+        s_get_weights(l, peer, rid, req->get_weights->version);
+    } else if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_LEAGUE) {
+        s_league(l, peer, rid);
+    } else {
+        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "ControlRequest has no body (status, get_weights or league)");
+    }
+    ag_codec_free(&req->base);
+}
+
+/* ------------------------------------------------------------ the trainer */
+
+/* Saves policy.ckpt (with the optimizer) and state.json. Trainer thread. */
+static int s_checkpoint(ag_learner_t *l)
+{
+    char path[PATH_LEN], err[512];
+    s_path(path, l, NULL, "policy.ckpt");
+    uv_mutex_lock(&l->lk);
+    const uint64_t version = l->st.version;
+    uv_mutex_unlock(&l->lk);
+    int rc = ag_ckpt_save(path, l->policy, ag_ppo_optimizer(l->ppo), version, err, sizeof err);
+    if (rc < 0) {
+        ag_error("learner", "checkpoint: %s", err);
+        return rc;
+    }
+    ag_learner_state_t st;
+    uv_mutex_lock(&l->lk);
+    st = l->st; /* shallow: arrays stay owned by l->st, used under the lock only */
+    st.rng = *ag_ppo_rng(l->ppo);
+    st.kl_coef = ag_ppo_kl_coef(l->ppo);
+    st.elapsed_s = l->st.elapsed_s + (s_now() - l->t_start);
+    st.dedup = ag_dedup_to_json(l->dedup);
+    char *text = ag_state_dump(&st);
+    uv_mutex_unlock(&l->lk);
+    json_decref(st.dedup);
+    s_path(path, l, NULL, "state.json");
+    rc = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
+    free(text);
+    if (rc < 0) {
+        ag_error("learner", "state: %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    ag_info("learner", "checkpoint: version %" PRIu64 " in %s", version, l->out);
+    return 0;
+}
+
+/* Makes the snapshot of a new version (and its league checkpoint when it is
+ * a league version). Trainer thread, outside the lock. */
+static snap_t *s_prepare_version(ag_learner_t *l, uint64_t version, uint64_t step)
+{
+    bool league = l->o.league_interval > 0 && (version - 1) % (uint64_t)l->o.league_interval == 0;
+    if (league) {
+        char path[PATH_LEN], name[64], err[512];
+        snprintf(name, sizeof name, "league/%" PRIu64 ".ckpt", version);
+        s_path(path, l, NULL, name);
+        if (ag_ckpt_save(path, l->policy, NULL, version, err, sizeof err) < 0) {
+            ag_warn("learner", "league snapshot: %s", err);
+            league = false;
+        }
+    }
+    snap_t *s = s_snap_make(l->policy, version, step, league);
+    if (!s)
+        ag_warn("learner", "no memory to publish version %" PRIu64, version);
+    return s;
+}
+
+/* Makes version current and hands its snapshot to the loop thread for
+ * publication. Called with the lock held, so the version and the counters
+ * of the update that made it change together; the caller then wakes the
+ * loop with uv_async_send. */
+static void s_commit_version(ag_learner_t *l, uint64_t version, snap_t *s)
+{
+    l->st.version = version;
+    if (!s)
+        return;
+    if (s->league) {
+        uint64_t *v = realloc(l->st.league, (l->st.n_league + 1) * sizeof *v);
+        if (v) {
+            l->st.league = v;
+            v[l->st.n_league++] = version;
+        }
+    }
+    snap_t **tail = &l->outbox;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = s;
+}
+
+static void s_progress(ag_learner_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_progress(ag_learner_t *l, const char *fmt, ...)
+{
+    if (!l->o.progress)
+        return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
+}
+
+static double s_time_s(const ag_learner_t *l)
+{
+    return l->st.elapsed_s + (s_now() - l->t_start);
+}
+
+static void s_write_metrics(ag_learner_t *l, json_t *rec)
+{
+    if (!l->metrics)
+        return;
+    char *line = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (line) {
+        fprintf(l->metrics, "%s\n", line);
+        fflush(l->metrics);
+        free(line);
+    }
+}
+
+static int s_ws_epoch(void *arg, int epoch, double ce, double tokens, double seconds)
+{
+    ag_learner_t *l = arg;
+    json_t *rec = json_pack("{s:i,s:i,s:f,s:s,s:i,s:f,s:f,s:f}", "update", 0, "version", 0,
+                            "time_s", s_time_s(l), "phase", "warmstart", "epoch", epoch, "ce", ce,
+                            "tokens", tokens, "tokens_per_s", seconds > 0 ? tokens / seconds : 0.0);
+    if (rec) {
+        s_write_metrics(l, rec);
+        uv_mutex_lock(&l->lk);
+        json_decref(l->status);
+        l->status = rec;
+        uv_mutex_unlock(&l->lk);
+    }
+    s_progress(l, "learner: warm start epoch %d/%d  ce %.4f", epoch, l->o.ws.epochs, ce);
+    return atomic_load(&l->stop);
+}
+
+/* Runs the warm start and makes the result version 1 and the reference. */
+static int s_warmstart(ag_learner_t *l)
+{
+    char path[PATH_LEN], err[512];
+    ag_seq_t *seqs = NULL;
+    size_t n = 0, dropped = 0;
+    int rc = ag_warmstart_load(&l->o.ws, l->o.model.ctx, &seqs, &n, &dropped);
+    if (rc < 0)
+        return rc;
+    if (n) {
+        ag_info("learner", "warm start: %zu sequences (%zu longer than the context dropped)", n,
+                dropped);
+        rc = ag_warmstart_train(l->policy, seqs, n, &l->o.ws, &l->ws_rng, &l->stop, s_ws_epoch, l);
+    } else {
+        ag_info("learner", "no warm start: the initial policy is the reference");
+    }
+    ag_warmstart_free(seqs, n);
+    if (rc < 0)
+        return rc;
+    if (ag_model_reserve(l->policy, l->o.ppo.minibatch, l->o.model.ctx) < 0)
+        return -ENOMEM;
+    if (l->ref)
+        ag_model_load_params(l->ref, ag_model_params_const(l->policy),
+                             ag_model_num_params(l->policy));
+    s_path(path, l, NULL, "reference.ckpt");
+    rc = ag_ckpt_save(path, l->policy, NULL, 1, err, sizeof err);
+    if (rc < 0) {
+        ag_error("learner", "reference: %s", err);
+        return rc;
+    }
+    snap_t *snap = s_prepare_version(l, 1, 0);
+    uv_mutex_lock(&l->lk);
+    s_commit_version(l, 1, snap);
+    uv_mutex_unlock(&l->lk);
+    uv_async_send(&l->async);
+    return s_checkpoint(l);
+}
+
+/* Per-game figures of a batch, averaged over its trajectories. */
+static void s_game_metrics(json_t *rec, ag_traj_t *const *b, size_t n)
+{
+    struct {
+        const char *name;
+        double sum;
+        double cnt;
+    } acc[MAX_GAME_METRICS];
+    size_t na = 0;
+    double wins[8] = {0}, seen[8] = {0}, reward = 0, seats = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ag_traj_t *t = b[i];
+        for (size_t k = 0; k < t->n_metrics; k++) {
+            size_t a = 0;
+            while (a < na && strcmp(acc[a].name, t->metrics[k].name))
+                a++;
+            if (a == na) {
+                if (na == MAX_GAME_METRICS)
+                    continue;
+                acc[na].name = t->metrics[k].name;
+                acc[na].sum = acc[na].cnt = 0;
+                na++;
+            }
+            acc[a].sum += t->metrics[k].value;
+            acc[a].cnt += 1;
+        }
+        for (size_t s = 0; s < t->n_returns && s < 8; s++) {
+            wins[s] += t->returns[s] > 0.0f;
+            seen[s] += 1;
+        }
+        for (size_t s = 0; s < t->n_seats; s++) {
+            for (size_t k = 0; k < t->seats[s].n_turns; k++)
+                reward += t->seats[s].turn_rewards[k];
+            seats += 1;
+        }
+    }
+    static const char *const derived[][2] = {
+        {"true_side_won", "judge_accuracy"},
+        {"first_correct", "first_accuracy"},
+        {"final_correct", "final_accuracy"},
+    };
+    for (size_t a = 0; a < na; a++) {
+        double mean = acc[a].sum / acc[a].cnt;
+        json_object_set_new(rec, acc[a].name, json_real(mean));
+        for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++)
+            if (!strcmp(acc[a].name, derived[d][0]))
+                json_object_set_new(rec, derived[d][1], json_real(mean));
+    }
+    for (int s = 0; s < 8; s++)
+        if (seen[s] > 0) {
+            char key[32];
+            snprintf(key, sizeof key, "win_rate_seat%d", s);
+            json_object_set_new(rec, key, json_real(wins[s] / seen[s]));
+        }
+    json_object_set_new(rec, "reward_mean", json_real(seats > 0 ? reward / seats : 0.0));
+}
+
+/* One PPO update over the batch; publishes the new version. */
+static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
+{
+    const ag_seq_t *rows[MAX_SUBMIT * 8 + 1];
+    const ag_seq_t **rp = n * AG_TRAJ_MAX_SEATS <= sizeof rows / sizeof rows[0]
+                              ? rows
+                              : malloc(n * AG_TRAJ_MAX_SEATS * sizeof *rp);
+    if (!rp)
+        return -ENOMEM;
+    size_t nr = 0;
+    uv_mutex_lock(&l->lk);
+    const uint64_t version = l->st.version;
+    uv_mutex_unlock(&l->lk);
+    double st_sum = 0, st_max = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t s = 0; s < b[i]->n_seats; s++)
+            rp[nr++] = &b[i]->seats[s];
+        double stl = (double)(version - b[i]->min_version);
+        st_sum += stl;
+        if (stl > st_max)
+            st_max = stl;
+    }
+    const double t0 = s_now();
+    ag_ppo_stats_t ps;
+    int rc = ag_ppo_update(l->ppo, rp, nr, &ps);
+    const double t1 = s_now();
+    if (rp != rows)
+        free(rp);
+    if (rc < 0) {
+        ag_error("learner", "PPO update failed: %s", strerror(-rc));
+        return rc;
+    }
+    uv_mutex_lock(&l->lk);
+    const uint64_t updates = l->st.updates + 1, dups = l->st.duplicates;
+    const uint64_t stale = l->st.stale + l->st.dropped_stale;
+    uv_mutex_unlock(&l->lk);
+    snap_t *snap = s_prepare_version(l, version + 1, updates);
+
+    const double compute = t1 - t0, wall = t1 - l->t_last;
+    l->t_last = t1;
+    json_t *rec = json_object();
+    json_object_set_new(rec, "update", json_integer((json_int_t)updates));
+    json_object_set_new(rec, "version", json_integer((json_int_t)(version + 1)));
+    json_object_set_new(rec, "time_s", json_real(s_time_s(l)));
+    json_object_set_new(rec, "phase", json_string("ppo"));
+    json_object_set_new(rec, "trajectories", json_integer((json_int_t)n));
+    json_object_set_new(rec, "sequences", json_integer((json_int_t)nr));
+    json_object_set_new(rec, "tokens", json_real(ps.tokens));
+    json_object_set_new(rec, "generated_tokens", json_real(ps.generated_tokens));
+    json_object_set_new(rec, "update_s", json_real(compute));
+    json_object_set_new(rec, "tokens_per_s", json_real(compute > 0 ? ps.tokens / compute : 0));
+    json_object_set_new(rec, "tokens_per_s_wall", json_real(wall > 0 ? ps.tokens / wall : 0));
+    /* Forward+backward token passes (epochs x tokens): the unit of agora-bench model's
+     * train_tokens_per_s, for pipeline-efficiency comparisons. */
+    const double passes = ps.tokens * l->o.ppo.epochs;
+    json_object_set_new(rec, "train_tokens", json_real(passes));
+    json_object_set_new(rec, "train_tokens_per_s", json_real(compute > 0 ? passes / compute : 0));
+    json_object_set_new(rec, "policy_loss", json_real(ps.policy_loss));
+    json_object_set_new(rec, "value_loss", json_real(ps.value_loss));
+    json_object_set_new(rec, "entropy", json_real(ps.entropy));
+    json_object_set_new(rec, "kl_ref", json_real(ps.kl_ref));
+    json_object_set_new(rec, "approx_kl", json_real(ps.approx_kl));
+    json_object_set_new(rec, "clip_frac", json_real(ps.clip_frac));
+    json_object_set_new(rec, "explained_variance", json_real(ps.explained_variance));
+    json_object_set_new(rec, "adv_mean", json_real(ps.adv_mean));
+    json_object_set_new(rec, "adv_std", json_real(ps.adv_std));
+    json_object_set_new(rec, "is_weight_mean", json_real(ps.is_weight_mean));
+    json_object_set_new(rec, "grad_norm", json_real(ps.grad_norm));
+    json_object_set_new(rec, "staleness_mean", json_real(n ? st_sum / (double)n : 0));
+    json_object_set_new(rec, "staleness_max", json_real(st_max));
+    json_object_set_new(rec, "dropped_stale", json_integer((json_int_t)(stale - l->prev_stale)));
+    json_object_set_new(rec, "duplicates", json_integer((json_int_t)(dups - l->prev_duplicates)));
+    json_object_set_new(rec, "lr", json_real(ps.lr));
+    json_object_set_new(rec, "kl_coef", json_real(ps.kl_coef));
+    s_game_metrics(rec, b, n);
+    l->prev_stale = stale;
+    l->prev_duplicates = dups;
+
+    /* The version, the counters and the status record change together. */
+    uv_mutex_lock(&l->lk);
+    s_commit_version(l, version + 1, snap);
+    l->st.updates = updates;
+    l->st.trained += n;
+    l->st.tokens_trained += (uint64_t)ps.tokens;
+    for (size_t i = 0; i < n; i++)
+        ag_state_count_actor(&l->st, b[i]->actor_id, 1);
+    json_t *actors = json_object();
+    for (size_t i = 0; i < l->st.n_actors; i++)
+        json_object_set_new(actors, l->st.actors[i].actor_id,
+                            json_integer((json_int_t)l->st.actors[i].trained));
+    json_object_set_new(rec, "actors", actors);
+    json_decref(l->status);
+    l->status = rec;
+    uv_mutex_unlock(&l->lk);
+    uv_async_send(&l->async);
+
+    /* rec is only read from here on (the loop thread reads it too). */
+    s_write_metrics(l, rec);
+    const json_t *ja = json_object_get(rec, "judge_accuracy");
+    s_progress(l,
+               "learner: v%" PRIu64 " update %" PRIu64 "  %.0f tok/s  pl %.3f  vl %.3f  ent %.3f"
+               "  kl %.4f%s%.3f",
+               version + 1, updates, compute > 0 ? ps.tokens / compute : 0, ps.policy_loss,
+               ps.value_loss, ps.entropy, ps.kl_ref, ja ? "  judge " : "  reward ",
+               ja ? json_number_value(ja) : json_number_value(json_object_get(rec, "reward_mean")));
+    return 0;
+}
+
+static bool s_time_up(const ag_learner_t *l)
+{
+    return l->o.max_seconds > 0 && s_now() - l->t_start >= l->o.max_seconds;
+}
+
+static void s_trainer(void *arg)
+{
+    ag_learner_t *l = arg;
+    int rc = 0;
+    const size_t want = (size_t)l->o.batch_trajectories;
+    ag_traj_t **batch = calloc(want, sizeof *batch);
+    size_t have = 0;
+    if (!batch) {
+        rc = -ENOMEM;
+        goto finish;
+    }
+    if (!l->resumed) {
+        rc = s_warmstart(l);
+        if (rc == -ECANCELED) {
+            rc = 0;
+            goto finish;
+        }
+        if (rc < 0)
+            goto finish;
+    }
+    uv_mutex_lock(&l->lk);
+    l->phase = "ppo";
+    uv_mutex_unlock(&l->lk);
+    l->t_last = s_now();
+    for (;;) {
+        if (l->o.max_updates > 0) {
+            uv_mutex_lock(&l->lk);
+            bool done = l->st.updates >= (uint64_t)l->o.max_updates;
+            uv_mutex_unlock(&l->lk);
+            if (done) {
+                ag_info("learner", "reached learner.max_updates = %ld", l->o.max_updates);
+                break;
+            }
+        }
+        uv_mutex_lock(&l->lk);
+        for (;;) {
+            /* Take queued trajectories in arrival order, dropping the stale ones. */
+            while (have < want && l->q_len > 0) {
+                ag_traj_t *t = l->q[l->q_head];
+                l->q_head = (l->q_head + 1) % l->q_cap;
+                l->q_len--;
+                if (l->st.version - t->min_version > (uint64_t)l->o.max_staleness) {
+                    l->st.dropped_stale++;
+                    ag_traj_free(&t);
+                    continue;
+                }
+                batch[have++] = t;
+            }
+            l->held = have;
+            if (have == want || atomic_load(&l->stop) || atomic_load(&l->ckpt_req) || s_time_up(l))
+                break;
+            uv_cond_timedwait(&l->cv, &l->lk, 500 * 1000 * 1000ull);
+        }
+        uv_mutex_unlock(&l->lk);
+        if (atomic_load(&l->stop))
+            break;
+        if (s_time_up(l)) {
+            ag_info("learner", "reached learner.max_seconds = %g", l->o.max_seconds);
+            break;
+        }
+        if (atomic_exchange(&l->ckpt_req, 0))
+            s_checkpoint(l);
+        if (have < want)
+            continue;
+        rc = s_update(l, batch, have);
+        for (size_t i = 0; i < have; i++)
+            ag_traj_free(&batch[i]);
+        have = 0;
+        uv_mutex_lock(&l->lk);
+        l->held = 0;
+        uv_mutex_unlock(&l->lk);
+        if (rc < 0)
+            goto finish;
+    }
+finish:
+    if (l->o.progress)
+        fputc('\n', stderr);
+    for (size_t i = 0; i < have; i++)
+        ag_traj_free(&batch[i]);
+    free(batch);
+    uv_mutex_lock(&l->lk);
+    l->phase = "stopping";
+    const bool have_policy = l->st.version > 0;
+    uv_mutex_unlock(&l->lk);
+    if (have_policy && s_checkpoint(l) < 0 && rc == 0)
+        rc = -EIO;
+    if (rc < 0)
+        ag_error("learner", "training stopped: %s", strerror(-rc));
+    uv_mutex_lock(&l->lk);
+    l->trainer_done = true;
+    l->exit_code = rc < 0 ? 1 : 0;
+    uv_mutex_unlock(&l->lk);
+    uv_async_send(&l->async);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void s_shutdown(ag_learner_t *l)
+{
+    if (l->closing)
+        return;
+    l->closing = true;
+    if (l->thread_started) {
+        uv_thread_join(&l->thread);
+        l->thread_started = false;
+    }
+    ag_rpc_server_destroy(&l->traj);
+    ag_rpc_server_destroy(&l->ctl);
+    ag_zsock_destroy(&l->pub);
+    ag_signals_destroy(&l->signals);
+    uv_close((uv_handle_t *)&l->ckpt_timer, NULL);
+    uv_close((uv_handle_t *)&l->async, NULL);
+}
+
+static void s_on_async(uv_async_t *a)
+{
+    ag_learner_t *l = a->data;
+    uv_mutex_lock(&l->lk);
+    snap_t *out = l->outbox;
+    l->outbox = NULL;
+    bool done = l->trainer_done;
+    uv_mutex_unlock(&l->lk);
+    while (out) {
+        snap_t *next = out->next;
+        out->next = NULL;
+        s_publish(l, out);
+        out = next;
+    }
+    if (done)
+        s_shutdown(l);
+}
+
+static void s_on_ckpt_timer(uv_timer_t *t)
+{
+    ag_learner_t *l = t->data;
+    atomic_store(&l->ckpt_req, 1);
+    uv_mutex_lock(&l->lk);
+    uv_cond_broadcast(&l->cv);
+    uv_mutex_unlock(&l->lk);
+}
+
+static void s_on_signal(void *arg, int signum)
+{
+    ag_learner_t *l = arg;
+    ag_info("learner", "signal %d: checkpointing and stopping", signum);
+    ag_learner_stop(l);
+}
+
+void ag_learner_stop(ag_learner_t *l)
+{
+    atomic_store(&l->stop, 1);
+    uv_mutex_lock(&l->lk);
+    if (!l->trainer_done)
+        l->phase = "stopping";
+    uv_cond_broadcast(&l->cv);
+    uv_mutex_unlock(&l->lk);
+}
+
+int ag_learner_exit_code(const ag_learner_t *l)
+{
+    return l ? l->exit_code : 1;
+}
+
+static int s_mkdir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    ag_error("learner", "mkdir %s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* Loads the resume state from dir into l (models, optimizer, counters, league). */
+static int s_resume(ag_learner_t *l, const char *dir)
+{
+    char path[PATH_LEN], err[512];
+    ag_ckpt_info_t info;
+    s_path(path, l, dir, "state.json");
+    if (ag_state_load(path, &l->st, err, sizeof err) < 0) {
+        ag_error("learner", "resume: %s", err);
+        return -1;
+    }
+    s_path(path, l, dir, "policy.ckpt");
+    if (ag_ckpt_load_into(path, l->policy, ag_ppo_optimizer(l->ppo), &info, err, sizeof err) < 0) {
+        ag_error("learner", "resume: %s", err);
+        return -1;
+    }
+    if (info.step != l->st.version)
+        ag_warn("learner",
+                "resume: policy.ckpt holds version %" PRIu64 " but state.json says %" PRIu64
+                "; using the checkpoint's",
+                info.step, l->st.version);
+    l->st.version = info.step;
+    if (l->ref) {
+        s_path(path, l, dir, "reference.ckpt");
+        if (ag_ckpt_load_into(path, l->ref, NULL, NULL, err, sizeof err) < 0) {
+            ag_error("learner", "resume: %s", err);
+            return -1;
+        }
+    }
+    *ag_ppo_rng(l->ppo) = l->st.rng;
+    ag_ppo_set_kl_coef(l->ppo, l->st.kl_coef);
+    if (ag_dedup_from_json(l->dedup, l->st.dedup) < 0) {
+        ag_error("learner", "resume: bad de-duplication state");
+        return -1;
+    }
+    /* League snapshots back into memory, through a scratch model. */
+    ag_model_t *tmp = ag_model_create(&l->o.model, 0, 1);
+    if (!tmp)
+        return -1;
+    size_t kept = 0;
+    for (size_t i = 0; i < l->st.n_league; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "league/%" PRIu64 ".ckpt", l->st.league[i]);
+        s_path(path, l, dir, name);
+        if (ag_ckpt_load_into(path, tmp, NULL, NULL, err, sizeof err) < 0) {
+            ag_warn("learner", "resume: league version %" PRIu64 " dropped: %s", l->st.league[i],
+                    err);
+            continue;
+        }
+        l->st.league[kept++] = l->st.league[i];
+        snap_t *s = s_snap_make(tmp, l->st.league[i], 0, true);
+        if (s)
+            s_publish(l, s);
+    }
+    l->st.n_league = kept;
+    ag_model_destroy(&tmp);
+    snap_t *s = s_snap_make(l->policy, l->st.version, l->st.updates, false);
+    if (s)
+        s_publish(l, s);
+    /* The trainer's counters of "since the last update" continue from here. */
+    l->prev_duplicates = l->st.duplicates;
+    l->prev_stale = l->st.stale + l->st.dropped_stale;
+    json_decref(l->st.dedup);
+    l->st.dedup = NULL;
+    ag_info("learner", "resumed from %s: version %" PRIu64 ", %" PRIu64 " updates, league of %zu",
+            dir, l->st.version, l->st.updates, kept);
+    return 0;
+}
+
+ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_opts_t *o)
+{
+    ag_learner_t *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->loop = loop;
+    l->zctx = zctx;
+    l->o = *o;
+    if (strlen(o->out) > PATH_LEN - 128 || (o->resume && strlen(o->resume) > PATH_LEN - 128)) {
+        ag_error("learner", "learner.out / learner.resume: path too long");
+        free(l);
+        return NULL;
+    }
+    snprintf(l->out, sizeof l->out, "%s", o->out);
+    snprintf(l->resume, sizeof l->resume, "%s", o->resume ? o->resume : "");
+    snprintf(l->endpoints[0], sizeof l->endpoints[0], "%s", o->trajectories);
+    snprintf(l->endpoints[1], sizeof l->endpoints[1], "%s", o->weights);
+    snprintf(l->endpoints[2], sizeof l->endpoints[2], "%s", o->control);
+    snprintf(l->ws_file, sizeof l->ws_file, "%s", o->ws.file ? o->ws.file : "");
+    snprintf(l->ws_env, sizeof l->ws_env, "%s", o->ws.env ? o->ws.env : "");
+    snprintf(l->ws_game, sizeof l->ws_game, "%s", o->ws.game ? o->ws.game : "");
+    snprintf(l->ws_options, sizeof l->ws_options, "%s", o->ws.options ? o->ws.options : "");
+    l->o.ws.file = l->ws_file;
+    l->o.ws.env = l->ws_env;
+    l->o.ws.game = l->ws_game;
+    l->o.ws.options = l->ws_options;
+    l->o.out = l->out;
+    l->o.resume = l->resume;
+    l->phase = "warmstart";
+    l->t_start = s_now();
+    l->resumed = l->resume[0] != '\0';
+    uv_mutex_init(&l->lk);
+    uv_cond_init(&l->cv);
+    atomic_init(&l->stop, 0);
+    atomic_init(&l->ckpt_req, 0);
+    ag_rng_seed(&l->ws_rng, o->seed ^ 0x5753ULL);
+    char err[256], path[PATH_LEN];
+
+    l->q_cap = (size_t)o->max_pending + MAX_SUBMIT;
+    l->q = calloc(l->q_cap, sizeof *l->q);
+    l->dedup = ag_dedup_create(4096);
+    if (!l->q || !l->dedup)
+        goto fail_early;
+    if (ag_model_config_check(&o->model, err, sizeof err) < 0) {
+        ag_error("learner", "model: %s", err);
+        goto fail_early;
+    }
+    l->policy = ag_model_create(&o->model, o->seed, o->threads);
+    bool want_ref = o->ppo.kl_coef > 0.0f || o->ppo.kl_target > 0.0f;
+    if (want_ref)
+        l->ref = ag_model_create(&o->model, o->seed, o->threads);
+    if (!l->policy || (want_ref && !l->ref)) {
+        ag_error("learner", "cannot create the model");
+        goto fail_early;
+    }
+    l->ppo = ag_ppo_create(l->policy, l->ref, &o->ppo, o->seed ^ 0x50504fULL);
+    if (!l->ppo) {
+        ag_error("learner", "cannot set up PPO (bad [ppo] values or no memory)");
+        goto fail_early;
+    }
+    s_path(path, l, NULL, "league");
+    if (s_mkdir(l->out) < 0 || s_mkdir(path) < 0)
+        goto fail_early;
+    if (l->resumed && s_resume(l, l->resume) < 0)
+        goto fail_early;
+    if (!l->resumed)
+        l->st.kl_coef = ag_ppo_kl_coef(l->ppo);
+    s_path(path, l, NULL, "metrics.jsonl");
+    l->metrics = fopen(path, l->resumed ? "a" : "w");
+    if (!l->metrics) {
+        ag_error("learner", "%s: %s", path, strerror(errno));
+        goto fail_early;
+    }
+
+    ag_zsock_opts_t to = {.maxmsgsize = 64ll << 20};
+    ag_zsock_opts_t co = {.maxmsgsize = 1 << 20};
+    ag_zsock_opts_t po = {.sndhwm = o->pub_hwm > 0 ? o->pub_hwm : 4};
+    l->traj = ag_rpc_server_create(loop, zctx, l->endpoints[0], &to, s_on_traj, l);
+    l->ctl = ag_rpc_server_create(loop, zctx, l->endpoints[2], &co, s_on_ctl, l);
+    l->pub = ag_zsock_create(loop, zctx, ZMQ_PUB, &po, NULL, NULL);
+    if (!l->traj || !l->ctl || !l->pub || ag_zsock_bind(l->pub, l->endpoints[1]) < 0) {
+        ag_error("learner", "cannot bind %s, %s and %s", l->endpoints[0], l->endpoints[1],
+                 l->endpoints[2]);
+        goto fail_sockets;
+    }
+    uv_async_init(loop, &l->async, s_on_async);
+    l->async.data = l;
+    uv_timer_init(loop, &l->ckpt_timer);
+    l->ckpt_timer.data = l;
+    if (o->checkpoint_interval_s > 0) {
+        uint64_t ms = (uint64_t)(o->checkpoint_interval_s * 1000.0);
+        uv_timer_start(&l->ckpt_timer, s_on_ckpt_timer, ms, ms);
+    }
+    l->signals = ag_signals_create(loop, s_on_signal, l);
+    if (uv_thread_create(&l->thread, s_trainer, l) != 0) {
+        ag_error("learner", "cannot start the training thread");
+        l->closing = true;
+        ag_rpc_server_destroy(&l->traj);
+        ag_rpc_server_destroy(&l->ctl);
+        ag_zsock_destroy(&l->pub);
+        ag_signals_destroy(&l->signals);
+        uv_close((uv_handle_t *)&l->ckpt_timer, NULL);
+        uv_close((uv_handle_t *)&l->async, NULL);
+        l->exit_code = 1;
+        return l;
+    }
+    l->thread_started = true;
+    ag_info("learner", "trajectories on %s, weights on %s, control on %s",
+            ag_rpc_server_endpoint(l->traj), ag_zsock_endpoint(l->pub),
+            ag_rpc_server_endpoint(l->ctl));
+    return l;
+
+fail_sockets:
+    /* Handles were created on the loop: they must be closed through it. */
+    ag_rpc_server_destroy(&l->traj);
+    ag_rpc_server_destroy(&l->ctl);
+    ag_zsock_destroy(&l->pub);
+    l->closing = true;
+    l->exit_code = 1;
+    return l;
+fail_early:
+    ag_learner_destroy(&l);
+    return NULL;
+}
+
+void ag_learner_destroy(ag_learner_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_learner_t *l = *self;
+    if (l->thread_started) {
+        ag_learner_stop(l);
+        uv_thread_join(&l->thread);
+    }
+    for (size_t i = 0; i < l->q_len; i++)
+        ag_traj_free(&l->q[(l->q_head + i) % l->q_cap]);
+    free(l->q);
+    while (l->outbox) {
+        snap_t *n = l->outbox->next;
+        l->outbox->refs = 0;
+        s_snap_unref(l->outbox);
+        l->outbox = n;
+    }
+    s_snap_unref(l->latest);
+    for (size_t i = 0; i < l->n_league; i++)
+        s_snap_unref(l->league[i]);
+    free(l->league);
+    ag_buf_finish(&l->buf);
+    ag_dedup_destroy(&l->dedup);
+    ag_state_finish(&l->st);
+    json_decref(l->status);
+    if (l->metrics)
+        fclose(l->metrics);
+    ag_ppo_destroy(&l->ppo);
+    ag_model_destroy(&l->ref);
+    ag_model_destroy(&l->policy);
+    uv_cond_destroy(&l->cv);
+    uv_mutex_destroy(&l->lk);
+    free(l);
+    *self = NULL;
+}

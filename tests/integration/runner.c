@@ -1,0 +1,580 @@
+/*
+ * runner.c (integration) - the episode runner, agora-eval and agora-actor
+ * against a real agora-env on loopback.
+ *
+ *   test_runner AGORA_ENV AGORA_EVAL AGORA_ACTOR
+ *
+ * Policy seats are played by a "scripted" model: a real transformer whose
+ * token embedding and policy head are set so that after a space it writes
+ * `step<TAB>1<EOT>` with high probability (each token about 0.97), while its
+ * random attention and MLP weights still make every log-prob depend on the
+ * whole cached context. As the critic of the critique game (the server's
+ * `solver` bot on seat 0) it plays several turns per episode, which is what
+ * transcripts, re-feeding after a weight change, the context limit and
+ * trajectory shipping need to be tested for real.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ckpt.h"
+#include "fake_learner.h"
+#include "runner.h"
+#include "server_proc.h"
+
+extern char **environ;
+
+static const char *s_env_exe, *s_eval_exe, *s_actor_exe;
+static ag_server_proc_t s_env;
+
+#define CRITIQUE_OPTIONS "k=4,rounds=2,invalid_action=penalize"
+
+/* ---- the scripted critic model ---- */
+
+static void s_script(ag_model_t *m)
+{
+    static const char seq[] = " step\t1";
+    const ag_model_config_t *c = ag_model_config(m);
+    float *p = ag_model_params(m);
+    const ag_tensor_info_t *wte = ag_model_tensor(m, ag_model_find_tensor(m, "wte"));
+    const ag_tensor_info_t *head = ag_model_tensor(m, ag_model_find_tensor(m, "head.weight"));
+    assert_non_null(wte);
+    assert_non_null(head);
+    memset(p + wte->offset, 0, wte->size * sizeof(float));
+    memset(p + head->offset, 0, head->size * sizeof(float));
+    const int D = c->d_model;
+    /* Token seq[i] gets its own embedding direction i; the head maps direction i to seq[i+1]. */
+    for (int i = 0; seq[i]; i++) {
+        int tok = (unsigned char)seq[i];
+        int next = seq[i + 1] ? (unsigned char)seq[i + 1] : AG_TOK_EOT;
+        p[wte->offset + (size_t)tok * D + (size_t)i] = 10.0f;
+        p[head->offset + (size_t)next * D + (size_t)i] = 1.6f;
+    }
+}
+
+static ag_model_t *s_model(int ctx)
+{
+    ag_model_config_t c;
+    ag_model_config_default(&c);
+    c.d_model = 32;
+    c.n_layers = 1;
+    c.n_heads = 2;
+    c.ctx = ctx;
+    ag_model_t *m = ag_model_create(&c, 7, 1);
+    assert_non_null(m);
+    s_script(m);
+    return m;
+}
+
+/* ---- running the runner in-process ---- */
+
+typedef struct got {
+    size_t n;
+    uint64_t number[512];
+    ag_seq_t seq[512]; /* seat 1's transcript, by result order */
+    float ret[512];
+    int verdicts[512];
+    bool invalid[512];
+    double metric_sum;
+    size_t metric_n;
+} got_t;
+
+static void s_collect(void *arg, const ag_runner_result_t *res)
+{
+    got_t *g = arg;
+    if (g->n >= 512)
+        return;
+    size_t i = g->n++;
+    g->number[i] = res->number;
+    g->ret[i] = res->returns[1];
+    g->invalid[i] = res->invalid_action;
+    ag_seq_init(&g->seq[i]);
+    if (res->seq[1]) {
+        const ag_seq_t *q = res->seq[1];
+        ag_seq_t *d = &g->seq[i];
+        /* A deep copy through the public API: replay tokens, flags and turns. */
+        size_t t = 0;
+        for (size_t k = 0; k < q->len; k++) {
+            if (q->generated[k])
+                ag_seq_generated(d, q->tokens[k], q->logprobs[k], q->values[k]);
+            else if (q->tokens[k] == AG_TOK_BOS)
+                ag_seq_begin(d);
+            else {
+                char ch = (char)q->tokens[k];
+                ag_seq_context(d, &ch, 1);
+            }
+            if (t < q->n_turns && q->turn_end[t] == k) {
+                ag_seq_end_turn(d, q->turn_version[t]);
+                d->turn_rewards[t] = q->turn_rewards[t];
+                t++;
+            }
+        }
+    }
+    for (size_t k = 0; k < res->n_info; k++)
+        if (!strcmp(res->info[k]->key, "verdicts")) {
+            int n = res->info[k]->value[0] ? 1 : 0;
+            for (const char *s = res->info[k]->value; *s; s++)
+                n += *s == ',';
+            g->verdicts[i] = n;
+        }
+    for (size_t k = 0; k < res->n_metrics; k++)
+        if (!strcmp(res->metrics[k]->name, "true_side_won")) {
+            g->metric_sum += res->metrics[k]->value;
+            g->metric_n++;
+        }
+}
+
+static void s_got_free(got_t *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        ag_seq_finish(&g->seq[i]);
+    free(g);
+}
+
+/* Plays cfg's episodes to the end; swap_every > 0 re-sets policy 0 (same weights,
+ * version 2) whenever its seats are idle, every swap_every forward passes. */
+static got_t *s_play(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, ag_runner_stats_t *st)
+{
+    got_t *g = calloc(1, sizeof *g);
+    cfg->env = s_env.endpoint;
+    cfg->on_episode = s_collect;
+    cfg->arg = g;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    void *zctx = zmq_ctx_new();
+    ag_runner_t *r = ag_runner_create(&loop, zctx, cfg);
+    assert_non_null(r);
+    if (m)
+        assert_int_equal(ag_runner_set_policy(r, 0, m, 1, "current", true), 0);
+    assert_int_equal(ag_runner_start(r), 0);
+    int steps = 0;
+    bool busy = false;
+    uint64_t until = uv_hrtime() + 120000000000ULL;
+    while (!ag_runner_done(r) && uv_hrtime() < until) {
+        uv_run(&loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+        int n = ag_runner_sample(r);
+        assert_true(n >= 0);
+        busy = n > 0;
+        if (swap_every && n > 0 && ++steps % swap_every == 0)
+            ag_runner_hold(r, 0, true);
+        if (swap_every && ag_runner_acting(r, 0) == 0) {
+            assert_int_equal(ag_runner_set_policy(r, 0, m, 2, "current", true), 0);
+            ag_runner_hold(r, 0, false);
+        } else if (swap_every) {
+            assert_int_equal(ag_runner_set_policy(r, 0, m, 2, "current", true), -EBUSY);
+        }
+    }
+    assert_true(ag_runner_done(r));
+    ag_runner_get_stats(r, st);
+    ag_runner_destroy(&r);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    zmq_ctx_term(zctx);
+    return g;
+}
+
+static ag_runner_config_t s_critique_cfg(int games)
+{
+    ag_runner_config_t c = {
+        .game = "critique",
+        .options = CRITIQUE_OPTIONS,
+        .n_seats = 2,
+        .seats = {{.policy = -1, .bot = "solver"}, {.policy = 0}},
+        .n_policies = 1,
+        .slots = 8,
+        .max_action_tokens = 12,
+        .sample = {1.0f, 1.0f},
+        .seed = 5,
+        .max_episodes = (uint64_t)games,
+    };
+    return c;
+}
+
+static void test_bots(void **state)
+{
+    ag_runner_config_t c = {
+        .game = "debate",
+        .options = "k=8,invalid_action=penalize",
+        .n_seats = 2,
+        .seats = {{.policy = -1, .bot = "random-challenge"},
+                  {.policy = -1, .bot = "random-challenge"}},
+        .slots = 16,
+        .max_action_tokens = 48,
+        .seed = 1000,
+        .max_episodes = 400,
+    };
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, NULL, 0, &st);
+    assert_int_equal(g->n, 400);
+    assert_int_equal(g->metric_n, 400);
+    double acc = g->metric_sum / 400.0;
+    /* 0.5625 expected; 3 standard errors of 400 games either side. */
+    assert_true(acc > 0.49 && acc < 0.64);
+    assert_int_equal(st.tokens_sampled, 0);
+    s_got_free(g);
+
+    c.seats[0] = (ag_runner_seat_t){.policy = -1, .bot = "honest"};
+    c.seats[1] = (ag_runner_seat_t){.policy = -1, .bot = "honest"};
+    c.max_episodes = 100;
+    g = s_play(&c, NULL, 0, &st);
+    assert_int_equal(g->n, 100);
+    assert_true(g->metric_sum == 100.0);
+    s_got_free(g);
+}
+
+static void test_transcripts(void **state)
+{
+    ag_model_t *m = s_model(256);
+    ag_runner_config_t c = s_critique_cfg(64);
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_int_equal(g->n, 64);
+    assert_int_equal(st.dropped_ctx, 0);
+    assert_int_equal(st.env_errors, 0);
+    int multi = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        const ag_seq_t *q = &g->seq[i];
+        assert_true(q->len > 0 && q->n_turns >= 1);
+        assert_int_equal(q->tokens[0], AG_TOK_BOS);
+        /* Every turn is a verdict the env recorded, but an invalid last one. */
+        assert_int_equal(g->verdicts[i] + (g->invalid[i] ? 1 : 0), (int)q->n_turns);
+        multi += q->n_turns >= 2;
+        float sum = 0;
+        size_t start = 0;
+        for (size_t t = 0; t < q->n_turns; t++) {
+            size_t end = q->turn_end[t];
+            assert_true(end < q->len);
+            assert_true(q->generated[end]);
+            assert_int_equal(q->turn_version[t], 1);
+            /* The turn: context ending in the prompt's space, then sampled tokens. */
+            size_t k = start;
+            while (!q->generated[k])
+                k++;
+            assert_int_equal(q->tokens[k - 1], ' ');
+            for (size_t j = k; j <= end; j++) {
+                assert_true(q->generated[j]);
+                assert_true(q->logprobs[j] <= 0 && isfinite(q->logprobs[j]));
+                assert_true(isfinite(q->values[j]));
+            }
+            /* Ended by EOT, or cut at max_action_tokens. */
+            assert_true(q->tokens[end] == AG_TOK_EOT || end - k + 1 == 12);
+            sum += q->turn_rewards[t];
+            start = end + 1;
+        }
+        assert_true(fabsf(sum - g->ret[i]) < 1e-5f);
+    }
+    /* With p(step\t1) about 0.8 per verdict most critics play all three verdicts. */
+    assert_true(multi > 16);
+    assert_true(st.tokens_sampled > 64 * 7);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
+/* Weights re-set between generations: caches are fed again, and the games
+ * come out exactly as without the swaps (same tokens, same log-probs). */
+static void test_refeed_exact(void **state)
+{
+    ag_model_t *m = s_model(256);
+    ag_runner_config_t c = s_critique_cfg(48);
+    ag_runner_stats_t st0, st1;
+    got_t *a = s_play(&c, m, 0, &st0);
+    got_t *b = s_play(&c, m, 3, &st1);
+    assert_int_equal(a->n, 48);
+    assert_int_equal(b->n, 48);
+    assert_true(st1.refed > 0);
+    assert_int_equal(st0.refed, 0);
+    int v2 = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        size_t j = 0;
+        while (j < b->n && b->number[j] != a->number[i])
+            j++;
+        assert_true(j < b->n);
+        const ag_seq_t *x = &a->seq[i], *y = &b->seq[j];
+        assert_int_equal(x->len, y->len);
+        assert_memory_equal(x->tokens, y->tokens, x->len * sizeof *x->tokens);
+        assert_memory_equal(x->generated, y->generated, x->len);
+        for (size_t k = 0; k < x->len; k++) {
+            assert_true(fabsf(x->logprobs[k] - y->logprobs[k]) < 1e-4f);
+            assert_true(fabsf(x->values[k] - y->values[k]) < 1e-4f);
+        }
+        assert_int_equal(x->n_turns, y->n_turns);
+        for (size_t t = 0; t < y->n_turns; t++) {
+            if (t > 0)
+                assert_true(y->turn_version[t] >= y->turn_version[t - 1]);
+            v2 += y->turn_version[t] == 2;
+        }
+    }
+    assert_true(v2 > 0);
+    s_got_free(a);
+    s_got_free(b);
+    ag_model_destroy(&m);
+}
+
+static void test_context_limit(void **state)
+{
+    ag_model_t *m = s_model(80); /* the critic's second observation does not fit */
+    ag_runner_config_t c = s_critique_cfg(32);
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_true(st.dropped_ctx > 0);
+    assert_int_equal(g->n + st.dropped_ctx, 32);
+    for (size_t i = 0; i < g->n; i++)
+        assert_true(g->seq[i].len <= 80);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
+/* ---- child processes ---- */
+
+/* Runs argv, capturing stdout into out (NUL-terminated); returns the exit status. */
+static int s_run(char *const argv[], char *out, size_t cap)
+{
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    size_t n = 0;
+    ssize_t k;
+    while (n + 1 < cap && (k = read(fd[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)k;
+    out[n] = '\0';
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double s_json_num(const char *json, const char *key)
+{
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    assert_non_null(p);
+    return strtod(p + strlen(pat), NULL);
+}
+
+static void test_eval(void **state)
+{
+    char out[8192], out2[8192];
+    char *bots[] = {(char *)s_eval_exe,
+                    "--env",
+                    s_env.endpoint,
+                    "--game",
+                    "debate",
+                    "--option",
+                    "k=8",
+                    "--seat0",
+                    "bot:random-challenge",
+                    "--seat1",
+                    "bot:random-challenge",
+                    "--games",
+                    "400",
+                    NULL};
+    assert_int_equal(s_run(bots, out, sizeof out), 0);
+    assert_int_equal((int)s_json_num(out, "games"), 400);
+    double acc = s_json_num(out, "judge_accuracy");
+    assert_true(acc > 0.49 && acc < 0.64);
+    assert_true(fabs(s_json_num(out, "win_rate_seat0") + s_json_num(out, "win_rate_seat1") - 1) <
+                1e-9);
+
+    char *honest[] = {(char *)s_eval_exe, "--env",   s_env.endpoint, "--game",  "debate", "--seat0",
+                      "bot:honest",       "--seat1", "bot:honest",   "--games", "50",     NULL};
+    assert_int_equal(s_run(honest, out, sizeof out), 0);
+    assert_true(s_json_num(out, "judge_accuracy") == 1.0);
+
+    /* A checkpoint seat: the scripted critic; the same seed gives the same result. */
+    char path[] = "/tmp/agora-test-critic-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    ag_model_t *m = s_model(256);
+    char err[256];
+    assert_int_equal(ag_ckpt_save(path, m, NULL, 1, err, sizeof err), 0);
+    ag_model_destroy(&m);
+    char *crit[] = {(char *)s_eval_exe,
+                    "--env",
+                    s_env.endpoint,
+                    "--game",
+                    "critique",
+                    "--options",
+                    CRITIQUE_OPTIONS,
+                    "--seat0",
+                    "bot:solver",
+                    "--seat1",
+                    path,
+                    "--games",
+                    "60",
+                    "--slots",
+                    "7",
+                    "--seed",
+                    "123",
+                    NULL};
+    assert_int_equal(s_run(crit, out, sizeof out), 0);
+    assert_int_equal(s_run(crit, out2, sizeof out2), 0);
+    unlink(path);
+    assert_int_equal((int)s_json_num(out, "games"), 60);
+    assert_true(s_json_num(out, "tokens_sampled") > 60 * 7);
+    assert_true(s_json_num(out, "final_accuracy") >= 0);
+    assert_true(s_json_num(out, "critic_recall") >= 0);
+    /* Everything up to the timing figures is identical. */
+    const char *t1 = strstr(out, "\"tokens_per_s\""), *t2 = strstr(out2, "\"tokens_per_s\"");
+    assert_non_null(t1);
+    assert_int_equal(t1 - out, t2 - out2);
+    assert_memory_equal(out, out2, (size_t)(t1 - out));
+}
+
+/* ---- agora-actor against a scripted learner ---- */
+
+static void test_actor(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    void *zctx = zmq_ctx_new();
+    fake_learner_t fl;
+    ag_model_t *m = s_model(256);
+    const char *any = "tcp://127.0.0.1:*";
+    assert_int_equal(fake_learner_init(&fl, &loop, zctx, any, any, any, ag_model_config(m)), 0);
+    ag_model_load_params(fl.model, ag_model_params_const(m), ag_model_num_params(m));
+    ag_model_destroy(&m);
+    fl.ignore_submits = 2;                      /* two lost batches: resent */
+    fl.control_after_ms = uv_now(&loop) + 1500; /* a learner still warming up */
+    char traj[64], pub[64], ctl[64];
+    snprintf(traj, sizeof traj, "%s", ag_rpc_server_endpoint(fl.traj));
+    snprintf(pub, sizeof pub, "%s", ag_zsock_endpoint(fl.pub));
+    snprintf(ctl, sizeof ctl, "%s", ag_rpc_server_endpoint(fl.control));
+    char *argv[] = {(char *)s_actor_exe,
+                    "--actor.env",
+                    s_env.endpoint,
+                    "--learner-trajectories",
+                    traj,
+                    "--learner-weights",
+                    pub,
+                    "--learner-control",
+                    ctl,
+                    "--game",
+                    "critique",
+                    "--options",
+                    CRITIQUE_OPTIONS,
+                    "--seat0",
+                    "bot:solver",
+                    "--seat1",
+                    "self",
+                    "--slots",
+                    "8",
+                    "--max-action-tokens",
+                    "12",
+                    "--max-episodes",
+                    "300",
+                    "--resend-ms",
+                    "300",
+                    "--poll-ms",
+                    "200",
+                    "--id",
+                    "actor-test",
+                    NULL};
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
+    int status = -1;
+    bool published = false;
+    uint64_t until = uv_hrtime() + 120000000000ULL;
+    while (uv_hrtime() < until) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        if (!published && fl.get_weights >= 1) {
+            /* A new version while the first episodes run (PUB, else a status poll finds it). */
+            fake_learner_publish(&fl, 2, false);
+            published = true;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            break;
+        }
+        usleep(1000);
+    }
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    assert_int_equal(status, 0);
+    assert_true(fl.get_weights >= 1);
+    assert_int_equal(fake_learner_distinct(&fl), 300);
+    assert_true(fl.n_trajs > 300); /* the ignored batches came again */
+    int v2 = 0;
+    for (size_t i = 0; i < fl.n_trajs; i++) {
+        const Agora__V1__Trajectory *t = fl.trajs[i];
+        assert_string_equal(t->id->actor_id, "actor-test");
+        assert_string_equal(t->game, "critique");
+        assert_true(t->seed < 1000000000ULL);
+        assert_int_equal(t->n_returns, 2);
+        assert_int_equal(t->n_seats, 1);
+        const Agora__V1__SeatTrajectory *s = t->seats[0];
+        assert_int_equal(s->seat, 1);
+        assert_true(s->trainable);
+        assert_string_equal(s->policy, "current");
+        assert_int_equal(s->tokens[0], AG_TOK_BOS);
+        assert_int_equal(s->generated.len, s->n_tokens);
+        assert_int_equal(s->n_logprobs, s->n_tokens);
+        assert_true(s->n_turn_end >= 1);
+        assert_int_equal(s->n_turn_rewards, s->n_turn_end);
+        assert_int_equal(s->n_turn_version, s->n_turn_end);
+        float sum = 0;
+        for (size_t k = 0; k < s->n_turn_end; k++) {
+            assert_true(s->turn_end[k] < s->n_tokens);
+            assert_true(s->turn_version[k] == 1 || s->turn_version[k] == 2);
+            if (k)
+                assert_true(s->turn_version[k] >= s->turn_version[k - 1]);
+            v2 += s->turn_version[k] == 2;
+            sum += s->turn_rewards[k];
+        }
+        assert_true(fabsf(sum - t->returns[1]) < 1e-5f);
+    }
+    assert_true(v2 > 0); /* the new weights were picked up */
+    fake_learner_finish(&fl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    zmq_ctx_term(zctx);
+}
+
+static int s_setup(void **state)
+{
+    return ag_server_proc_start(&s_env, s_env_exe, NULL, 10000) == 0 ? 0 : -1;
+}
+
+static int s_teardown(void **state)
+{
+    return ag_server_proc_stop(&s_env, 10000) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s AGORA_ENV AGORA_EVAL AGORA_ACTOR\n", argv[0]);
+        return 2;
+    }
+    s_env_exe = argv[1];
+    s_eval_exe = argv[2];
+    s_actor_exe = argv[3];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bots),         cmocka_unit_test(test_transcripts),
+        cmocka_unit_test(test_refeed_exact), cmocka_unit_test(test_context_limit),
+        cmocka_unit_test(test_eval),         cmocka_unit_test(test_actor),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}
