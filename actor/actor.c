@@ -316,7 +316,7 @@ static void s_apply_weights(actor_t *a)
     ag_shipper_get_stats(a->ship, &sh);
     bool throttle =
         ag_shipper_pending(a->ship) >= (size_t)a->max_unacked ||
-        (a->max_per_version && sh.accepted - a->budget_base >= (uint64_t)a->max_per_version);
+        (a->max_per_version && sh.added - a->budget_base >= (uint64_t)a->max_per_version);
     if (throttle != a->throttled)
         ag_debug("actor", "%s", throttle ? "learner behind: pausing" : "resuming");
     a->throttled = throttle;

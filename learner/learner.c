@@ -684,7 +684,10 @@ static int s_warmstart(ag_learner_t *l)
     if (n) {
         ag_info("learner", "warm start: %zu sequences (%zu longer than the context dropped)", n,
                 dropped);
+        /* Nothing else computes yet (actors wait for version 1): use the cores. */
+        ag_model_set_threads(l->policy, l->o.ws.threads);
         rc = ag_warmstart_train(l->policy, seqs, n, &l->o.ws, &l->ws_rng, &l->stop, s_ws_epoch, l);
+        ag_model_set_threads(l->policy, l->o.threads);
     } else {
         ag_info("learner", "no warm start: the initial policy is the reference");
     }

@@ -32,6 +32,8 @@ static const ag_option_t s_options[] = {
      "seed of the initial weights, warm-start order and minibatch "
      "order"},
     {"learner.threads", "threads", "2", "compute threads of the model (0 = all CPUs)"},
+    {"warmstart.threads", NULL, "0",
+     "compute threads during the warm start, while actors wait (0 = all CPUs)"},
     {"learner.max_updates", "max-updates", "0", "stop after this many PPO updates (0 = never)"},
     {"learner.max_seconds", "max-seconds", "0",
      "stop after this many seconds of this process (0 = never)"},
@@ -105,12 +107,13 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     ag_model_config_default(&o.model);
     ag_ppo_config_default(&o.ppo);
-    long seed, threads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms, mp, li, lm,
+    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms, mp, li, lm,
         hwm;
     double maxs, ckpt, wlr, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
     bool whiten;
     if (ag_config_long(cfg, "learner.seed", 0, 0x7fffffffffffffffL, &seed) < 0 ||
         ag_config_long(cfg, "learner.threads", 0, 256, &threads) < 0 ||
+        ag_config_long(cfg, "warmstart.threads", 0, 256, &wthreads) < 0 ||
         ag_config_long(cfg, "learner.max_updates", 0, 1L << 40, &mu) < 0 ||
         ag_config_double(cfg, "learner.max_seconds", 0, 1e9, &maxs) < 0 ||
         ag_config_double(cfg, "learner.checkpoint_interval_s", 0, 1e9, &ckpt) < 0 ||
@@ -173,6 +176,7 @@ int main(int argc, char **argv)
     o.model.mlp_ratio = (int)mr;
     o.seed = (uint64_t)seed;
     o.threads = (int)threads;
+    o.ws.threads = (int)wthreads;
     o.max_updates = mu;
     o.max_seconds = maxs;
     o.checkpoint_interval_s = ckpt;

@@ -34,6 +34,7 @@ typedef struct ag_warmstart_config {
     int epochs;
     float lr;
     int batch;      /* sequences per minibatch */
+    int threads;    /* compute threads during the warm start (0 = all CPUs) */
     int timeout_ms; /* per Demo request */
 } ag_warmstart_config_t;
 
