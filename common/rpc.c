@@ -114,6 +114,45 @@ int ag_rpc_reply_error(ag_rpc_server_t *self, const ag_rpc_peer_t *peer,
     return ag_rpc_reply_msg(self, peer, &reply.base);
 }
 
+ProtobufCMessage *ag_rpc_decode_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
+                                        const uint8_t *payload, size_t len,
+                                        const ProtobufCMessageDescriptor *req_desc,
+                                        const ProtobufCMessageDescriptor *reply_desc,
+                                        const ag_limits_t *limits, char *why, size_t why_len)
+{
+    if (!payload) {
+        snprintf(why, why_len, "a request is one frame [%s] or two frames [empty][%s]",
+                 req_desc->short_name, req_desc->short_name);
+        ag_rpc_reply_error(srv, peer, reply_desc, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                           why);
+        return NULL;
+    }
+    /* Limits are checked after the decode, so that a request over a limit is
+     * still answered under its own request_id. */
+    ProtobufCMessage *req = ag_codec_decode(req_desc, payload, len, NULL, why, why_len);
+    if (!req) {
+        ag_rpc_reply_error(srv, peer, reply_desc, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                           why);
+        return NULL;
+    }
+    uint64_t rid = ag_envelope_request_id(req);
+    Agora__V1__ErrorCode code = AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    if (limits && ag_codec_check_limits(req, limits, why, why_len) < 0)
+        goto fail;
+    uint32_t version = ag_envelope_version(req);
+    if (version != AG_PROTOCOL_VERSION) {
+        snprintf(why, why_len, "protocol_version %u is not supported; this server speaks %d",
+                 (unsigned)version, AG_PROTOCOL_VERSION);
+        code = AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH;
+        goto fail;
+    }
+    return req;
+fail:
+    ag_rpc_reply_error(srv, peer, reply_desc, rid, code, why);
+    ag_codec_free(req);
+    return NULL;
+}
+
 /* ---- client ---- */
 
 typedef struct call {

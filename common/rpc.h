@@ -62,6 +62,20 @@ int ag_rpc_reply_error(ag_rpc_server_t *self, const ag_rpc_peer_t *peer,
                        const ProtobufCMessageDescriptor *reply_desc, uint64_t request_id,
                        Agora__V1__ErrorCode code, const char *message);
 
+/*
+ * The common front of every request handler. Answers, with the service's
+ * Error envelope (reply_desc), a framing error (payload NULL), bytes that do
+ * not decode as req_desc, a limit exceeded (under the request's own id) and
+ * a protocol_version other than 1, and returns NULL then, with the reason in
+ * why; otherwise returns the decoded request envelope (free it with
+ * ag_codec_free). `what` names the request type in the framing message.
+ */
+ProtobufCMessage *ag_rpc_decode_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
+                                        const uint8_t *payload, size_t len,
+                                        const ProtobufCMessageDescriptor *req_desc,
+                                        const ProtobufCMessageDescriptor *reply_desc,
+                                        const ag_limits_t *limits, char *why, size_t why_len);
+
 /* ---- client ---- */
 
 typedef struct ag_rpc_client ag_rpc_client_t;

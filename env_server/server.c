@@ -436,31 +436,16 @@ static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint
 {
     ag_env_server_t *s = arg;
     s->stats.requests++;
-    if (!payload) {
-        s_error(s, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                "a request is one frame [EnvRequest] or two frames [empty][EnvRequest]");
-        return;
-    }
     char why[256];
-    /* Limits are checked after the decode, so that a request over a limit is
-     * still answered under its own request_id. */
-    Agora__V1__EnvRequest *req = (Agora__V1__EnvRequest *)ag_codec_decode(
-        &agora__v1__env_request__descriptor, payload, len, NULL, why, sizeof why);
+    Agora__V1__EnvRequest *req = (Agora__V1__EnvRequest *)ag_rpc_decode_request(
+        rpc, peer, payload, len, &agora__v1__env_request__descriptor,
+        &agora__v1__env_reply__descriptor, &s_limits, why, sizeof why);
     if (!req) {
-        s_error(s, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        s->stats.errors++;
+        ag_debug("env", "refused a request: %s", why);
         return;
     }
     uint64_t rid = req->request_id;
-    if (ag_codec_check_limits(&req->base, &s_limits, why, sizeof why) < 0) {
-        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
-        goto done;
-    }
-    if (req->protocol_version != AG_PROTOCOL_VERSION) {
-        snprintf(why, sizeof why, "protocol_version %" PRIu32 " is not supported; this "
-                 "server speaks %d", req->protocol_version, AG_PROTOCOL_VERSION);
-        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
-        goto done;
-    }
     switch (req->body_case) {
     case AGORA__V1__ENV_REQUEST__BODY_HELLO:
         s_hello(s, peer, rid);
@@ -482,7 +467,6 @@ static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint
                 "EnvRequest has no body (hello, reset, step, demo or close)");
         break;
     }
-done:
     ag_codec_free(&req->base);
 }
 

@@ -243,28 +243,15 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
                       size_t len, void *arg)
 {
     ag_learner_t *l = arg;
-    if (!payload) {
-        s_traj_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                     "a request is one frame [TrajectoryRequest] or two frames "
-                     "[empty][TrajectoryRequest]");
-        return;
-    }
     char why[256];
-    Agora__V1__TrajectoryRequest *req = (Agora__V1__TrajectoryRequest *)ag_codec_decode(
-        &agora__v1__trajectory_request__descriptor, payload, len, &s_traj_limits, why, sizeof why);
+    Agora__V1__TrajectoryRequest *req = (Agora__V1__TrajectoryRequest *)ag_rpc_decode_request(
+        srv, peer, payload, len, &agora__v1__trajectory_request__descriptor,
+        &agora__v1__trajectory_reply__descriptor, &s_traj_limits, why, sizeof why);
     if (!req) {
-        s_traj_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        ag_debug("learner", "refused a trajectory request: %s", why);
         return;
     }
     const uint64_t rid = req->request_id;
-    if (req->protocol_version != AG_PROTOCOL_VERSION) {
-        snprintf(why, sizeof why,
-                 "protocol_version %" PRIu32 " is not supported; this learner "
-                 "speaks %d",
-                 req->protocol_version, AG_PROTOCOL_VERSION);
-        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
-        goto done;
-    }
     if (req->body_case != AGORA__V1__TRAJECTORY_REQUEST__BODY_SUBMIT || !req->submit) {
         s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
                      "TrajectoryRequest has no body (submit)");
@@ -511,28 +498,16 @@ static void s_on_ctl(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint
                      size_t len, void *arg)
 {
     ag_learner_t *l = arg;
-    (void)srv;
-    if (!payload) {
-        s_ctl_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
-                    "a request is one frame [ControlRequest] or two frames "
-                    "[empty][ControlRequest]");
-        return;
-    }
     char why[256];
-    Agora__V1__ControlRequest *req = (Agora__V1__ControlRequest *)ag_codec_decode(
-        &agora__v1__control_request__descriptor, payload, len, &s_ctl_limits, why, sizeof why);
+    Agora__V1__ControlRequest *req = (Agora__V1__ControlRequest *)ag_rpc_decode_request(
+        srv, peer, payload, len, &agora__v1__control_request__descriptor,
+        &agora__v1__control_reply__descriptor, &s_ctl_limits, why, sizeof why);
     if (!req) {
-        s_ctl_error(l, peer, 0, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST, why);
+        ag_debug("learner", "refused a control request: %s", why);
         return;
     }
     const uint64_t rid = req->request_id;
-    if (req->protocol_version != AG_PROTOCOL_VERSION) {
-        snprintf(why, sizeof why,
-                 "protocol_version %" PRIu32 " is not supported; this learner "
-                 "speaks %d",
-                 req->protocol_version, AG_PROTOCOL_VERSION);
-        s_ctl_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_VERSION_MISMATCH, why);
-    } else if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_STATUS) {
+    if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_STATUS) {
         s_status(l, peer, rid);
     } else if (req->body_case == AGORA__V1__CONTROL_REQUEST__BODY_GET_WEIGHTS && req->get_weights) {
         s_get_weights(l, peer, rid, req->get_weights->version);
