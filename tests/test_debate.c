@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "game_outcome.h"
+
 #include "episode.h"
 #include "task.h"
 
@@ -28,23 +30,6 @@ typedef struct match {
     char err[AG_GAME_ERR_CAP];
 } match_t;
 
-static const char *info(const ag_game_outcome_t *o, const char *key)
-{
-    for (int i = 0; i < o->num_info; i++)
-        if (strcmp(o->info[i].key, key) == 0)
-            return o->info[i].value;
-    fail_msg("no info key %s", key);
-    return NULL;
-}
-
-static double metric(const ag_game_outcome_t *o, const char *name)
-{
-    for (int i = 0; i < o->num_metrics; i++)
-        if (strcmp(o->metrics[i].name, name) == 0)
-            return o->metrics[i].value;
-    fail_msg("no metric %s", name);
-    return 0;
-}
 
 /* Parses "debate\ntask: T\nyou argue: A\nyour chain: " as a client would. */
 static void read_claim_obs(match_t *m, int seat, const char *obs)

@@ -15,19 +15,12 @@
 
 #include <cmocka.h>
 
+#include "game_outcome.h"
+
 #include "episode.h"
 #include "task.h"
 
 static ag_transcript_t s_tr;
-
-static const char *info(const ag_game_outcome_t *o, const char *key)
-{
-    for (int i = 0; i < o->num_info; i++)
-        if (strcmp(o->info[i].key, key) == 0)
-            return o->info[i].value;
-    fail_msg("no info key %s", key);
-    return NULL;
-}
 
 static void same_outcome(const ag_game_outcome_t *a, const ag_game_outcome_t *b)
 {
