@@ -20,17 +20,19 @@ typedef struct {
     size_t budget;
 } budget_t;
 
-/* Each allocation carries its size in front, so the budget can be given back on free. */
+/* Each allocation carries its size in front, so the budget can be given back
+ * on free. data is the budget, or NULL for none (freeing decoded messages). */
 static void *s_alloc(void *data, size_t size)
 {
     budget_t *b = data;
-    if (size > b->budget - b->used)
+    if (b && size > b->budget - b->used)
         return NULL;
     size_t *p = malloc(size + sizeof(size_t) * 2);
     if (!p)
         return NULL;
     p[0] = size;
-    b->used += size;
+    if (b)
+        b->used += size;
     return p + 2;
 }
 
@@ -45,24 +47,7 @@ static void s_free(void *data, void *ptr)
     free(p);
 }
 
-/* Decoded messages are freed with a plain allocator that knows the size header. */
-static void *s_plain_alloc(void *data, size_t size)
-{
-    (void)data;
-    size_t *p = malloc(size + sizeof(size_t) * 2);
-    if (!p)
-        return NULL;
-    p[0] = size;
-    return p + 2;
-}
-
-static void s_plain_free(void *data, void *ptr)
-{
-    (void)data;
-    s_free(NULL, ptr);
-}
-
-static ProtobufCAllocator s_plain = {s_plain_alloc, s_plain_free, NULL};
+static ProtobufCAllocator s_plain = {s_alloc, s_free, NULL};
 
 static void s_why(char *why, size_t why_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
