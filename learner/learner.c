@@ -74,6 +74,7 @@ struct ag_learner {
     size_t q_head, q_len, q_cap;
     uint64_t arrivals;
     size_t held; /* taken from the queue by the trainer for its next batch */
+    bool gated;  /* fewer than min_actors distinct actors queued: no update yet */
     ag_dedup_t *dedup;
     ag_learner_state_t st;
     const char *phase;
@@ -239,6 +240,35 @@ static bool s_valid_id(const Agora__V1__TrajectoryId *id)
     return id && id->actor_id && id->actor_id[0];
 }
 
+/* Distinct actor ids in the queue, counted up to min_actors (under lk). */
+static size_t s_queued_actors(const ag_learner_t *l)
+{
+    const char *seen[64];
+    size_t n = 0, cap = (size_t)l->o.min_actors < 64 ? (size_t)l->o.min_actors : 64;
+    for (size_t i = 0; i < l->q_len && n < cap; i++) {
+        const char *a = l->q[(l->q_head + i) % l->q_cap]->actor_id;
+        size_t k = 0;
+        while (k < n && strcmp(seen[k], a))
+            k++;
+        if (k == n)
+            seen[n++] = a;
+    }
+    return n;
+}
+
+/* Before the first update, an actor may fill only its share of the queue, so
+ * a fast actor cannot keep the others out while the learner waits for them. */
+static bool s_over_quota(const ag_learner_t *l, const char *actor_id)
+{
+    size_t share = (size_t)(l->o.max_pending / l->o.min_actors), mine = 0;
+    if (share == 0)
+        share = 1;
+    for (size_t i = 0; i < l->q_len; i++)
+        if (!strcmp(l->q[(l->q_head + i) % l->q_cap]->actor_id, actor_id))
+            mine++;
+    return mine >= share;
+}
+
 static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
                       size_t len, void *arg)
 {
@@ -296,7 +326,7 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
             verdict[i] = 0;
     }
     Agora__V1__TrajectoryId *lists[4][MAX_SUBMIT];
-    size_t counts[4] = {0};
+    size_t counts[4] = {0}, held_back = 0;
     uv_mutex_lock(&l->lk);
     const uint64_t version = l->st.version;
     for (size_t i = 0; i < n; i++) {
@@ -304,6 +334,10 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
         if (!s_valid_id(id)) {
             l->st.rejected++;
             continue; /* nothing to acknowledge it by */
+        }
+        if (l->gated && s_over_quota(l, id->actor_id)) {
+            held_back++; /* unacknowledged: resent once other actors have caught up */
+            continue;
         }
         int seen = ag_dedup_check(l->dedup, id->actor_id, id->run_id, id->sequence);
         if (seen == 1) {
@@ -326,11 +360,20 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
         }
         lists[verdict[i]][counts[verdict[i]]++] = id;
     }
+    if (counts[0] && l->gated && s_queued_actors(l) >= (size_t)l->o.min_actors) {
+        l->gated = false;
+        ag_info("learner", "trajectories from %ld actors are queued: PPO starts", l->o.min_actors);
+    }
     if (counts[0])
         uv_cond_broadcast(&l->cv);
     uv_mutex_unlock(&l->lk);
     for (size_t i = 0; i < n; i++)
         ag_traj_free(&conv[i]);
+    if (n > 0 && held_back == n) {
+        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                     "waiting for trajectories from other actors: back off and resend");
+        goto done;
+    }
 
     Agora__V1__SubmitAck ack = AGORA__V1__SUBMIT_ACK__INIT;
     ack.n_accepted = counts[0];
@@ -895,7 +938,7 @@ static void s_trainer(void *arg)
         uv_mutex_lock(&l->lk);
         for (;;) {
             /* Take queued trajectories in arrival order, dropping the stale ones. */
-            while (have < want && l->q_len > 0) {
+            while (!l->gated && have < want && l->q_len > 0) {
                 ag_traj_t *t = l->q[l->q_head];
                 l->q_head = (l->q_head + 1) % l->q_cap;
                 l->q_len--;
@@ -1137,6 +1180,7 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
 
     l->q_cap = (size_t)o->max_pending + MAX_SUBMIT;
     l->q = calloc(l->q_cap, sizeof *l->q);
+    l->gated = o->min_actors > 1;
     l->dedup = ag_dedup_create(4096);
     if (!l->q || !l->dedup)
         goto fail_early;

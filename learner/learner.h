@@ -45,6 +45,7 @@ typedef struct ag_learner_opts {
     long max_staleness;
     long batch_trajectories;
     long max_pending;     /* queued trajectories before OVERLOADED */
+    long min_actors;      /* distinct actors queued before the first update */
     long league_interval; /* keep every N-th version (1, 1+N, ...) */
     long league_max;      /* league snapshots served (oldest dropped) */
     int pub_hwm;

@@ -43,6 +43,8 @@ static const ag_option_t s_options[] = {
      "drop trajectories whose oldest trainable turn is more versions behind than this"},
     {"learner.max_pending", "max-pending", "1024",
      "accepted trajectories queued for training before submissions get OVERLOADED"},
+    {"learner.min_actors", "min-actors", "1",
+     "the first PPO update waits for trajectories from this many distinct actors"},
     {"learner.league_interval", "league-interval", "10",
      "keep versions 1, 1+N, 1+2N, ... in the league (0 = no league)"},
     {"learner.league_max", "league-max", "32",
@@ -107,8 +109,8 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     ag_model_config_default(&o.model);
     ag_ppo_config_default(&o.ppo);
-    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms, mp, li, lm,
-        hwm;
+    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms, mp, mina,
+        li, lm, hwm;
     double maxs, ckpt, wlr, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
     bool whiten;
     if (ag_config_long(cfg, "learner.seed", 0, 0x7fffffffffffffffL, &seed) < 0 ||
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
         ag_config_double(cfg, "learner.checkpoint_interval_s", 0, 1e9, &ckpt) < 0 ||
         ag_config_long(cfg, "learner.max_staleness", 0, 1L << 40, &ms) < 0 ||
         ag_config_long(cfg, "learner.max_pending", 1, 1L << 24, &mp) < 0 ||
+        ag_config_long(cfg, "learner.min_actors", 1, 64, &mina) < 0 ||
         ag_config_long(cfg, "learner.league_interval", 0, 1L << 40, &li) < 0 ||
         ag_config_long(cfg, "learner.league_max", 0, 1L << 20, &lm) < 0 ||
         ag_config_long(cfg, "learner.pub_hwm", 1, 1L << 20, &hwm) < 0 ||
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
     o.max_staleness = ms;
     o.batch_trajectories = bt;
     o.max_pending = mp > bt ? mp : bt;
+    o.min_actors = mina;
     o.league_interval = li;
     o.league_max = lm;
     o.pub_hwm = (int)hwm;

@@ -47,6 +47,7 @@
 static const char *s_exe;
 /* Every learner started, so a failed test does not leave one running. */
 static pid_t s_children[16];
+static const char *s_min_actors = "1"; /* --min-actors of the next learner started */
 static size_t s_n_children;
 
 typedef struct learner {
@@ -159,6 +160,10 @@ static void s_start(learner_t *l, const char *dir, const char *resume)
                               "3",
                               "--max-staleness",
                               "3",
+                              "--max-pending",
+                              "8",
+                              "--min-actors",
+                              s_min_actors,
                               "--checkpoint-interval",
                               "0",
                               "--league-interval",
@@ -354,7 +359,8 @@ typedef struct ack {
     uint64_t version;
 } ack_t;
 
-static ack_t s_submit(learner_t *l, built_t *b, size_t n)
+/* Submits n trajectories and returns the reply (an ack or an error). */
+static Agora__V1__TrajectoryReply *s_submit_reply(learner_t *l, built_t *b, size_t n)
 {
     Agora__V1__Trajectory *t[64];
     for (size_t i = 0; i < n; i++)
@@ -379,6 +385,12 @@ static ack_t s_submit(learner_t *l, built_t *b, size_t n)
     zmq_msg_close(&f[0]);
     assert_non_null(rep);
     assert_int_equal(rep->request_id, req.request_id);
+    return rep;
+}
+
+static ack_t s_submit(learner_t *l, built_t *b, size_t n)
+{
+    Agora__V1__TrajectoryReply *rep = s_submit_reply(l, b, n);
     assert_int_equal(rep->body_case, AGORA__V1__TRAJECTORY_REPLY__BODY_ACK);
     ack_t a = {rep->ack->n_accepted, rep->ack->n_duplicate, rep->ack->n_stale, rep->ack->n_rejected,
                rep->ack->learner_version};
@@ -684,6 +696,52 @@ static void test_stale_dropped(void **state)
     s_rmdir(dir);
 }
 
+/* With min_actors 2, no update happens while one actor alone sends, and that actor
+ * may fill only half the queue (max_pending 8: 4); the rest is OVERLOADED, to be
+ * resent. The first trajectory of a second actor starts PPO. */
+static void test_min_actors(void **state)
+{
+    (void)state;
+    char dir[256];
+    s_tmpdir(dir, sizeof dir, "min-actors");
+    learner_t l = {0};
+    s_min_actors = "2";
+    s_start(&l, dir, NULL);
+    s_min_actors = "1";
+    s_wait_ready(&l);
+    built_t a[6], b[2];
+    for (int i = 0; i < 6; i++)
+        s_build(&a[i], "actor-a", (uint64_t)i, 1, 0);
+    for (int i = 0; i < 2; i++)
+        s_build(&b[i], "actor-b", (uint64_t)i, 1, 0);
+    assert_int_equal(s_submit(&l, a, 4).accepted, 4);
+    Agora__V1__TrajectoryReply *rep = s_submit_reply(&l, &a[4], 2);
+    assert_int_equal(rep->body_case, AGORA__V1__TRAJECTORY_REPLY__BODY_ERROR);
+    assert_int_equal(rep->error->code, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED);
+    agora__v1__trajectory_reply__free_unpacked(rep, NULL);
+    usleep(500 * 1000);
+    Agora__V1__ControlReply *st = s_status(&l);
+    assert_int_equal(st->status->updates, 0);
+    assert_float_equal(s_metric(st->status, "pending"), 4.0, 0.0);
+    agora__v1__control_reply__free_unpacked(st, NULL);
+    assert_int_equal(s_submit(&l, b, 1).accepted, 1);
+    s_wait_updates(&l, 1);
+    /* the gate is open: the held-back ones are taken now */
+    assert_int_equal(s_submit(&l, &a[4], 2).accepted, 2);
+    assert_int_equal(s_submit(&l, &b[1], 1).accepted, 1);
+    s_wait_updates(&l, 2);
+    st = s_status(&l);
+    assert_float_equal(s_metric(st->status, "actor:actor-a"), 6.0, 0.0);
+    assert_float_equal(s_metric(st->status, "actor:actor-b"), 2.0, 0.0);
+    agora__v1__control_reply__free_unpacked(st, NULL);
+    for (int i = 0; i < 6; i++)
+        s_unbuild(&a[i]);
+    for (int i = 0; i < 2; i++)
+        s_unbuild(&b[i]);
+    assert_int_equal(s_stop(&l), 0);
+    s_rmdir(dir);
+}
+
 /* Feeds trajectories [from, to) of a fixed list, batch by batch. */
 static void s_feed(learner_t *l, uint64_t from, uint64_t to)
 {
@@ -788,6 +846,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_protocol),
         cmocka_unit_test(test_resend_trained_once),
         cmocka_unit_test(test_stale_dropped),
+        cmocka_unit_test(test_min_actors),
         cmocka_unit_test(test_resume_equivalence),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
