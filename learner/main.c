@@ -109,8 +109,8 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     ag_model_config_default(&o.model);
     ag_ppo_config_default(&o.ppo);
-    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms, mp, mina,
-        li, lm, hwm;
+    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms,
+        mp, mina, li, lm, hwm;
     double maxs, ckpt, wlr, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
     bool whiten;
     if (ag_config_long(cfg, "learner.seed", 0, 0x7fffffffffffffffL, &seed) < 0 ||

@@ -843,10 +843,8 @@ int main(int argc, char **argv)
     s_exe = argv[1];
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_protocol),
-        cmocka_unit_test(test_resend_trained_once),
-        cmocka_unit_test(test_stale_dropped),
-        cmocka_unit_test(test_min_actors),
+        cmocka_unit_test(test_protocol),           cmocka_unit_test(test_resend_trained_once),
+        cmocka_unit_test(test_stale_dropped),      cmocka_unit_test(test_min_actors),
         cmocka_unit_test(test_resume_equivalence),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
