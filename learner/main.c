@@ -61,6 +61,9 @@ static const ag_option_t s_options[] = {
     {"game.name", "game", "debate", "game the warm start fetches demos of"},
     {"game.options", "game-options", "k=8,invalid_action=penalize",
      "comma-separated KEY=VALUE game options passed in Demo"},
+    {"warmstart.options", NULL, "",
+     "game options for the demos on top of game.options (e.g. more solver errors, so more "
+     "revisions to imitate)"},
     {"warmstart.demos", "demos", "2048",
      "Demo transcripts to fetch from learner.env (0 and no file = no warm start)"},
     {"warmstart.seed", NULL, "1",
@@ -213,7 +216,15 @@ int main(int argc, char **argv)
     o.ws.file = ag_config_str(cfg, "warmstart.file");
     o.ws.env = ag_config_str(cfg, "learner.env");
     o.ws.game = ag_config_str(cfg, "game.name");
-    o.ws.options = ag_config_str(cfg, "game.options");
+    char demo_options[1024];
+    if (ag_options_merge(ag_config_str(cfg, "game.options"),
+                         ag_config_str(cfg, "warmstart.options"), demo_options,
+                         sizeof demo_options) < 0) {
+        ag_error("learner", "game.options / warmstart.options: expected KEY=VALUE,KEY=VALUE");
+        ag_config_destroy(&cfg);
+        return 2;
+    }
+    o.ws.options = demo_options;
     o.ws.epochs = (int)wep;
     o.ws.lr = (float)wlr;
     o.ws.batch = (int)wbs;

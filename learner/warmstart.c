@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -57,6 +58,31 @@ int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)
         n++;
     }
     return (int)n;
+}
+
+int ag_options_merge(const char *base, const char *over, char *out, size_t cap)
+{
+    char bbuf[2048], obuf[2048];
+    const char *b[MAX_OPTIONS][2], *o[MAX_OPTIONS][2];
+    int nb = ag_options_parse(base, bbuf, sizeof bbuf, b, MAX_OPTIONS);
+    int no = ag_options_parse(over, obuf, sizeof obuf, o, MAX_OPTIONS);
+    if (nb < 0 || no < 0 || cap == 0)
+        return -EINVAL;
+    size_t at = 0;
+    out[0] = '\0';
+    for (int i = 0; i < nb + no; i++) {
+        const char *const *kv = i < nb ? b[i] : o[i - nb];
+        bool replaced = false;
+        for (int k = 0; i < nb && k < no && !replaced; k++)
+            replaced = !strcmp(kv[0], o[k][0]);
+        if (replaced)
+            continue;
+        int w = snprintf(out + at, cap - at, "%s%s=%s", at ? "," : "", kv[0], kv[1]);
+        if (w < 0 || (size_t)w >= cap - at)
+            return -ENAMETOOLONG;
+        at += (size_t)w;
+    }
+    return 0;
 }
 
 /* Moves the per-seat sequences of one transcript into the list. */

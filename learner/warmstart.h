@@ -42,6 +42,11 @@ typedef struct ag_warmstart_config {
  * of buf_len bytes). Returns the number of pairs, or -EINVAL. */
 int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)[2], size_t max);
 
+/* base's options with over's on top: a key in over replaces the same key of
+ * base, new keys are appended. Writes "K=V,..." into out; -EINVAL on a
+ * malformed list, -ENAMETOOLONG when out is too small. */
+int ag_options_merge(const char *base, const char *over, char *out, size_t cap);
+
 /*
  * Loads the demonstrations as sequences (caller frees with
  * ag_warmstart_free). Sequences longer than ctx tokens are dropped and
