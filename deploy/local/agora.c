@@ -49,6 +49,8 @@ static const ag_option_t s_run_options[] = {
     {"run.eval", "eval", "true",
      "evaluate the warm start and the final policy with agora-eval at the end"},
     {"run.plot", "plot", "true", "draw curves.png with gnuplot at the end"},
+    {"run.reward_server", "reward-server", "false",
+     "start agora-reward (the run file's [reward]); actors, env servers and the evaluation use it"},
     {"run.gnuplot", "gnuplot", "gnuplot", "the gnuplot program"},
 };
 enum { N_RUN_OPTIONS = sizeof s_run_options / sizeof s_run_options[0] };
@@ -284,6 +286,7 @@ static int s_cmd_run(int argc, char **argv)
         ag_config_long(cfg, "run.progress_s", 1, 86400, &o.progress_s) < 0 ||
         ag_config_bool(cfg, "run.eval", &o.eval) < 0 ||
         ag_config_bool(cfg, "run.plot", &o.plot) < 0 ||
+        ag_config_bool(cfg, "run.reward_server", &o.reward_server) < 0 ||
         s_runfile_long(rf, "eval.games", 400, 1, 100000000, &o.eval_games) < 0 ||
         s_runfile_long(rf, "eval.seed", 1000000000, 0, LONG_MAX / 2, &o.eval_seed) < 0)
         goto out;

@@ -34,6 +34,7 @@
 #include "codec.h"
 #include "control.pb-c.h"
 #include "env.pb-c.h"
+#include "reward.pb-c.h"
 #include "log.h"
 #include "report.h"
 #include "rpc.h"
@@ -51,7 +52,7 @@
 
 enum {
     TICK_MS = 250,
-    ENV_READY_TIMEOUT_MS = 30000,
+    READY_TIMEOUT_MS = 30000,
     ACTOR_STOP_TIMEOUT_MS = 10000,
     ENV_STOP_TIMEOUT_MS = 5000,
     EVAL_TIMEOUT_MS = 3600 * 1000,
@@ -65,14 +66,15 @@ typedef enum bin {
     BIN_LEARNER,
     BIN_ACTOR,
     BIN_EVAL,
+    BIN_REWARD,
     N_BINS,
 } bin_t;
 
 static const char *const s_bin_names[N_BINS] = {"agora-env", "agora-learner", "agora-actor",
-                                                "agora-eval"};
+                                                "agora-eval", "agora-reward"};
 /* Where each binary sits in a meson build tree, relative to deploy/local/. */
-static const char *const s_bin_build_dirs[N_BINS] = {"../../env_server", "../../learner",
-                                                     "../../actor", "../../actor"};
+static const char *const s_bin_build_dirs[N_BINS] = {
+    "../../env_server", "../../learner", "../../actor", "../../actor", "../../reward_server"};
 
 typedef enum phase {
     PHASE_START,
@@ -87,6 +89,7 @@ typedef enum kind {
     KIND_LEARNER,
     KIND_ACTOR,
     KIND_EVAL,
+    KIND_REWARD,
     KIND_TOOL, /* gnuplot: its exit only matters to the code waiting for it */
 } kind_t;
 
@@ -137,8 +140,13 @@ struct launcher {
     member_t *actors;
     size_t n_actors;
     member_t evals[2];
+    member_t reward;
 
-    char ep_traj[64], ep_weights[64], ep_control[64];
+    char ep_traj[64], ep_weights[64], ep_control[64], ep_reward[64];
+    bool reward_ready;
+    bool *waiting; /* flags s_wait_answers waits for */
+    size_t n_waiting;
+    json_t *reward_stats; /* the reward server's Stats after the evaluation */
 
     phase_t phase;
     size_t keep_envs; /* env servers left running after training (for the evaluation) */
@@ -263,7 +271,7 @@ static int s_find_bins(launcher_t *l)
     if (slash)
         *slash = '\0';
     for (int b = 0; b < N_BINS; b++) {
-        if (b == BIN_EVAL && !l->o->eval)
+        if ((b == BIN_EVAL && !l->o->eval) || (b == BIN_REWARD && !l->o->reward_server))
             continue;
         char cand[2][PATH_MAX + 128];
         int n_cand = 0;
@@ -409,11 +417,14 @@ static void s_on_exit(ag_child_t *child, int64_t exit_status, int term_signal, v
         }
         break;
     case KIND_ENV:
+    case KIND_REWARD:
         if (m->stopping)
             break;
         s_maybe_restart(l, m, how);
-        if (m->given_up)
+        if (m->given_up && m->kind == KIND_ENV)
             s_fail(l, "env server %zu keeps failing; see %s", m->index, ag_child_log_path(child));
+        else if (m->given_up)
+            s_fail(l, "the reward server keeps failing; see %s", ag_child_log_path(child));
         break;
     case KIND_EVAL:
         if (exit_status != 0 || term_signal) {
@@ -630,14 +641,6 @@ static bool s_wait(launcher_t *l, bool (*done)(launcher_t *), bool (*stop)(launc
 
 /* ---- stage conditions ---- */
 
-static bool s_envs_ready(launcher_t *l)
-{
-    for (size_t i = 0; i < l->n_envs; i++)
-        if (!l->env_ready[i])
-            return false;
-    return true;
-}
-
 static bool s_start_aborted(launcher_t *l)
 {
     return l->failed || l->interrupts > 0;
@@ -695,57 +698,90 @@ static bool s_eval_abort(launcher_t *l)
     return l->interrupts >= 2;
 }
 
-/* ---- env server readiness: an env Hello over the real protocol ---- */
+/* ---- readiness: a request over the real protocol, answered by the service ---- */
 
-typedef struct hello_ctx {
+typedef struct ping {
     launcher_t *l;
-    size_t index;
-} hello_ctx_t;
+    bool *answered;
+} ping_t;
 
-static void s_on_hello(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
-                       size_t extra_len)
+static void s_on_ping(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
+                      size_t extra_len)
 {
-    hello_ctx_t *h = arg;
-    if (status < 0)
-        return;
-    const Agora__V1__EnvReply *r = (const Agora__V1__EnvReply *)reply;
-    if (r->body_case == AGORA__V1__ENV_REPLY__BODY_HELLO)
-        h->l->env_ready[h->index] = true;
+    (void)reply;
+    (void)extra;
+    (void)extra_len;
+    ping_t *p = arg;
+    if (status >= 0) /* any reply, even an error, shows the service is serving */
+        *p->answered = true;
 }
 
-static int s_wait_envs_ready(launcher_t *l)
+static bool s_all_answered(launcher_t *l)
 {
-    ag_rpc_client_t **clients = calloc(l->n_envs, sizeof *clients);
-    hello_ctx_t *ctx = calloc(l->n_envs, sizeof *ctx);
+    for (size_t i = 0; i < l->n_waiting; i++)
+        if (!l->waiting[i])
+            return false;
+    return true;
+}
+
+/*
+ * Sends req to each of the n endpoints, again and again while a service is
+ * starting, until every one has answered (answered[i] set) or READY_TIMEOUT_MS.
+ */
+static int s_wait_answers(launcher_t *l, char (*eps)[64], size_t n,
+                          const ProtobufCMessageDescriptor *reply, ProtobufCMessage *req,
+                          bool *answered, const char *what)
+{
+    ag_rpc_client_t **clients = calloc(n, sizeof *clients);
+    ping_t *ctx = calloc(n, sizeof *ctx);
     int rc = -ENOMEM;
     if (!clients || !ctx)
         goto out;
     /* Short attempts, many of them: the server is starting, the first tries find nobody. */
-    ag_rpc_client_opts_t co = {.timeout_ms = 250, .attempts = ENV_READY_TIMEOUT_MS / 250};
-    for (size_t i = 0; i < l->n_envs; i++) {
-        ctx[i] = (hello_ctx_t){l, i};
-        clients[i] = ag_rpc_client_create(&l->loop, l->zctx, l->env_eps[i],
-                                          &agora__v1__env_reply__descriptor, &co);
+    ag_rpc_client_opts_t co = {.timeout_ms = 250, .attempts = READY_TIMEOUT_MS / 250};
+    for (size_t i = 0; i < n; i++) {
+        ctx[i] = (ping_t){l, &answered[i]};
+        clients[i] = ag_rpc_client_create(&l->loop, l->zctx, eps[i], reply, &co);
         if (!clients[i])
             goto out;
-        Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
-        Agora__V1__HelloRequest hello = AGORA__V1__HELLO_REQUEST__INIT;
-        hello.client_name = "agora-launcher";
-        req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
-        req.hello = &hello;
-        if ((rc = ag_rpc_call(clients[i], &req.base, s_on_hello, &ctx[i])) < 0)
+        if ((rc = ag_rpc_call(clients[i], req, s_on_ping, &ctx[i])) < 0)
             goto out;
     }
-    rc = s_wait(l, s_envs_ready, s_start_aborted, ENV_READY_TIMEOUT_MS) ? 0 : -ETIMEDOUT;
+    l->waiting = answered;
+    l->n_waiting = n;
+    rc = s_wait(l, s_all_answered, s_start_aborted, READY_TIMEOUT_MS) ? 0 : -ETIMEDOUT;
+    l->waiting = NULL;
+    l->n_waiting = 0;
     if (rc < 0 && !s_start_aborted(l))
-        s_fail(l, "env servers did not answer Hello within %d s; see %s/logs/env-*.log",
-               ENV_READY_TIMEOUT_MS / 1000, l->dir);
+        s_fail(l, "%s did not answer within %d s; see %s/logs/", what, READY_TIMEOUT_MS / 1000,
+               l->dir);
 out:
-    for (size_t i = 0; clients && i < l->n_envs; i++)
+    for (size_t i = 0; clients && i < n; i++)
         ag_rpc_client_destroy(&clients[i]);
     free(clients);
     free(ctx);
     return rc;
+}
+
+static int s_wait_envs_ready(launcher_t *l)
+{
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    Agora__V1__HelloRequest hello = AGORA__V1__HELLO_REQUEST__INIT;
+    hello.client_name = "agora-launcher";
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
+    req.hello = &hello;
+    return s_wait_answers(l, l->env_eps, l->n_envs, &agora__v1__env_reply__descriptor, &req.base,
+                          l->env_ready, "the env servers (an env Hello)");
+}
+
+static int s_wait_reward_ready(launcher_t *l)
+{
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    Agora__V1__RewardStatsRequest st = AGORA__V1__REWARD_STATS_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
+    req.stats = &st;
+    return s_wait_answers(l, &l->ep_reward, 1, &agora__v1__reward_reply__descriptor, &req.base,
+                          &l->reward_ready, "the reward server (a reward Stats)");
 }
 
 /* ---- set-up ---- */
@@ -800,7 +836,7 @@ static int s_set(launcher_t *l, const char *key, const char *value)
 static int s_write_run_file(launcher_t *l)
 {
     const ag_launch_opts_t *o = l->o;
-    size_t n_ports = 3 + l->n_envs;
+    size_t n_ports = 3 + l->n_envs + (o->reward_server ? 1 : 0);
     int ports[64];
     int rc = s_pick_ports(o->host, ports, n_ports);
     if (rc < 0) {
@@ -824,6 +860,19 @@ static int s_write_run_file(launcher_t *l)
         s_set(l, "actor.learner_weights", l->ep_weights) ||
         s_set(l, "actor.learner_control", l->ep_control) || s_set(l, "actor.env", envs))
         return -ENOMEM;
+    if (o->reward_server) {
+        /* One reward server for every client of the run; its checkpoints go to DIR/reward. */
+        char rdir[PATH_MAX + 16];
+        snprintf(l->ep_reward, sizeof l->ep_reward, "tcp://%s:%d", o->host, ports[3 + l->n_envs]);
+        snprintf(rdir, sizeof rdir, "%s/reward", l->dir);
+        const char *model = ag_runfile_get(o->runfile, "reward.model");
+        if (s_set(l, "reward.bind", l->ep_reward) || s_set(l, "reward.endpoint", l->ep_reward) ||
+            s_set(l, "reward.out", rdir) || s_set(l, "env.reward", l->ep_reward) ||
+            s_set(l, "eval.reward", l->ep_reward) ||
+            (model && *model && !ag_runfile_get(o->runfile, "eval.reward_model") &&
+             s_set(l, "eval.reward_model", model)))
+            return -ENOMEM;
+    }
     snprintf(num, sizeof num, "%ld", o->actors);
     if (s_set(l, "run.actors", num))
         return -ENOMEM;
@@ -851,6 +900,18 @@ static int s_start_cluster(launcher_t *l)
 {
     const ag_launch_opts_t *o = l->o;
     char name[64];
+    if (o->reward_server) {
+        /* First: env servers with a learned judge and actors that score need it. */
+        char *argv[] = {l->bins[BIN_REWARD], "--config", l->run_ini, NULL};
+        if (s_member_init(l, &l->reward, KIND_REWARD, 0, "reward", argv, NULL) < 0 ||
+            s_member_start(&l->reward) < 0) {
+            s_fail(l, "cannot start the reward server");
+            return -1;
+        }
+        NOTE(l, AG_LOG_INFO, "reward server starting on %s", l->ep_reward);
+        if (s_wait_reward_ready(l) < 0)
+            return -1;
+    }
     for (size_t i = 0; i < l->n_envs; i++) {
         snprintf(name, sizeof name, "env-%zu", i);
         char *argv[] = {l->bins[BIN_ENV], "--config",   l->run_ini, OPT_ENV_BIND,
@@ -1040,6 +1101,71 @@ static json_t *s_evaluate(launcher_t *l)
     return res;
 }
 
+/* ---- the reward server: its own held-out figures, then a checkpointing stop ---- */
+
+static void s_on_reward_stats(void *arg, int status, const ProtobufCMessage *reply,
+                              const uint8_t *extra, size_t extra_len)
+{
+    (void)extra;
+    (void)extra_len;
+    launcher_t *l = arg;
+    l->reward_ready = true; /* reused as "the Stats call is over" */
+    const Agora__V1__RewardReply *r = (const Agora__V1__RewardReply *)reply;
+    if (status < 0 || r->body_case != AGORA__V1__REWARD_REPLY__BODY_STATS)
+        return;
+    json_t *models = json_object();
+    for (size_t i = 0; i < r->stats->n_models; i++) {
+        const Agora__V1__RewardModelStats *m = r->stats->models[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "version", json_integer((json_int_t)m->version));
+        json_object_set_new(j, "labels", json_integer((json_int_t)m->labels));
+        json_object_set_new(j, "updates", json_integer((json_int_t)m->updates));
+        for (size_t k = 0; k < m->n_metrics; k++)
+            if (isfinite(m->metrics[k]->value))
+                json_object_set_new(j, m->metrics[k]->name, json_real(m->metrics[k]->value));
+        json_object_set_new(models, m->name, j);
+    }
+    json_decref(l->reward_stats);
+    l->reward_stats = models;
+}
+
+static bool s_reward_answered(launcher_t *l)
+{
+    return l->reward_ready || !ag_child_running(l->reward.child);
+}
+
+static bool s_reward_stopped(launcher_t *l)
+{
+    return !ag_child_running(l->reward.child);
+}
+
+static void s_finish_reward(launcher_t *l)
+{
+    if (!l->reward.child)
+        return;
+    ag_rpc_client_opts_t co = {.timeout_ms = STATUS_TIMEOUT_MS, .attempts = 2};
+    ag_rpc_client_t *c = ag_rpc_client_create(&l->loop, l->zctx, l->ep_reward,
+                                              &agora__v1__reward_reply__descriptor, &co);
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    Agora__V1__RewardStatsRequest st = AGORA__V1__REWARD_STATS_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
+    req.stats = &st;
+    l->reward_ready = false;
+    if (c && ag_child_running(l->reward.child) &&
+        ag_rpc_call(c, &req.base, s_on_reward_stats, l) == 0)
+        s_wait(l, s_reward_answered, s_too_many_interrupts, 3 * STATUS_TIMEOUT_MS);
+    ag_rpc_client_destroy(&c);
+    l->reward.stopping = true;
+    ag_child_cancel_restart(l->reward.child);
+    ag_child_kill(l->reward.child, SIGTERM);
+    if (!s_wait(l, s_reward_stopped, s_too_many_interrupts,
+                (uint64_t)l->o->stop_timeout_s * 1000)) {
+        NOTE(l, AG_LOG_WARN, "the reward server did not exit in time after SIGTERM; killed it");
+        ag_child_kill(l->reward.child, SIGKILL);
+        s_wait(l, s_reward_stopped, NULL, 0);
+    }
+}
+
 /* ---- the report ---- */
 
 /* The latest value of a counter: the last record's, or the last Status's if larger. */
@@ -1213,6 +1339,15 @@ static int s_report(launcher_t *l, json_t *eval)
         }
     }
     json_object_set_new(s, "eval", ev);
+    if (l->reward_stats) {
+        /* The reward model's own held-out figure, next to the evaluation's. */
+        json_object_set(s, "reward_models", l->reward_stats);
+        const char *model = ag_runfile_get(o->runfile, "reward.model");
+        json_t *m = json_object_get(l->reward_stats, model && *model ? model : "default");
+        json_t *acc = json_object_get(m, "pairwise_accuracy");
+        if (json_is_number(acc))
+            json_object_set(s, "rm_heldout_pairwise_accuracy", acc);
+    }
 
     snprintf(path, sizeof path, "%s/summary.json", l->dir);
     int rc = ag_report_write_json(path, s);
@@ -1255,6 +1390,8 @@ static void s_pick_headline(launcher_t *l)
         l->headline[n++] = "first_accuracy";
         l->headline[n++] = "final_accuracy";
     }
+    if (l->o->reward_server)
+        l->headline[n++] = "rm_pairwise_accuracy";
     l->headline[n] = NULL;
 }
 
@@ -1318,6 +1455,7 @@ int ag_launch_run(const ag_launch_opts_t *o)
                        s_eval_tags[i], l->dir, s_eval_tags[i]);
     }
     l->phase = PHASE_REPORT;
+    s_finish_reward(l);
     s_kill_all(l->envs, l->n_envs, SIGTERM);
     if (!s_wait(l, s_all_envs_stopped, NULL, ENV_STOP_TIMEOUT_MS)) {
         s_kill_all(l->envs, l->n_envs, SIGKILL);
@@ -1339,6 +1477,8 @@ done:
     s_destroy_members(l->actors, l->n_actors);
     s_destroy_members(&l->learner, 1);
     s_destroy_members(l->evals, 2);
+    s_destroy_members(&l->reward, 1);
+    json_decref(l->reward_stats);
     ag_signals_destroy(&l->signals);
     uv_timer_stop(&l->tick);
     uv_close((uv_handle_t *)&l->tick, NULL);

@@ -37,6 +37,7 @@ typedef struct ag_launch_opts {
     long eval_seed;
     bool eval;
     bool plot;
+    bool reward_server; /* start agora-reward; actors, env servers and eval use it */
 } ag_launch_opts_t;
 
 /* Runs the whole job; returns the process exit status (0 ok, 1 the run failed). */
