@@ -100,23 +100,37 @@ static void s_gather(mb_t *m, const ag_batch_t *b, const int *idx, int n)
     }
 }
 
+/* order[0..B) = the rows of b, longest first (stable: equal lengths keep their order). */
+static void s_longest_first(const ag_batch_t *b, int *order)
+{
+    for (int i = 0; i < b->B; i++) {
+        int k = i;
+        while (k > 0 && b->len[order[k - 1]] < b->len[i]) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
+    }
+}
+
 int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float *values)
 {
     mb_t mb;
     int rc = s_mb_alloc(&mb, chunk, b->T);
-    int *idx = malloc((size_t)chunk * sizeof *idx);
-    if (rc < 0 || !idx) {
+    int *order = malloc((size_t)b->B * sizeof *order);
+    if (rc < 0 || !order) {
         s_mb_free(&mb);
-        free(idx);
+        free(order);
         return -ENOMEM;
     }
+    /* Rows of similar length share a chunk, so little of the forward pass is padding. */
+    s_longest_first(b, order);
     ag_loss_config_t lc;
     memset(&lc, 0, sizeof lc);
     lc.kl_estimator = AG_KL_K3;
     for (int r0 = 0; r0 < b->B && rc == 0; r0 += chunk) {
         int n = b->B - r0 < chunk ? b->B - r0 : chunk;
-        for (int k = 0; k < n; k++)
-            idx[k] = r0 + k;
+        const int *idx = order + r0;
         s_gather(&mb, b, idx, n);
         rc = ag_model_forward(m, mb.B, mb.T, mb.tokens, 0);
         if (rc < 0)
@@ -127,14 +141,14 @@ int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float
             break;
         const float *v = ag_model_values(m);
         for (int k = 0; k < n; k++) {
-            const size_t src = (size_t)k * (size_t)mb.T, dst = (size_t)(r0 + k) * (size_t)b->T;
+            const size_t src = (size_t)k * (size_t)mb.T, dst = (size_t)idx[k] * (size_t)b->T;
             memcpy(lp + dst, mb.lp + src, (size_t)mb.T * sizeof(float));
             if (values)
                 memcpy(values + dst, v + src, (size_t)mb.T * sizeof(float));
         }
     }
     s_mb_free(&mb);
-    free(idx);
+    free(order);
     return rc;
 }
 
