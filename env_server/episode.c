@@ -7,15 +7,43 @@
  * Creating an episode is one malloc of a few KB and no zeroing of buffers;
  * a client step is the game's parse-and-apply plus one observation render,
  * so the game logic of a step stays far below a microsecond.
+ *
+ * Only an episode with an outside judge pays for one: a second block with
+ * the seats' transcripts (grown on demand, capped) and a snapshot of the
+ * episode taken before each client step, so that a held step, or a step
+ * that would overflow a transcript, can be undone by copying it back.
  */
 #include "episode.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdalign.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct transcript {
+    char *text; /* NUL-terminated */
+    size_t len;
+    size_t cap;
+} transcript_t;
+
+/* What an episode with an outside judge adds (see the file comment). */
+typedef struct judging {
+    transcript_t seat[AG_GAME_MAX_PLAYERS];
+    /* the episode before the last client step */
+    size_t saved_len[AG_GAME_MAX_PLAYERS];
+    ag_rng_t saved_bot_rng[AG_GAME_MAX_PLAYERS];
+    int saved_turns;
+    bool saved_truncated;
+    size_t saved_obs_len;
+    char saved_obs[AG_GAME_OBS_CAP];
+    /* what the held step earned before the ruling */
+    float held_rewards[AG_GAME_MAX_PLAYERS];
+    bool held_invalid;
+    void *saved_state; /* game->state_size bytes after this struct */
+} judging_t;
 
 struct ag_episode {
     const ag_game_t *game;
@@ -27,16 +55,88 @@ struct ag_episode {
     bool terminated;
     bool truncated;
     ag_transcript_t *record; /* demos only */
-    void *state;             /* game->state_size bytes after this struct */
+    const char *judge;       /* the outside judge, NULL when the game rules by itself */
+    bool ruling_pending;
+    judging_t *judging; /* with an outside judge only */
+    void *state;        /* game->state_size bytes after this struct */
     size_t obs_len;
     char obs[AG_GAME_OBS_CAP]; /* observation of the seat to act */
     ag_game_outcome_t outcome; /* valid once terminated */
 };
 
-/* The state block starts at the first max_align_t boundary after the struct. */
-#define STATE_OFFSET                                                                               \
-    ((sizeof(struct ag_episode) + alignof(max_align_t) - 1) / alignof(max_align_t) *               \
-     alignof(max_align_t))
+/* A state block starts at the first max_align_t boundary after its struct. */
+#define ALIGNED(size)                                                                              \
+    (((size) + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t))
+#define STATE_OFFSET ALIGNED(sizeof(struct ag_episode))
+#define SAVED_STATE_OFFSET ALIGNED(sizeof(judging_t))
+
+/* Appends text to a seat's transcript; AG_GAME_ELIMIT over the cap, AG_GAME_ENOMEM. */
+static int transcript_add(transcript_t *t, const char *text, size_t len, char *err, size_t err_cap)
+{
+    if (len > AG_EPISODE_TRANSCRIPT_MAX - t->len) {
+        ag_game_errorf(err, err_cap,
+                       "a seat's transcript would exceed %d bytes, the most an outside judge "
+                       "is sent",
+                       AG_EPISODE_TRANSCRIPT_MAX);
+        return AG_GAME_ELIMIT;
+    }
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *p = realloc(t->text, cap);
+        if (p == NULL) {
+            ag_game_errorf(err, err_cap, "out of memory for a transcript");
+            return AG_GAME_ENOMEM;
+        }
+        t->text = p;
+        t->cap = cap;
+    }
+    memcpy(t->text + t->len, text, len);
+    t->len += len;
+    t->text[t->len] = '\0';
+    return 0;
+}
+
+static void judging_save(ag_episode_t *ep)
+{
+    judging_t *j = ep->judging;
+    memcpy(j->saved_state, ep->state, ep->game->state_size);
+    for (int s = 0; s < ep->num_players; s++)
+        j->saved_len[s] = j->seat[s].len;
+    memcpy(j->saved_bot_rng, ep->bot_rng, sizeof j->saved_bot_rng);
+    j->saved_turns = ep->turns;
+    j->saved_truncated = ep->truncated;
+    j->saved_obs_len = ep->obs_len;
+    memcpy(j->saved_obs, ep->obs, ep->obs_len + 1);
+}
+
+static void judging_restore(ag_episode_t *ep)
+{
+    judging_t *j = ep->judging;
+    memcpy(ep->state, j->saved_state, ep->game->state_size);
+    for (int s = 0; s < ep->num_players; s++) {
+        j->seat[s].len = j->saved_len[s];
+        if (j->seat[s].text != NULL)
+            j->seat[s].text[j->saved_len[s]] = '\0';
+    }
+    memcpy(ep->bot_rng, j->saved_bot_rng, sizeof ep->bot_rng);
+    ep->turns = j->saved_turns;
+    ep->truncated = j->saved_truncated;
+    ep->obs_len = j->saved_obs_len;
+    memcpy(ep->obs, j->saved_obs, j->saved_obs_len + 1);
+    ep->ruling_pending = false;
+}
+
+static void judging_free(ag_episode_t *ep)
+{
+    if (ep->judging == NULL)
+        return;
+    for (int s = 0; s < AG_GAME_MAX_PLAYERS; s++)
+        free(ep->judging->seat[s].text);
+    free(ep->judging);
+    ep->judging = NULL;
+}
 
 /* One stream per seat, derived from the seed apart from the game's own rng(seed). */
 static void seed_bot_rng(ag_rng_t *rng, uint64_t seed, int seat)
@@ -56,29 +156,41 @@ static void fill_result(const ag_episode_t *ep, ag_episode_result_t *res)
     res->observation_len = ep->obs_len;
     res->terminated = ep->terminated;
     res->truncated = ep->truncated;
+    res->ruling_pending = ep->ruling_pending;
     res->outcome = ep->terminated ? &ep->outcome : NULL;
 }
 
 /*
- * Plays bot seats until a client seat is to act or the game ends, adding
- * their rewards to rewards[] and, in demos, recording each turn. Leaves the
- * observation of the client seat to act (or "" at the end) in ep->obs.
+ * Plays bot seats until a client seat is to act, the game ends or it awaits
+ * an outside ruling, adding their rewards to rewards[] and, in demos,
+ * recording each turn. Leaves the observation of the client seat to act
+ * (or "" at the end) in ep->obs. With an outside judge every observation
+ * and bot action also goes into its seat's transcript.
  */
 static int advance(ag_episode_t *ep, float *rewards, char *err, size_t err_cap)
 {
     const ag_game_t *g = ep->game;
+    judging_t *j = ep->judging;
+    int rc;
     for (;;) {
         int seat = g->to_act(ep->state);
         if (seat < 0) {
-            ep->terminated = true;
             ep->obs[0] = '\0';
             ep->obs_len = 0;
+            if (ep->judge != NULL && g->awaiting_ruling(ep->state)) {
+                ep->ruling_pending = true;
+                return 0;
+            }
+            ep->terminated = true;
             g->outcome(ep->state, &ep->outcome);
             return 0;
         }
         assert(seat < ep->num_players);
-        if (ep->bot[seat] < 0 || ep->record != NULL)
+        if (ep->bot[seat] < 0 || ep->record != NULL || j != NULL)
             ep->obs_len = g->observe(ep->state, ep->obs, sizeof ep->obs);
+        if (j != NULL &&
+            (rc = transcript_add(&j->seat[seat], ep->obs, ep->obs_len, err, err_cap)) < 0)
+            return rc;
         if (ep->bot[seat] < 0)
             return 0;
         if (ep->turns >= AG_GAME_MAX_TURNS) {
@@ -97,6 +209,8 @@ static int advance(ag_episode_t *ep, float *rewards, char *err, size_t err_cap)
                            g->bots[ep->bot[seat]], g->name, action, why);
             return AG_GAME_EINTERNAL;
         }
+        if (j != NULL && (rc = transcript_add(&j->seat[seat], action, len, err, err_cap)) < 0)
+            return rc;
         for (int s = 0; s < ep->num_players; s++)
             rewards[s] += st.rewards[s];
         ep->truncated |= st.truncated;
@@ -152,6 +266,38 @@ static int resolve_bots(ag_episode_t *ep, const char *const *seat_bots, size_t n
     return 0;
 }
 
+/*
+ * Sets up an episode whose game named an outside judge: only for episodes a
+ * client plays a seat of, since the ruling is asked for by the client's step.
+ */
+static int judging_start(ag_episode_t *ep, char *err, size_t err_cap)
+{
+    const ag_game_t *g = ep->game;
+    assert(g->awaiting_ruling != NULL && g->rule != NULL);
+    if (ep->record != NULL) {
+        ag_game_errorf(err, err_cap,
+                       "demos use the rule judge (the game's own): drop the option judge=reward:%s",
+                       ep->judge);
+        return AG_GAME_EBADOPT;
+    }
+    int clients = 0;
+    for (int s = 0; s < ep->num_players; s++)
+        clients += ep->bot[s] < 0;
+    if (clients == 0) {
+        ag_game_errorf(err, err_cap,
+                       "judge=reward:%s needs a seat played by the client (every seat is a bot)",
+                       ep->judge);
+        return AG_GAME_EBADOPT;
+    }
+    ep->judging = calloc(1, SAVED_STATE_OFFSET + g->state_size);
+    if (ep->judging == NULL) {
+        ag_game_errorf(err, err_cap, "out of memory");
+        return AG_GAME_ENOMEM;
+    }
+    ep->judging->saved_state = (char *)ep->judging + SAVED_STATE_OFFSET;
+    return 0;
+}
+
 static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t seed,
                          const ag_game_kv_t *options, size_t num_options,
                          const char *const *seat_bots, size_t num_seat_bots, bool fill_demo,
@@ -174,6 +320,9 @@ static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t see
     ep->terminated = false;
     ep->truncated = false;
     ep->record = record;
+    ep->judge = NULL;
+    ep->ruling_pending = false;
+    ep->judging = NULL;
     ep->state = (char *)ep + STATE_OFFSET;
     ep->obs[0] = '\0';
     ep->obs_len = 0;
@@ -182,8 +331,15 @@ static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t see
     int rc = resolve_bots(ep, seat_bots, num_seat_bots, fill_demo, err, err_cap);
     if (rc == 0)
         rc = game->reset(ep->state, seed, options, num_options, err, err_cap);
+    if (rc == 0 && game->judge != NULL && (ep->judge = game->judge(ep->state)) != NULL)
+        rc = judging_start(ep, err, err_cap);
     if (rc == 0)
         rc = advance(ep, rewards, err, err_cap);
+    if (rc == 0 && ep->ruling_pending) {
+        ag_game_errorf(err, err_cap, "internal: game %s awaits a ruling before any client step",
+                       game->name);
+        rc = AG_GAME_EINTERNAL;
+    }
     if (rc < 0)
         goto fail;
     if (res != NULL) {
@@ -194,6 +350,7 @@ static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t see
     *out = ep;
     return 0;
 fail:
+    judging_free(ep);
     free(ep);
     return rc;
 }
@@ -210,6 +367,7 @@ void ag_episode_destroy(ag_episode_t **self)
 {
     if (self == NULL || *self == NULL)
         return;
+    judging_free(*self);
     free(*self);
     *self = NULL;
 }
@@ -222,6 +380,10 @@ int ag_episode_step(ag_episode_t *ep, int player, const void *action, size_t len
         ag_game_errorf(err, err_cap, "the episode has ended");
         return AG_GAME_EOVER;
     }
+    if (ep->ruling_pending) {
+        ag_game_errorf(err, err_cap, "the episode is waiting for its judge's ruling");
+        return AG_GAME_ERULING;
+    }
     int to_act = g->to_act(ep->state);
     if (player != to_act) {
         ag_game_errorf(err, err_cap, "not your turn: seat %d (%s) is to act", to_act,
@@ -230,21 +392,98 @@ int ag_episode_step(ag_episode_t *ep, int player, const void *action, size_t len
     }
     if (action == NULL)
         action = "";
+    judging_t *j = ep->judging;
+    if (j != NULL)
+        judging_save(ep);
     ag_game_step_t st = {0};
     int rc = g->step(ep->state, action, len, &st, err, err_cap);
     if (rc < 0)
         return rc;
     ep->turns++;
     ep->truncated |= st.truncated;
-    rc = advance(ep, st.rewards, err, err_cap);
-    if (rc < 0)
+    if (j != NULL)
+        rc = transcript_add(&j->seat[player], action, len, err, err_cap);
+    if (rc == 0)
+        rc = advance(ep, st.rewards, err, err_cap);
+    if (rc < 0) {
+        if (j != NULL)
+            judging_restore(ep);
         return rc;
+    }
+    if (ep->ruling_pending) {
+        memcpy(j->held_rewards, st.rewards, sizeof j->held_rewards);
+        j->held_invalid = st.invalid_action;
+    }
     if (res != NULL) {
         memcpy(res->rewards, st.rewards, sizeof res->rewards);
         res->invalid_action = st.invalid_action;
         fill_result(ep, res);
     }
     return 0;
+}
+
+const char *ag_episode_judge(const ag_episode_t *ep)
+{
+    return ep->judge;
+}
+
+bool ag_episode_ruling_pending(const ag_episode_t *ep)
+{
+    return ep->ruling_pending;
+}
+
+const char *ag_episode_transcript(const ag_episode_t *ep, int seat, size_t *len)
+{
+    *len = 0;
+    if (ep->judging == NULL || seat < 0 || seat >= ep->num_players)
+        return NULL;
+    const transcript_t *t = &ep->judging->seat[seat];
+    *len = t->len;
+    return t->text != NULL ? t->text : "";
+}
+
+int ag_episode_rule(ag_episode_t *ep, const double *scores, size_t num_scores,
+                    ag_episode_result_t *res, char *err, size_t err_cap)
+{
+    if (!ep->ruling_pending) {
+        ag_game_errorf(err, err_cap, "no ruling is awaited");
+        return AG_GAME_EINTERNAL;
+    }
+    if (num_scores != (size_t)ep->num_players) {
+        ag_game_errorf(err, err_cap, "the judge gave %zu scores for %d seats", num_scores,
+                       ep->num_players);
+        return AG_GAME_EINVAL;
+    }
+    for (size_t s = 0; s < num_scores; s++) {
+        if (!isfinite(scores[s])) {
+            ag_game_errorf(err, err_cap, "the judge's score of seat %zu is not a finite number", s);
+            return AG_GAME_EINVAL;
+        }
+    }
+    judging_t *j = ep->judging;
+    ag_game_step_t st = {0};
+    ep->game->rule(ep->state, scores, &st);
+    ep->ruling_pending = false;
+    ep->truncated |= st.truncated;
+    for (int s = 0; s < ep->num_players; s++)
+        st.rewards[s] += j->held_rewards[s];
+    int rc = advance(ep, st.rewards, err, err_cap);
+    if (rc < 0) {
+        judging_restore(ep);
+        return rc;
+    }
+    if (res != NULL) {
+        memcpy(res->rewards, st.rewards, sizeof res->rewards);
+        res->invalid_action = j->held_invalid || st.invalid_action;
+        fill_result(ep, res);
+    }
+    return 0;
+}
+
+void ag_episode_cancel_ruling(ag_episode_t *ep)
+{
+    if (ep->ruling_pending)
+        judging_restore(ep);
 }
 
 const ag_game_t *ag_episode_game(const ag_episode_t *ep)

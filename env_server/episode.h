@@ -11,6 +11,15 @@
  * its previous observation, so a seat's transcript is obs1 + action1 + obs2 +
  * action2 + ... . Everything is deterministic in (game, seed, options,
  * seat_bots, client actions). No networking and no protobuf here.
+ *
+ * An episode whose game leaves the final ruling to an outside judge
+ * (ag_episode_judge() non-NULL; debate with judge=reward:NAME) also keeps
+ * every seat's transcript, and holds the step that completes play: that
+ * step returns with ruling_pending set, the caller scores the transcripts
+ * (ag_episode_transcript) and then either applies the scores
+ * (ag_episode_rule) or gives up (ag_episode_cancel_ruling), which puts the
+ * episode back exactly as it was before the held step. Episodes of games
+ * that rule by themselves keep no transcripts and hold nothing.
  */
 #ifndef AG_EPISODE_H
 #define AG_EPISODE_H
@@ -20,6 +29,9 @@
 #include <stdint.h>
 
 #include "game.h"
+
+/* Longest transcript kept per seat for an outside judge (reward.proto's ScoreItem limit). */
+#define AG_EPISODE_TRANSCRIPT_MAX 65536
 
 typedef struct ag_episode ag_episode_t;
 
@@ -39,6 +51,12 @@ typedef struct ag_episode_result {
     bool terminated;
     bool truncated;
     bool invalid_action; /* this step consumed an invalid action (penalize mode) */
+    /*
+     * Play is complete and the step is held until an outside judge rules
+     * (ag_episode_rule / ag_episode_cancel_ruling); to_act is -1, terminated
+     * false, and rewards are not reported yet.
+     */
+    bool ruling_pending;
     const ag_game_outcome_t *outcome;
 } ag_episode_result_t;
 
@@ -48,7 +66,8 @@ typedef struct ag_episode_result {
  * num_seat_bots == 0 for "the client plays every seat", else exactly
  * game->num_players entries, each NULL or "" (the client plays that seat) or
  * the name of a bot of the game that can play that seat (otherwise
- * AG_GAME_EBADBOT). On success stores the episode in *out (free it with
+ * AG_GAME_EBADBOT). Options that ask for an outside judge need at least
+ * one client seat (else AG_GAME_EBADOPT). On success stores the episode in *out (free it with
  * ag_episode_destroy) and fills *res (may be NULL) with the first client
  * seat's observation, or with the finished game if bots played it all.
  * On failure returns the negative code, *out = NULL, and a message in err.
@@ -63,15 +82,52 @@ void ag_episode_destroy(ag_episode_t **self);
  * Seat `player` plays action[0..len) (untrusted bytes, any content; NULL is
  * taken as empty). Returns 0 and fills *res, or:
  *   AG_GAME_EOVER     the episode has already ended;
+ *   AG_GAME_ERULING   a held step waits for an outside ruling;
  *   AG_GAME_ETURN     player is not the seat to act (or not a seat);
  *   AG_GAME_EINVAL    the action is not in this turn's format (err says what
  *                     was expected); nothing changed, the seat may retry.
+ *   AG_GAME_ELIMIT    (outside judge only) a transcript would exceed
+ *                     AG_EPISODE_TRANSCRIPT_MAX; nothing changed.
+ *   AG_GAME_ENOMEM    (outside judge only) no memory for a transcript;
+ *                     nothing changed.
  *   AG_GAME_EINTERNAL a bot's action was refused by its game (a bug).
  * In penalize mode an invalid action is consumed instead: 0 is returned with
- * res->invalid_action set.
+ * res->invalid_action set. With an outside judge, the step that completes
+ * play returns 0 with res->ruling_pending set.
  */
 int ag_episode_step(ag_episode_t *ep, int player, const void *action, size_t len,
                     ag_episode_result_t *res, char *err, size_t err_cap);
+
+/*
+ * The reward model that makes this episode's final ruling (borrowed from the
+ * episode), or NULL when the game rules by itself.
+ */
+const char *ag_episode_judge(const ag_episode_t *ep);
+
+/* True while a held step waits for ag_episode_rule or ag_episode_cancel_ruling. */
+bool ag_episode_ruling_pending(const ag_episode_t *ep);
+
+/*
+ * Seat's transcript so far, obs1 + action1 + obs2 + ... exactly as observed
+ * and played (NUL-terminated, *len bytes, borrowed until the next change to
+ * the episode), or NULL (len 0) when the episode keeps none (no outside
+ * judge) or seat is out of range.
+ */
+const char *ag_episode_transcript(const ag_episode_t *ep, int seat, size_t *len);
+
+/*
+ * Applies the outside judge's scores, one per seat (num_scores must be the
+ * number of seats, every score finite; else AG_GAME_EINVAL with a message
+ * and nothing changed), to the held step, which then completes: *res is
+ * what the held step would have returned had the game ruled by itself
+ * (its rewards plus the ruling's, terminated, the outcome). AG_GAME_EINTERNAL
+ * when no ruling is pending.
+ */
+int ag_episode_rule(ag_episode_t *ep, const double *scores, size_t num_scores,
+                    ag_episode_result_t *res, char *err, size_t err_cap);
+
+/* Forgets the held step: the episode is again exactly as before it. No-op if none is held. */
+void ag_episode_cancel_ruling(ag_episode_t *ep);
 
 const ag_game_t *ag_episode_game(const ag_episode_t *ep);
 uint64_t ag_episode_seed(const ag_episode_t *ep);

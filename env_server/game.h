@@ -12,6 +12,12 @@
  * through the same step() as a client's action; they draw from an rng the
  * caller owns, so the game's own randomness does not depend on who plays.
  *
+ * A game may leave its final ruling to an outside judge (debate's option
+ * judge=reward:NAME): a reward model that scores each seat's transcript.
+ * The game itself stays pure (no I/O): it names the judge, stops short of
+ * the end when play is complete, and applies the scores it is handed; see
+ * the ruling functions of the vtable.
+ *
  * Most callers want episode.h, which adds turn checks, bot seats,
  * observations and demos on top of this.
  */
@@ -50,7 +56,13 @@ enum {
     AG_GAME_EOVER = -5,     /* the episode has already ended */
     AG_GAME_ENOMEM = -6,    /* out of memory -> ERROR_INTERNAL / ERROR_OVERLOADED */
     AG_GAME_EINTERNAL = -7, /* a bot wrote an action its game refused (a bug) -> ERROR_INTERNAL */
+    AG_GAME_ELIMIT = -8,    /* a bound of the episode was reached (a transcript cap); state
+                               unchanged -> ERROR_BAD_REQUEST */
+    AG_GAME_ERULING = -9,   /* the episode waits for an outside ruling -> ERROR_NOT_YOUR_TURN */
 };
+
+/* Longest reward model name a game accepts as its outside judge (reward.proto's limit). */
+#define AG_GAME_JUDGE_NAME_MAX 64
 
 /* One option given to reset: both strings NUL-terminated, borrowed. */
 typedef struct ag_game_kv {
@@ -132,8 +144,31 @@ struct ag_game {
      * act into buf (NUL-terminated); returns its length. Draws only from rng.
      */
     size_t (*bot_act)(const void *state, int bot, ag_rng_t *rng, char *buf, size_t cap);
-    /* Fills the final info and metrics; only valid once to_act() is -1. */
+    /* Fills the final info and metrics; only valid once the game has ended. */
     void (*outcome)(const void *state, ag_game_outcome_t *out);
+
+    /*
+     * Outside rulings. All three are NULL in a game that always rules by
+     * itself; a game that offers an outside judge sets all three.
+     *
+     * judge() names the reward model whose scores make this episode's final
+     * ruling (debate: NAME of judge=reward:NAME), or returns NULL when the
+     * game rules by itself. It is fixed by reset and the string lives in
+     * the state.
+     *
+     * With a judge, the step that completes play does not end the game: it
+     * leaves the game awaiting its ruling, where to_act() is -1,
+     * awaiting_ruling() is true, step() answers AG_GAME_ERULING and
+     * outcome() is not valid yet. The caller then scores every seat's
+     * transcript (obs1 + action1 + obs2 + ..., as the seat saw and wrote it)
+     * with the judge and hands the scores, one finite number per seat, to
+     * rule(), which ends the game (adding the final rewards to out) exactly
+     * as a ruling of the game's own would. rule() draws only from the
+     * game's rng, so the same scores give the same outcome.
+     */
+    const char *(*judge)(const void *state);
+    bool (*awaiting_ruling)(const void *state);
+    void (*rule)(void *state, const double *scores, ag_game_step_t *out);
 };
 
 extern const ag_game_t ag_game_debate;

@@ -1,6 +1,8 @@
 /*
  * main.c - agora-env: serves the debate and critique games (and any other
  * game in the registry) over the environment protocol until SIGINT/SIGTERM.
+ * With --reward ENDPOINT it can also let a reward model of that agora-reward
+ * judge debates (option judge=reward:NAME).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,12 @@ static const ag_option_t s_options[] = {
     {"env.max_episodes", "max-episodes", "100000", "live episodes before Reset is refused"},
     {"env.max_message_bytes", "max-message-bytes", "1048576",
      "largest request accepted; ZeroMQ drops a connection that sends more"},
+    {"env.reward", "reward", "",
+     "reward server (agora-reward, e.g. tcp://127.0.0.1:5560) whose models judge debates "
+     "reset with judge=reward:NAME; empty = none (such a Reset is refused)"},
+    {"env.reward_timeout_ms", "reward-timeout-ms", "2000",
+     "how long a debate's final Step waits for the reward judge before it is answered "
+     "ERROR_OVERLOADED (the step is not applied and may be resent)"},
 };
 
 typedef struct app {
@@ -48,10 +56,11 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return rc > 0 ? 0 : 2;
     }
-    long ttl_s, max_eps, max_msg;
+    long ttl_s, max_eps, max_msg, reward_timeout;
     if (ag_config_long(cfg, "env.episode_ttl_s", 1, 86400 * 7, &ttl_s) < 0 ||
         ag_config_long(cfg, "env.max_episodes", 1, 100000000, &max_eps) < 0 ||
-        ag_config_long(cfg, "env.max_message_bytes", 1024, 1L << 30, &max_msg) < 0) {
+        ag_config_long(cfg, "env.max_message_bytes", 1024, 1L << 30, &max_msg) < 0 ||
+        ag_config_long(cfg, "env.reward_timeout_ms", 10, 600000, &reward_timeout) < 0) {
         ag_config_destroy(&cfg);
         return 2;
     }
@@ -64,6 +73,8 @@ int main(int argc, char **argv)
         .episode_ttl_ms = (uint32_t)(ttl_s * 1000),
         .max_episodes = (size_t)max_eps,
         .max_message_bytes = max_msg,
+        .reward_endpoint = ag_config_str(cfg, "env.reward"),
+        .reward_timeout_ms = (uint32_t)reward_timeout,
     };
     app.server = ag_env_server_create(&app.loop, zctx, &opts);
     if (!app.server) {
@@ -75,6 +86,8 @@ int main(int argc, char **argv)
         return 1;
     }
     ag_info("env", "serving on %s", ag_env_server_endpoint(app.server));
+    if (opts.reward_endpoint[0])
+        ag_info("env", "reward judge: %s (deadline %ld ms)", opts.reward_endpoint, reward_timeout);
     app.signals = ag_signals_create(&app.loop, s_on_signal, &app);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);

@@ -4,6 +4,16 @@
  * The hot path (Step) allocates nothing of its own: the request is decoded
  * with the bounded codec, the reply is built on the stack with pointers into
  * the episode, and packed into the rpc server's reusable buffer.
+ *
+ * Reward-judged episodes: the Step that completes play comes back from the
+ * episode held (ruling_pending). The server sends one ScoreRequest (both
+ * seats' transcripts) on its reward client, a DEALER with a deadline and
+ * retries, remembers the Step's peer and request id in a judge_call_t
+ * hung on the episode's entry, and returns to the loop. While the call is
+ * out the entry refuses Steps (NOT_YOUR_TURN), is skipped by TTL eviction,
+ * and a Close takes it out of the map at once but leaves it to the call to
+ * free. The call's completion either applies the scores and sends the
+ * held Step's reply, or cancels the held step and sends an Error.
  */
 #include "server.h"
 
@@ -19,6 +29,7 @@
 #include "episode.h"
 #include "idmap.h"
 #include "log.h"
+#include "reward.pb-c.h"
 #include "rng.h"
 #include "rpc.h"
 
@@ -26,14 +37,28 @@
 #define MAX_OPTIONS 32
 #define MAX_SEATS 8
 
+typedef struct judge_call judge_call_t;
+
 typedef struct entry {
     ag_episode_t *ep;
     uint64_t touched_ms;
+    judge_call_t *call; /* the held final Step waits for the reward judge */
+    bool closed;        /* closed while held: out of the map, freed by the call */
 } entry_t;
+
+/* A held Step: whom to answer once the reward judge has scored. */
+struct judge_call {
+    ag_env_server_t *s;
+    entry_t *e;
+    uint64_t episode_id;
+    ag_rpc_peer_t peer;
+    uint64_t request_id;
+};
 
 struct ag_env_server {
     uv_loop_t *loop;
     ag_rpc_server_t *rpc;
+    ag_rpc_client_t *reward; /* NULL without --reward */
     uv_timer_t ttl_timer;
     ag_env_server_opts_t opts;
     char name[128];
@@ -65,8 +90,7 @@ static void s_error(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t requ
 {
     s->stats.errors++;
     ag_debug("env", "request %" PRIu64 ": %s: %s", request_id, ag_error_name(code), message);
-    ag_rpc_reply_error(s->rpc, peer, &agora__v1__env_reply__descriptor, request_id, code,
-                       message);
+    ag_rpc_reply_error(s->rpc, peer, &agora__v1__env_reply__descriptor, request_id, code, message);
 }
 
 static Agora__V1__ErrorCode s_game_code(int rc)
@@ -83,6 +107,10 @@ static Agora__V1__ErrorCode s_game_code(int rc)
         return AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE;
     case AG_GAME_ENOMEM:
         return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+    case AG_GAME_ELIMIT:
+        return AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST;
+    case AG_GAME_ERULING:
+        return AGORA__V1__ERROR_CODE__ERROR_NOT_YOUR_TURN;
     default:
         return AGORA__V1__ERROR_CODE__ERROR_INTERNAL;
     }
@@ -133,13 +161,17 @@ static uint64_t s_new_id(ag_env_server_t *s)
     return id;
 }
 
+static void s_entry_free(entry_t *e)
+{
+    ag_episode_destroy(&e->ep);
+    free(e);
+}
+
 static void s_drop(ag_env_server_t *s, uint64_t id)
 {
     entry_t *e = ag_idmap_remove(&s->episodes, id);
-    if (e) {
-        ag_episode_destroy(&e->ep);
-        free(e);
-    }
+    if (e)
+        s_entry_free(e);
 }
 
 static void s_on_ttl(uv_timer_t *t)
@@ -152,7 +184,8 @@ static void s_on_ttl(uv_timer_t *t)
     uint64_t *old = cap ? malloc(cap * sizeof *old) : NULL;
     for (size_t i = 0; old && i < m->cap; i++) {
         entry_t *e = m->values[i];
-        if (m->keys[i] && now - e->touched_ms >= s->opts.episode_ttl_ms && n < cap)
+        /* A held Step is answered within the reward deadline; its episode waits for that. */
+        if (m->keys[i] && !e->call && now - e->touched_ms >= s->opts.episode_ttl_ms && n < cap)
             old[n++] = m->keys[i];
     }
     for (size_t i = 0; i < n; i++)
@@ -242,10 +275,19 @@ static void s_reset(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
     ag_episode_t *ep = NULL;
     ag_episode_result_t res;
     int rc = ag_episode_create(&ep, game, req->seed, options, req->n_options,
-                               (const char *const *)req->seat_bots, req->n_seat_bots, &res,
-                               err, sizeof err);
+                               (const char *const *)req->seat_bots, req->n_seat_bots, &res, err,
+                               sizeof err);
     if (rc < 0) {
         s_error(s, peer, rid, s_game_code(rc), err);
+        return;
+    }
+    if (ag_episode_judge(ep) && !s->reward) {
+        snprintf(err, sizeof err,
+                 "judge=reward:%s needs a reward server, and this agora-env was started "
+                 "without one (--reward ENDPOINT)",
+                 ag_episode_judge(ep));
+        ag_episode_destroy(&ep);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_OPTION, err);
         return;
     }
     uint64_t id = s_new_id(s);
@@ -260,6 +302,8 @@ static void s_reset(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
         }
         e->ep = ep;
         e->touched_ms = uv_now(s->loop);
+        e->call = NULL;
+        e->closed = false;
     }
     outcome_pb_t o;
     s_outcome_pb(&o, res.outcome);
@@ -284,40 +328,20 @@ static void s_reset(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
         ag_episode_destroy(&ep);
 }
 
-static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
-                   const Agora__V1__StepRequest *req)
+/* Sends the reply of an applied Step (its episode is dropped by the caller when it ended). */
+static void s_step_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                         const ag_episode_result_t *res)
 {
-    char err[AG_GAME_ERR_CAP];
-    entry_t *e = ag_idmap_get(&s->episodes, req->episode_id);
-    if (!e) {
-        snprintf(err, sizeof err, "no episode %" PRIu64 " (never existed, closed, finished or "
-                 "expired)", req->episode_id);
-        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE, err);
-        return;
-    }
-    e->touched_ms = uv_now(s->loop);
-    int player = req->player > MAX_SEATS ? -1 : (int)req->player;
-    ag_episode_result_t res;
-    int rc = ag_episode_step(e->ep, player, req->action, strlen(req->action), &res, err,
-                             sizeof err);
-    if (rc < 0) {
-        if (rc == AG_GAME_ETURN)
-            snprintf(err, sizeof err, "seat %" PRIu32 " may not act now; seat %d is to act",
-                     req->player, ag_episode_to_act(e->ep));
-        s_error(s, peer, rid, s_game_code(rc), err);
-        return;
-    }
-    s->stats.steps++;
     outcome_pb_t o;
-    s_outcome_pb(&o, res.outcome);
+    s_outcome_pb(&o, res->outcome);
     Agora__V1__StepReply r = AGORA__V1__STEP_REPLY__INIT;
-    r.to_act = res.to_act < 0 ? 0 : (uint32_t)res.to_act;
-    r.observation = (char *)res.observation;
-    r.n_rewards = (size_t)res.num_players;
-    r.rewards = res.rewards;
-    r.terminated = res.terminated;
-    r.truncated = res.truncated;
-    r.invalid_action = res.invalid_action;
+    r.to_act = res->to_act < 0 ? 0 : (uint32_t)res->to_act;
+    r.observation = (char *)res->observation;
+    r.n_rewards = (size_t)res->num_players;
+    r.rewards = (float *)res->rewards;
+    r.terminated = res->terminated;
+    r.truncated = res->truncated;
+    r.invalid_action = res->invalid_action;
     r.n_info = o.n_kv;
     r.info = o.kvp;
     r.n_metrics = o.n_m;
@@ -327,6 +351,190 @@ static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
     reply.body_case = AGORA__V1__ENV_REPLY__BODY_STEP;
     reply.step = &r;
     s_reply(s, peer, &reply);
+}
+
+/* ---- the reward judge ---- */
+
+/* The held Step's answer when the judge did not rule: the code and why, into err. */
+static Agora__V1__ErrorCode s_judge_failure(const ag_env_server_t *s, const ag_episode_t *ep,
+                                            int status, const Agora__V1__RewardReply *r, char *err,
+                                            size_t err_cap)
+{
+    const char *model = ag_episode_judge(ep);
+    if (status == -ETIMEDOUT) {
+        snprintf(err, err_cap,
+                 "the reward judge did not answer: retry the step (no reply from %s "
+                 "within %" PRIu32 " ms)",
+                 s->opts.reward_endpoint, s->opts.reward_timeout_ms);
+        return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+    }
+    if (status == -ECANCELED) {
+        snprintf(err, err_cap, "the env server is shutting down: retry the step on another");
+        return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+    }
+    if (status < 0) {
+        snprintf(err, err_cap, "the reward judge could not be asked: retry the step (%s)",
+                 strerror(-status));
+        return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+    }
+    if (r->body_case == AGORA__V1__REWARD_REPLY__BODY_ERROR && r->error) {
+        const char *msg = r->error->message ? r->error->message : "";
+        switch (r->error->code) {
+        case AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_MODEL:
+            snprintf(err, err_cap,
+                     "the reward server %s has no model '%s' (judge=reward:%s): "
+                     "%.200s",
+                     s->opts.reward_endpoint, model, model, msg);
+            return AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_MODEL;
+        case AGORA__V1__ERROR_CODE__ERROR_OVERLOADED:
+            snprintf(err, err_cap, "the reward judge is overloaded: retry the step (%.200s)", msg);
+            return AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+        default:
+            snprintf(err, err_cap, "the reward judge refused to score: %s: %.200s",
+                     ag_error_name(r->error->code), msg);
+            return AGORA__V1__ERROR_CODE__ERROR_INTERNAL;
+        }
+    }
+    snprintf(err, err_cap, "the reward judge answered without scores");
+    return AGORA__V1__ERROR_CODE__ERROR_INTERNAL;
+}
+
+static void s_on_ruling(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
+                        size_t extra_len)
+{
+    judge_call_t *call = arg;
+    ag_env_server_t *s = call->s;
+    entry_t *e = call->e;
+    char err[512];
+    e->call = NULL;
+    if (e->closed) {
+        snprintf(err, sizeof err,
+                 "episode %" PRIu64 " was closed while its final step waited "
+                 "for the reward judge",
+                 call->episode_id);
+        s->stats.ruling_failures++;
+        s_error(s, &call->peer, call->request_id, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE,
+                err);
+        s_entry_free(e);
+        free(call);
+        return;
+    }
+    e->touched_ms = uv_now(s->loop);
+    const Agora__V1__RewardReply *r = (const Agora__V1__RewardReply *)reply;
+    Agora__V1__ErrorCode code;
+    if (status == 0 && r->body_case == AGORA__V1__REWARD_REPLY__BODY_SCORE && r->score) {
+        double scores[AG_GAME_MAX_PLAYERS];
+        size_t n = r->score->n_scores;
+        for (size_t i = 0; i < n && i < AG_GAME_MAX_PLAYERS; i++)
+            scores[i] = r->score->scores[i];
+        ag_episode_result_t res;
+        char why[AG_GAME_ERR_CAP];
+        int rc = ag_episode_rule(e->ep, scores, n, &res, why, sizeof why);
+        if (rc == 0) {
+            s->stats.rulings++;
+            s_step_reply(s, &call->peer, call->request_id, &res);
+            if (res.terminated || res.truncated)
+                s_drop(s, call->episode_id);
+            free(call);
+            return;
+        }
+        snprintf(err, sizeof err, "the reward judge's answer cannot be used: %s", why);
+        code = AGORA__V1__ERROR_CODE__ERROR_INTERNAL;
+    } else {
+        code = s_judge_failure(s, e->ep, status, r, err, sizeof err);
+    }
+    ag_episode_cancel_ruling(e->ep);
+    s->stats.ruling_failures++;
+    s_error(s, &call->peer, call->request_id, code, err);
+    free(call);
+}
+
+/*
+ * Asks the reward judge to score every seat's transcript of the held Step's
+ * episode; the answer goes out from s_on_ruling. On failure to even ask,
+ * the held step is cancelled and answered here.
+ */
+static void s_ask_judge(ag_env_server_t *s, entry_t *e, const ag_rpc_peer_t *peer, uint64_t rid,
+                        uint64_t episode_id)
+{
+    const ag_game_t *game = ag_episode_game(e->ep);
+    Agora__V1__ScoreItem items[AG_GAME_MAX_PLAYERS];
+    Agora__V1__ScoreItem *itemp[AG_GAME_MAX_PLAYERS];
+    for (int i = 0; i < game->num_players; i++) {
+        size_t len;
+        agora__v1__score_item__init(&items[i]);
+        items[i].transcript = (char *)ag_episode_transcript(e->ep, i, &len);
+        items[i].seat = (uint32_t)i;
+        items[i].game = (char *)game->name;
+        itemp[i] = &items[i];
+    }
+    Agora__V1__ScoreRequest score = AGORA__V1__SCORE_REQUEST__INIT;
+    score.model = (char *)ag_episode_judge(e->ep);
+    score.n_items = (size_t)game->num_players;
+    score.items = itemp;
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_SCORE;
+    req.score = &score;
+
+    judge_call_t *call = malloc(sizeof *call);
+    int rc = -ENOMEM;
+    if (call) {
+        *call = (judge_call_t){
+            .s = s, .e = e, .episode_id = episode_id, .peer = *peer, .request_id = rid};
+        rc = s->reward ? ag_rpc_call(s->reward, &req.base, s_on_ruling, call) : -ENOTCONN;
+    }
+    if (rc < 0) {
+        char err[256];
+        snprintf(err, sizeof err, "the reward judge could not be asked: retry the step (%s)",
+                 strerror(-rc));
+        free(call);
+        ag_episode_cancel_ruling(e->ep);
+        s->stats.ruling_failures++;
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, err);
+        return;
+    }
+    e->call = call;
+}
+
+static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                   const Agora__V1__StepRequest *req)
+{
+    char err[AG_GAME_ERR_CAP];
+    entry_t *e = ag_idmap_get(&s->episodes, req->episode_id);
+    if (!e) {
+        snprintf(err, sizeof err,
+                 "no episode %" PRIu64 " (never existed, closed, finished or "
+                 "expired)",
+                 req->episode_id);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE, err);
+        return;
+    }
+    e->touched_ms = uv_now(s->loop);
+    if (e->call) {
+        snprintf(err, sizeof err,
+                 "episode %" PRIu64 " is waiting for the reward judge's ruling "
+                 "on its final step; that step's reply comes when the judge answers",
+                 req->episode_id);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_NOT_YOUR_TURN, err);
+        return;
+    }
+    int player = req->player > MAX_SEATS ? -1 : (int)req->player;
+    ag_episode_result_t res;
+    int rc =
+        ag_episode_step(e->ep, player, req->action, strlen(req->action), &res, err, sizeof err);
+    if (rc < 0) {
+        if (rc == AG_GAME_ETURN)
+            snprintf(err, sizeof err, "seat %" PRIu32 " may not act now; seat %d is to act",
+                     req->player, ag_episode_to_act(e->ep));
+        s_error(s, peer, rid, s_game_code(rc), err);
+        return;
+    }
+    s->stats.steps++;
+    if (res.ruling_pending) {
+        s_ask_judge(s, e, peer, rid, req->episode_id);
+        return;
+    }
+    s_step_reply(s, peer, rid, &res);
     if (res.terminated || res.truncated)
         s_drop(s, req->episode_id);
 }
@@ -365,9 +573,9 @@ static void s_demo(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        int rc = ag_episode_demo(game, req->seed + i, options, req->n_options,
-                                 (const char *const *)req->bots, req->n_bots, &tr[i], err,
-                                 sizeof err);
+        int rc =
+            ag_episode_demo(game, req->seed + i, options, req->n_options,
+                            (const char *const *)req->bots, req->n_bots, &tr[i], err, sizeof err);
         if (rc < 0) {
             s_error(s, peer, rid, s_game_code(rc), err);
             goto done;
@@ -416,13 +624,20 @@ done:
 static void s_close(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
                     const Agora__V1__CloseRequest *req)
 {
-    if (!ag_idmap_get(&s->episodes, req->episode_id)) {
+    entry_t *e = ag_idmap_get(&s->episodes, req->episode_id);
+    if (!e) {
         char err[128];
         snprintf(err, sizeof err, "no episode %" PRIu64, req->episode_id);
         s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE, err);
         return;
     }
-    s_drop(s, req->episode_id);
+    if (e->call) {
+        /* Closed at once; the held Step is answered UNKNOWN_EPISODE when the judge returns. */
+        ag_idmap_remove(&s->episodes, req->episode_id);
+        e->closed = true;
+    } else {
+        s_drop(s, req->episode_id);
+    }
     Agora__V1__CloseReply r = AGORA__V1__CLOSE_REPLY__INIT;
     Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
     ag_envelope_set_header(&reply.base, rid);
@@ -470,8 +685,7 @@ static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint
     ag_codec_free(&req->base);
 }
 
-ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx,
-                                      const ag_env_server_opts_t *opts)
+ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx, const ag_env_server_opts_t *opts)
 {
     ag_env_server_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -486,6 +700,23 @@ ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx,
     if (!s->rpc) {
         free(s);
         return NULL;
+    }
+    if (!s->opts.reward_timeout_ms)
+        s->opts.reward_timeout_ms = 2000;
+    if (opts->reward_endpoint && opts->reward_endpoint[0]) {
+        /* Score is safe to repeat: two attempts share the deadline. */
+        ag_rpc_client_opts_t ro = {
+            .timeout_ms = (int)(s->opts.reward_timeout_ms / 2 ? s->opts.reward_timeout_ms / 2 : 1),
+            .attempts = 2,
+        };
+        s->reward = ag_rpc_client_create(loop, zctx, opts->reward_endpoint,
+                                         &agora__v1__reward_reply__descriptor, &ro);
+        if (!s->reward) {
+            ag_error("env", "cannot connect to the reward server %s", opts->reward_endpoint);
+            ag_rpc_server_destroy(&s->rpc);
+            free(s);
+            return NULL;
+        }
     }
     uv_timer_init(loop, &s->ttl_timer);
     s->ttl_timer.data = s;
@@ -509,14 +740,13 @@ void ag_env_server_destroy(ag_env_server_t **self)
         return;
     ag_env_server_t *s = *self;
     *self = NULL;
+    /* First, while replies can still be sent: held Steps are answered and cancelled. */
+    ag_rpc_client_destroy(&s->reward);
     ag_rpc_server_destroy(&s->rpc);
     ag_idmap_t *m = &s->episodes;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->keys[i]) {
-            entry_t *e = m->values[i];
-            ag_episode_destroy(&e->ep);
-            free(e);
-        }
+        if (m->keys[i])
+            s_entry_free(m->values[i]);
     }
     ag_idmap_finish(m);
     uv_timer_stop(&s->ttl_timer);

@@ -13,15 +13,23 @@
  * true side that challenges the first wrong step always wins, while random
  * challenges against a liar with one wrong step win 1/k + (1 - 1/k)/2. The
  * gap between those is what a trained debater can learn.
+ *
+ * With judge=reward:NAME the final ruling is not the step check but a
+ * reward model's: after the last challenge the game awaits a ruling, the
+ * caller scores both seats' transcripts with model NAME, and debate_rule()
+ * gives the win to the higher score (an exact tie to the same coin the step
+ * judge would flip). The step judge's verdict is still computed, for the
+ * metric rule_judge_agrees.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "game.h"
 #include "task.h"
 #include "text.h"
 
-enum { TURN_CLAIM0, TURN_CLAIM1, TURN_CHALLENGE0, TURN_CHALLENGE1, TURN_OVER };
-enum { REASON_NONE, REASON_STEP, REASON_COIN, REASON_INVALID };
+enum { TURN_CLAIM0, TURN_CLAIM1, TURN_CHALLENGE0, TURN_CHALLENGE1, TURN_RULING, TURN_OVER };
+enum { REASON_NONE, REASON_STEP, REASON_COIN, REASON_INVALID, REASON_REWARD };
 enum { BOT_HONEST, BOT_LIAR, BOT_RANDOM_CHALLENGE };
 
 typedef struct debate {
@@ -37,7 +45,11 @@ typedef struct debate {
     int winner;
     int reason;
     bool penalize;
-    ag_rng_t rng; /* hidden assignment and the judge's coin */
+    bool ruled_by_reward;                         /* judge_score[] and rule_winner are set */
+    char judge_model[AG_GAME_JUDGE_NAME_MAX + 1]; /* "" = the step judge rules */
+    double judge_score[2];
+    int rule_winner; /* whom the step judge would have chosen */
+    ag_rng_t rng;    /* hidden assignment and the judge's coin */
 } debate_t;
 
 static const char *const s_roles[] = {"first", "second"};
@@ -45,13 +57,46 @@ static const char *const s_bots[] = {"honest", "liar", "random-challenge"};
 static const int s_bot_seats[] = {-1, -1, -1};
 static const char *const s_demo_bots[] = {"random-challenge", "random-challenge"};
 static const char *const s_invalid_modes[] = {"error", "penalize", NULL};
-static const char *const s_reasons[] = {"", "step", "coin", "invalid"};
+static const char *const s_reasons[] = {"", "step", "coin", "invalid", "reward"};
+static const char s_reward_prefix[] = "reward:";
 
 static const ag_game_option_t s_options[] = {
     {"k", "8", "chain length (number of operations), 2..32"},
     {"invalid_action", "error",
      "error: an invalid action is refused and may be retried | penalize: the seat loses at once"},
+    {"judge", "rule",
+     "rule: check the two challenged steps | reward:NAME: the reward model NAME of the server's "
+     "reward service scores both seats' transcripts, the higher score wins"},
 };
+
+/*
+ * judge=rule, or judge=reward:NAME with NAME 1..64 bytes of printable ASCII
+ * other than space and comma (a reward model name as agora-reward's
+ * reward.models list can hold it). model receives NAME, or "" for rule.
+ */
+static int parse_judge(const char *value, char *model, char *err, size_t err_cap)
+{
+    model[0] = '\0';
+    if (strcmp(value, "rule") == 0)
+        return 0;
+    size_t plen = sizeof s_reward_prefix - 1;
+    if (strncmp(value, s_reward_prefix, plen) == 0) {
+        const char *name = value + plen;
+        size_t n = strlen(name);
+        bool ok = n >= 1 && n <= AG_GAME_JUDGE_NAME_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = name[i] > ' ' && name[i] < 0x7f && name[i] != ',';
+        if (ok) {
+            memcpy(model, name, n + 1);
+            return 0;
+        }
+    }
+    ag_game_errorf(err, err_cap,
+                   "option judge must be rule or reward:NAME (NAME a reward model, 1..%d "
+                   "printable characters without spaces or commas), got '%.80s'",
+                   AG_GAME_JUDGE_NAME_MAX, value);
+    return AG_GAME_EBADOPT;
+}
 
 static int debate_reset(void *state, uint64_t seed, const ag_game_kv_t *options, size_t num_options,
                         char *err, size_t err_cap)
@@ -66,8 +111,13 @@ static int debate_reset(void *state, uint64_t seed, const ag_game_kv_t *options,
             ag_game_option_value(&ag_game_debate, options, num_options, "invalid_action"),
             s_invalid_modes, &mode, err, err_cap) < 0)
         return AG_GAME_EBADOPT;
+    char model[AG_GAME_JUDGE_NAME_MAX + 1];
+    if (parse_judge(ag_game_option_value(&ag_game_debate, options, num_options, "judge"), model,
+                    err, err_cap) < 0)
+        return AG_GAME_EBADOPT;
 
     memset(d, 0, sizeof *d);
+    memcpy(d->judge_model, model, sizeof model);
     ag_rng_seed(&d->rng, seed);
     ag_task_generate(&d->task, &d->rng, k);
     ag_task_render(&d->task, d->task_text, sizeof d->task_text);
@@ -84,14 +134,14 @@ static int debate_reset(void *state, uint64_t seed, const ag_game_kv_t *options,
 static int debate_to_act(const void *state)
 {
     const debate_t *d = state;
-    return d->turn == TURN_OVER ? -1 : d->turn % 2;
+    return d->turn >= TURN_RULING ? -1 : d->turn % 2;
 }
 
 static size_t debate_observe(const void *state, char *buf, size_t cap)
 {
     const debate_t *d = state;
     ag_text_t t = ag_text_init(buf, cap);
-    if (d->turn == TURN_OVER)
+    if (d->turn >= TURN_RULING)
         return 0;
     int seat = d->turn % 2;
     if (d->turn <= TURN_CLAIM1) {
@@ -120,15 +170,31 @@ static void finish(debate_t *d, int winner, int reason, ag_game_step_t *out)
     out->rewards[1 - winner] -= 1.0f;
 }
 
-/* Both challenges are in: check one step of each chain. */
-static void judge(debate_t *d, ag_game_step_t *out)
+/*
+ * The step judge: checks one step of each chain; if exactly one is wrong
+ * its owner loses, else the coin (drawn from rng) decides. Returns the
+ * winner and the reason.
+ */
+static int step_judge(const debate_t *d, ag_rng_t *rng, int *reason)
 {
     bool wrong0 = !ag_task_step_ok(&d->task, d->chain[0], d->challenge[1]);
     bool wrong1 = !ag_task_step_ok(&d->task, d->chain[1], d->challenge[0]);
+    *reason = wrong0 != wrong1 ? REASON_STEP : REASON_COIN;
     if (wrong0 != wrong1)
-        finish(d, wrong0 ? 1 : 0, REASON_STEP, out);
-    else
-        finish(d, (int)ag_rng_below(&d->rng, 2), REASON_COIN, out);
+        return wrong0 ? 1 : 0;
+    return (int)ag_rng_below(rng, 2);
+}
+
+/* Both challenges are in: the step judge rules, or the game waits for the reward judge. */
+static void judge(debate_t *d, ag_game_step_t *out)
+{
+    if (d->judge_model[0] != '\0') {
+        d->turn = TURN_RULING;
+        return;
+    }
+    int reason;
+    int winner = step_judge(d, &d->rng, &reason);
+    finish(d, winner, reason, out);
 }
 
 static int debate_step(void *state, const char *action, size_t len, ag_game_step_t *out, char *err,
@@ -137,6 +203,10 @@ static int debate_step(void *state, const char *action, size_t len, ag_game_step
     debate_t *d = state;
     if (d->turn == TURN_OVER)
         return AG_GAME_EOVER;
+    if (d->turn == TURN_RULING) {
+        ag_game_errorf(err, err_cap, "the debate is waiting for the reward judge's ruling");
+        return AG_GAME_ERULING;
+    }
     int seat = d->turn % 2, k = d->task.k;
     bool ok;
     if (d->turn <= TURN_CLAIM1) {
@@ -168,9 +238,45 @@ static int debate_step(void *state, const char *action, size_t len, ag_game_step
         finish(d, 1 - seat, REASON_INVALID, out);
         return 0;
     }
-    if (++d->turn == TURN_OVER)
+    if (++d->turn == TURN_RULING)
         judge(d, out);
     return 0;
+}
+
+static const char *debate_judge(const void *state)
+{
+    const debate_t *d = state;
+    return d->judge_model[0] != '\0' ? d->judge_model : NULL;
+}
+
+static bool debate_awaiting_ruling(const void *state)
+{
+    const debate_t *d = state;
+    return d->turn == TURN_RULING;
+}
+
+/*
+ * The reward judge's ruling: the higher score wins, an exact tie goes to the
+ * episode's coin. The step judge's verdict is taken with a copy of the rng,
+ * so on a tie both judges see the same coin and agree.
+ */
+static void debate_rule(void *state, const double *scores, ag_game_step_t *out)
+{
+    debate_t *d = state;
+    if (d->turn != TURN_RULING)
+        return;
+    ag_rng_t coin = d->rng;
+    int reason;
+    d->rule_winner = step_judge(d, &coin, &reason);
+    d->judge_score[0] = scores[0];
+    d->judge_score[1] = scores[1];
+    d->ruled_by_reward = true;
+    int winner;
+    if (scores[0] != scores[1])
+        winner = scores[0] > scores[1] ? 0 : 1;
+    else
+        winner = (int)ag_rng_below(&d->rng, 2);
+    finish(d, winner, REASON_REWARD, out);
 }
 
 /*
@@ -271,6 +377,15 @@ static void debate_outcome(const void *state, ag_game_outcome_t *out)
         if (d->challenge[s] > 0)
             ag_text_int(&t, d->challenge[s]);
     }
+    if (d->judge_model[0] != '\0') {
+        /* Scores come from the wire as floats: %.9g reads back as the same float. */
+        static const char *const score_keys[2] = {"judge_score0", "judge_score1"};
+        for (int s = 0; s < 2; s++) {
+            char *v = ag_game_outcome_info(out, score_keys[s]);
+            if (d->ruled_by_reward)
+                snprintf(v, AG_GAME_INFO_VALUE_CAP, "%.9g", d->judge_score[s]);
+        }
+    }
 
     bool liar_caught = d->claimed[false_seat] && d->challenge[d->true_seat] > 0 &&
                        !ag_task_step_ok(&d->task, d->chain[false_seat], d->challenge[d->true_seat]);
@@ -279,6 +394,8 @@ static void debate_outcome(const void *state, ag_game_outcome_t *out)
     ag_game_outcome_metric(out, "true_side_won", d->winner == d->true_seat);
     ag_game_outcome_metric(out, "liar_caught", liar_caught);
     ag_game_outcome_metric(out, "honest_chain_correct", honest_correct);
+    if (d->ruled_by_reward)
+        ag_game_outcome_metric(out, "rule_judge_agrees", d->rule_winner == d->winner);
 }
 
 const ag_game_t ag_game_debate = {
@@ -286,7 +403,9 @@ const ag_game_t ag_game_debate = {
     .description = "Two debaters argue for different answers (one true, one false) to a "
                    "chain-arithmetic task mod 10: each claims a chain of partial results, then "
                    "challenges one step of the other's chain; a weak judge checks only the two "
-                   "challenged steps (coin flip if that settles nothing). Reward +-1 at the end.",
+                   "challenged steps (coin flip if that settles nothing), or with "
+                   "judge=reward:NAME a reward model scores both transcripts. Reward +-1 at "
+                   "the end.",
     .num_players = 2,
     .roles = s_roles,
     .options = s_options,
@@ -302,4 +421,7 @@ const ag_game_t ag_game_debate = {
     .step = debate_step,
     .bot_act = debate_bot_act,
     .outcome = debate_outcome,
+    .judge = debate_judge,
+    .awaiting_ruling = debate_awaiting_ruling,
+    .rule = debate_rule,
 };
