@@ -223,6 +223,26 @@ static void test_perfect_critic_always_right(void **state)
     assert_true(fixed > first_wrong / 2);
 }
 
+/* revision_error = 0: the solver slips on first chains only, so with the perfect critic
+ * every wrong first chain is fixed by the first revision. */
+static void test_careful_revisions(void **state)
+{
+    (void)state;
+    ag_game_kv_t opts[2] = {{"solver_error", "0.2"}, {"revision_error", "0"}};
+    int first_wrong = 0;
+    for (uint64_t seed = 0; seed < 1000; seed++) {
+        demo(&ag_game_critique, seed, NULL, NULL, opts, 2);
+        const ag_game_outcome_t *o = &s_tr.outcome;
+        assert_true(metric(o, "final_correct") == 1.0);
+        if (metric(o, "first_correct") == 0.0) {
+            first_wrong++;
+            assert_true(metric(o, "fixed") == 1.0);
+            assert_string_equal(info(o, "rounds_used"), "1");
+        }
+    }
+    assert_true(first_wrong > 500); /* 1 - 0.8^6 = 0.74 of first chains are wrong */
+}
+
 static void test_random_critic(void **state)
 {
     (void)state;
@@ -269,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_claims_valid_all_k),
         cmocka_unit_test(test_honest_challenge_of_correct_chain_is_random),
         cmocka_unit_test(test_solver_error_rate),
+        cmocka_unit_test(test_careful_revisions),
         cmocka_unit_test(test_perfect_critic_always_right),
         cmocka_unit_test(test_random_critic),
         cmocka_unit_test(test_bots_deterministic_and_seeded),

@@ -326,6 +326,8 @@ static void test_options(void **state)
                {"solver_error", "nan"},
                {"solver_error", "0.1x"},
                {"solver_error", ""},
+               {"revision_error", "-1.5"},
+               {"revision_error", "2"},
                {"improve_bonus", "-1"},
                {"improve_bonus", "inf"},
                {"k", "1"},
@@ -350,7 +352,7 @@ static void test_options(void **state)
     assert_int_equal(g->num_players, 2);
     assert_string_equal(g->roles[0], "solver");
     assert_string_equal(g->roles[1], "critic");
-    assert_int_equal(g->num_options, 5);
+    assert_int_equal(g->num_options, 6);
     assert_string_equal(g->demo_bots[0], "solver");
     assert_string_equal(g->demo_bots[1], "critic-perfect");
 }

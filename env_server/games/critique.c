@@ -39,6 +39,7 @@ typedef struct critique {
     int tp, fp, fn, tn, correct_verdicts;
     int end;
     double solver_error;
+    double revision_error; /* the solver bot's per-step error rate when it revises */
     double improve_bonus;
     bool penalize;
 } critique_t;
@@ -54,6 +55,8 @@ static const ag_game_option_t s_options[] = {
     {"k", "6", "chain length (number of operations), 2..32"},
     {"rounds", "2", "most revisions the solver may make after a `step i` verdict, 1..8"},
     {"solver_error", "0.1", "per-step error rate of the solver bot, 0..1"},
+    {"revision_error", "-1",
+     "per-step error rate of the solver bot when it revises, 0..1 (-1: solver_error)"},
     {"improve_bonus", "0",
      "alpha of the solver's shaping alpha * (r_final - r_first), 0..10 (SCoRe-style)"},
     {"invalid_action", "error",
@@ -67,7 +70,7 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
     critique_t *c = state;
     const ag_game_t *g = &ag_game_critique;
     int k, rounds, mode;
-    double solver_error, improve_bonus;
+    double solver_error, revision_error, improve_bonus;
     if (ag_game_check_options(g, options, num_options, err, err_cap) < 0 ||
         ag_game_option_int("k", ag_game_option_value(g, options, num_options, "k"), 2,
                            AG_TASK_MAX_K, &k, err, err_cap) < 0 ||
@@ -76,6 +79,9 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
         ag_game_option_double("solver_error",
                               ag_game_option_value(g, options, num_options, "solver_error"), 0.0,
                               1.0, &solver_error, err, err_cap) < 0 ||
+        ag_game_option_double("revision_error",
+                              ag_game_option_value(g, options, num_options, "revision_error"),
+                              -1.0, 1.0, &revision_error, err, err_cap) < 0 ||
         ag_game_option_double("improve_bonus",
                               ag_game_option_value(g, options, num_options, "improve_bonus"), 0.0,
                               10.0, &improve_bonus, err, err_cap) < 0 ||
@@ -93,6 +99,7 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
     c->phase = PHASE_SOLVE;
     c->rounds = rounds;
     c->solver_error = solver_error;
+    c->revision_error = revision_error < 0 ? solver_error : revision_error;
     c->improve_bonus = improve_bonus;
     c->penalize = mode == 1;
     return 0;
@@ -251,13 +258,15 @@ static int critique_step(void *state, const char *action, size_t len, ag_game_st
     return 0;
 }
 
-/* Steps from..k computed by a solver who slips on each step with probability solver_error. */
+/* Steps from..k computed by a solver who slips on each step with probability solver_error
+ * (revision_error when it revises from a flagged step). */
 static void solve_from(const critique_t *c, int from, ag_rng_t *rng, uint8_t *chain)
 {
+    const double slip = c->phase == PHASE_REVISE ? c->revision_error : c->solver_error;
     uint8_t x = from == 1 ? c->task.x0 : chain[from - 2];
     for (int i = from - 1; i < c->task.k; i++) {
         x = ag_task_apply(c->task.op[i], c->task.arg[i], x);
-        if (ag_rng_double(rng) < c->solver_error)
+        if (ag_rng_double(rng) < slip)
             x = (uint8_t)((x + 1 + ag_rng_below(rng, 9)) % 10);
         chain[i] = x;
     }
