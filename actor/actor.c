@@ -23,6 +23,18 @@
  * Episode seeds are drawn from (actor.seed, actor.id, episode number) and
  * kept below 1000000000, the first seed agora-eval uses for held-out games.
  *
+ * Reward service (actor.reward*, reward_client.h): with actor.reward_weight != 0 a
+ * finished episode is held until the reward server has scored the
+ * transcript of every seat its trajectory carries; weight x score is then
+ * added to that seat's last turn (where the game's final reward lands),
+ * the mean score is recorded as the trajectory's metric `rm_score`, and the
+ * trajectory goes to the outbox. The score is part of the data, so a
+ * trajectory is never shipped without it: while the reward server is away
+ * the episodes wait (and count against actor.max_unacked, which stops new
+ * actions), and one the server refuses to score is dropped with a warning.
+ * With actor.reward_labels the labels of every finished game (outcomes or
+ * preferences) are sent too, fire-and-forget, from a bounded queue.
+ *
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
  * outbox is sent at once, and the actor waits up to actor.drain_ms for the
@@ -40,12 +52,15 @@
 #include "jsonw.h"
 #include "log.h"
 #include "policy_source.h"
+#include "reward_client.h"
 #include "runner.h"
 #include "shipper.h"
 #include "signals.h"
 
 #define MAX_SEAT_OPTS 8
 #define TRAIN_SEED_LIMIT 1000000000ULL
+#define RM_MAX_LABELS 4096 /* labels kept while the reward server cannot take them */
+#define RM_WARN_MS 10000   /* at most one warning this often about unscored trajectories */
 
 enum { POL_CURRENT = 0, POL_LEAGUE = 1 };
 
@@ -88,10 +103,36 @@ static const ag_option_t s_options[] = {
     {"actor.metrics", "metrics", "", "append one JSON record per log line to this file"},
     {"actor.drain_ms", "drain-ms", "3000", "on stop, wait this long for acknowledgements"},
     {"actor.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
+    {"actor.reward", "reward", "",
+     "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"},
+    {"actor.reward_model", "reward-model", "default", "reward model that scores and learns"},
+    {"actor.reward_weight", "reward-weight", "0",
+     "add weight x score to each shipped seat's final reward (0 = do not score)"},
+    {"actor.reward_labels", "reward-labels", "off",
+     "labels sent for every finished game: off, outcomes or preferences"},
+    {"actor.reward_timeout_ms", "reward-timeout-ms", "5000",
+     "deadline of one reward request (two attempts, then the server is taken as down)"},
     {"game.name", "game", "debate", "game to play"},
     {"game.options", "options", "invalid_action=penalize",
      "game options KEY=VALUE,KEY=VALUE sent in Reset"},
 };
+
+/* A finished episode waiting for its reward scores: an own copy of the
+ * runner's result (which is valid during the callback only). */
+typedef struct held {
+    struct held *prev, *next;
+    struct actor *a;
+    ag_runner_result_t res;
+    ag_seq_t seqs[AG_RUNNER_MAX_SEATS];
+    char labels[AG_RUNNER_MAX_SEATS][AG_RUNNER_NAME_MAX + 8];
+    char *game;
+    Agora__V1__KeyValue *kv;
+    Agora__V1__KeyValue **kv_ptrs;
+    Agora__V1__Metric *metrics;
+    Agora__V1__Metric **metric_ptrs;
+    int scored[AG_RUNNER_MAX_SEATS]; /* the seats sent for scoring, in order */
+    int n_scored;
+} held_t;
 
 typedef struct actor {
     uv_loop_t loop;
@@ -123,6 +164,17 @@ typedef struct actor {
     bool stopping, quit;
     uint64_t drain_until;
     int exit_code;
+    uint64_t produced; /* trajectories produced (shipped or waiting for scores) */
+    /* reward service */
+    ag_reward_client_t *rm;
+    double rm_weight;
+    ag_reward_labels_t rm_labels;
+    held_t *held; /* waiting for scores */
+    size_t n_held;
+    uint64_t rm_dropped, rm_dropped_logged;
+    uint64_t rm_last_warn;
+    char *text[AG_RUNNER_MAX_SEATS];
+    size_t text_cap[AG_RUNNER_MAX_SEATS];
 } actor_t;
 
 static uint64_t s_hash(const char *s)
@@ -153,14 +205,241 @@ static uint64_t s_random_u64(void)
     return ag_splitmix64(&x);
 }
 
+/* The seats a trajectory carries (ag_shipper_add's rule): trainable ones that acted. */
+static bool s_shipped_seat(const ag_runner_result_t *res, int s)
+{
+    return res->trainable[s] && res->seq[s] && res->seq[s]->n_turns > 0;
+}
+
+static void s_ship(actor_t *a, const ag_runner_result_t *res)
+{
+    int rc = ag_shipper_add(a->ship, res);
+    if (rc < 0)
+        ag_warn("actor", "cannot queue trajectory: %s", strerror(-rc));
+}
+
+static void s_held_free(held_t *h)
+{
+    for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++)
+        ag_seq_finish(&h->seqs[s]);
+    for (size_t i = 0; i < h->res.n_info; i++) {
+        free(h->kv[i].key);
+        free(h->kv[i].value);
+    }
+    for (size_t i = 0; i < h->res.n_metrics; i++)
+        free(h->metrics[i].name);
+    free(h->kv);
+    free(h->kv_ptrs);
+    free(h->metrics);
+    free(h->metric_ptrs);
+    free(h->game);
+    free(h);
+}
+
+static int s_seq_copy(ag_seq_t *d, const ag_seq_t *q)
+{
+    ag_seq_init(d);
+    size_t n = q->len ? q->len : 1, k = q->n_turns ? q->n_turns : 1;
+    d->tokens = malloc(n * sizeof *d->tokens);
+    d->generated = malloc(n);
+    d->logprobs = malloc(n * sizeof *d->logprobs);
+    d->values = malloc(n * sizeof *d->values);
+    d->turn_end = malloc(k * sizeof *d->turn_end);
+    d->turn_rewards = malloc(k * sizeof *d->turn_rewards);
+    d->turn_version = malloc(k * sizeof *d->turn_version);
+    if (!d->tokens || !d->generated || !d->logprobs || !d->values || !d->turn_end ||
+        !d->turn_rewards || !d->turn_version)
+        return -ENOMEM;
+    memcpy(d->tokens, q->tokens, q->len * sizeof *d->tokens);
+    memcpy(d->generated, q->generated, q->len);
+    memcpy(d->logprobs, q->logprobs, q->len * sizeof *d->logprobs);
+    memcpy(d->values, q->values, q->len * sizeof *d->values);
+    memcpy(d->turn_end, q->turn_end, q->n_turns * sizeof *d->turn_end);
+    memcpy(d->turn_rewards, q->turn_rewards, q->n_turns * sizeof *d->turn_rewards);
+    memcpy(d->turn_version, q->turn_version, q->n_turns * sizeof *d->turn_version);
+    d->len = d->cap = q->len;
+    d->n_turns = d->turns_cap = q->n_turns;
+    d->pending_reward = q->pending_reward;
+    return 0;
+}
+
+/* A copy of what s_ship needs of res (the seats it carries, info, metrics,
+ * plus room for one more metric: rm_score). NULL when out of memory. */
+static held_t *s_hold(actor_t *a, const ag_runner_result_t *res)
+{
+    held_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->a = a;
+    h->res = *res;
+    h->game = strdup(res->game ? res->game : "");
+    h->kv = calloc(res->n_info + 1, sizeof *h->kv);
+    h->kv_ptrs = calloc(res->n_info + 1, sizeof *h->kv_ptrs);
+    h->metrics = calloc(res->n_metrics + 1, sizeof *h->metrics);
+    h->metric_ptrs = calloc(res->n_metrics + 1, sizeof *h->metric_ptrs);
+    h->res.n_info = h->res.n_metrics = 0;
+    h->res.game = h->game;
+    h->res.info = h->kv_ptrs;
+    h->res.metrics = h->metric_ptrs;
+    if (!h->game || !h->kv || !h->kv_ptrs || !h->metrics || !h->metric_ptrs)
+        goto fail;
+    for (size_t i = 0; i < res->n_info; i++) {
+        agora__v1__key_value__init(&h->kv[i]);
+        h->kv_ptrs[i] = &h->kv[i];
+        h->res.n_info++;
+        h->kv[i].key = strdup(res->info[i]->key ? res->info[i]->key : "");
+        h->kv[i].value = strdup(res->info[i]->value ? res->info[i]->value : "");
+        if (!h->kv[i].key || !h->kv[i].value)
+            goto fail;
+    }
+    for (size_t i = 0; i < res->n_metrics; i++) {
+        agora__v1__metric__init(&h->metrics[i]);
+        h->metric_ptrs[i] = &h->metrics[i];
+        h->res.n_metrics++;
+        h->metrics[i].value = res->metrics[i]->value;
+        h->metrics[i].name = strdup(res->metrics[i]->name ? res->metrics[i]->name : "");
+        if (!h->metrics[i].name)
+            goto fail;
+    }
+    for (int s = 0; s < res->n_seats; s++) {
+        snprintf(h->labels[s], sizeof h->labels[s], "%s", res->label[s] ? res->label[s] : "");
+        h->res.label[s] = h->labels[s];
+        h->res.seq[s] = NULL;
+        if (s_shipped_seat(res, s)) {
+            if (s_seq_copy(&h->seqs[s], res->seq[s]) < 0)
+                goto fail;
+            h->res.seq[s] = &h->seqs[s];
+        }
+    }
+    return h;
+fail:
+    s_held_free(h);
+    return NULL;
+}
+
+static void s_unhold(actor_t *a, held_t *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        a->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    a->n_held--;
+}
+
+/* A trajectory that cannot get its score is not shipped; say so, but not for every one. */
+static void s_drop_unscored(actor_t *a, int status)
+{
+    a->rm_dropped++;
+    uint64_t now = uv_now(&a->loop);
+    if (a->rm_last_warn && now - a->rm_last_warn < RM_WARN_MS)
+        return;
+    ag_warn("actor",
+            "reward server cannot score transcripts (%s): %llu trajectories dropped so "
+            "far, not shipped without their reward",
+            status == -ENOENT   ? "unknown reward model"
+            : status == -EINVAL ? "request refused"
+                                : "bad reply",
+            (unsigned long long)a->rm_dropped);
+    a->rm_last_warn = now ? now : 1;
+}
+
+static void s_on_scored(void *arg, int status, const float *scores, size_t n)
+{
+    held_t *h = arg;
+    actor_t *a = h->a;
+    s_unhold(a, h);
+    if (status == 0 && n == (size_t)h->n_scored) {
+        double sum = 0;
+        for (int i = 0; i < h->n_scored; i++) {
+            ag_seq_t *q = &h->seqs[h->scored[i]];
+            q->turn_rewards[q->n_turns - 1] += (float)(a->rm_weight * scores[i]);
+            sum += scores[i];
+        }
+        Agora__V1__Metric *m = &h->metrics[h->res.n_metrics];
+        agora__v1__metric__init(m);
+        m->name = strdup("rm_score");
+        m->value = sum / (double)h->n_scored;
+        if (m->name) {
+            h->metric_ptrs[h->res.n_metrics] = m;
+            h->res.n_metrics++;
+        }
+        s_ship(a, &h->res);
+    } else if (status != -ECANCELED) {
+        s_drop_unscored(a, status);
+    }
+    s_held_free(h);
+}
+
+/* Seat s's transcript text (ag_runner_transcript) in the actor's scratch. */
+static const char *s_text(actor_t *a, const ag_seq_t *q, int s, size_t *len)
+{
+    if (a->text_cap[s] < q->len + 1) {
+        char *t = realloc(a->text[s], q->len + 1);
+        if (!t)
+            return NULL;
+        a->text[s] = t;
+        a->text_cap[s] = q->len + 1;
+    }
+    *len = ag_runner_transcript(q, a->text[s], a->text_cap[s]);
+    return a->text[s];
+}
+
 static void s_on_episode(void *arg, const ag_runner_result_t *res)
 {
     actor_t *a = arg;
-    int rc = ag_shipper_add(a->ship, res);
-    if (rc == 1)
+    const char *texts[AG_RUNNER_MAX_SEATS] = {0};
+    size_t lens[AG_RUNNER_MAX_SEATS] = {0};
+    bool trainable = false;
+    for (int s = 0; s < res->n_seats; s++) {
+        trainable |= s_shipped_seat(res, s);
+        if (a->rm && res->seq[s] && res->seq[s]->n_turns > 0)
+            texts[s] = s_text(a, res->seq[s], s, &lens[s]);
+    }
+    if (a->rm_labels != AG_REWARD_LABELS_OFF) {
+        int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->n_seats,
+                                             res->returns, texts, lens);
+        if (rc < 0)
+            ag_warn("actor", "cannot queue labels: %s", strerror(-rc));
+    }
+    if (!trainable) {
         a->untrainable++;
-    else if (rc < 0)
-        ag_warn("actor", "cannot queue trajectory: %s", strerror(-rc));
+        return;
+    }
+    a->produced++;
+    if (a->rm_weight == 0) {
+        s_ship(a, res);
+        return;
+    }
+    held_t *h = s_hold(a, res);
+    if (!h)
+        goto fail;
+    ag_reward_item_t items[AG_RUNNER_MAX_SEATS];
+    int n = 0;
+    for (int s = 0; s < res->n_seats; s++) {
+        if (!s_shipped_seat(res, s))
+            continue;
+        if (!texts[s])
+            goto fail;
+        items[n] = (ag_reward_item_t){texts[s], lens[s], (uint32_t)s};
+        h->scored[n++] = s;
+    }
+    h->n_scored = n;
+    if (ag_reward_client_score(a->rm, res->game, items, (size_t)n, s_on_scored, h) < 0)
+        goto fail;
+    h->prev = NULL;
+    h->next = a->held;
+    if (a->held)
+        a->held->prev = h;
+    a->held = h;
+    a->n_held++;
+    return;
+fail:
+    if (h)
+        s_held_free(h);
+    ag_warn("actor", "out of memory: trajectory dropped");
+    a->rm_dropped++;
 }
 
 static void s_log_stats(actor_t *a, bool final)
@@ -188,6 +467,18 @@ static void s_log_stats(actor_t *a, bool final)
             (unsigned long long)sh.accepted, (unsigned long long)sh.duplicate,
             (unsigned long long)sh.stale, (unsigned long long)st.dropped_ctx,
             (unsigned long long)st.env_errors, (unsigned long long)sh.dropped);
+    ag_reward_client_stats_t rs = {0};
+    if (a->rm) {
+        ag_reward_client_get_stats(a->rm, &rs);
+        ag_info("actor",
+                "%s reward server %s | %zu episodes wait for scores | %llu transcripts scored "
+                "(model v%llu), %llu trajectories dropped unscored | labels: %llu sent, %zu "
+                "pending, %llu dropped",
+                final ? "final:" : "", ag_reward_client_up(a->rm) ? "up" : "DOWN", a->n_held,
+                (unsigned long long)rs.scored, (unsigned long long)rs.model_version,
+                (unsigned long long)a->rm_dropped, (unsigned long long)rs.labels_sent,
+                ag_reward_client_labels_pending(a->rm), (unsigned long long)rs.labels_dropped);
+    }
     if (a->metrics) {
         ag_jsonw_t j;
         ag_jsonw_begin(&j, a->metrics);
@@ -213,6 +504,19 @@ static void s_log_stats(actor_t *a, bool final)
         ag_jsonw_int(&j, "stale", (long long)sh.stale);
         ag_jsonw_int(&j, "rejected", (long long)sh.rejected);
         ag_jsonw_int(&j, "dropped_outbox", (long long)sh.dropped);
+        if (a->rm) {
+            ag_jsonw_int(&j, "rm_up", ag_reward_client_up(a->rm));
+            ag_jsonw_int(&j, "rm_waiting", (long long)a->n_held);
+            ag_jsonw_int(&j, "rm_scored", (long long)rs.scored);
+            ag_jsonw_int(&j, "rm_model_version", (long long)rs.model_version);
+            ag_jsonw_int(&j, "rm_dropped", (long long)a->rm_dropped);
+            ag_jsonw_int(&j, "rm_labels_sent", (long long)rs.labels_sent);
+            ag_jsonw_int(&j, "rm_labels_accepted", (long long)rs.labels_accepted);
+            ag_jsonw_int(&j, "rm_labels_pending",
+                         (long long)ag_reward_client_labels_pending(a->rm));
+            ag_jsonw_int(&j, "rm_labels_dropped", (long long)rs.labels_dropped);
+            ag_jsonw_int(&j, "rm_outages", (long long)rs.outages);
+        }
         ag_jsonw_end(&j);
         fflush(a->metrics);
     }
@@ -304,7 +608,8 @@ static int s_setup(actor_t *a)
  * New weights are applied only when no seat of that policy is mid-action:
  * while weights wait, the policy's seats start no new action. The same hold
  * is the back-pressure: with actor.max_unacked trajectories not yet
- * acknowledged (a learner that cannot keep up, or is away), or once this
+ * acknowledged (a learner that cannot keep up, or is away; trajectories
+ * waiting for reward scores count too), or once this
  * actor produced actor.max_per_version trajectories with the weights it
  * samples with (the learner trains on a batch per version), no new action starts, so the actor
  * neither burns the CPU the learner needs nor produces data that would only go stale.
@@ -312,11 +617,9 @@ static int s_setup(actor_t *a)
 static void s_apply_weights(actor_t *a)
 {
     uint64_t v;
-    ag_shipper_stats_t sh;
-    ag_shipper_get_stats(a->ship, &sh);
     bool throttle =
-        ag_shipper_pending(a->ship) >= (size_t)a->max_unacked ||
-        (a->max_per_version && sh.added - a->budget_base >= (uint64_t)a->max_per_version);
+        ag_shipper_pending(a->ship) + a->n_held >= (size_t)a->max_unacked ||
+        (a->max_per_version && a->produced - a->budget_base >= (uint64_t)a->max_per_version);
     if (throttle != a->throttled)
         ag_debug("actor", "%s", throttle ? "learner behind: pausing" : "resuming");
     a->throttled = throttle;
@@ -328,7 +631,7 @@ static void s_apply_weights(actor_t *a)
             ag_debug("actor", "now sampling with weights version %llu", (unsigned long long)v);
             a->version = v;
             a->swaps++;
-            a->budget_base = sh.added;
+            a->budget_base = a->produced;
         }
         fresh = false;
     }
@@ -392,7 +695,8 @@ int main(int argc, char **argv)
         ag_config_destroy(&a.cfg);
         return rc > 0 ? 0 : 2;
     }
-    long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes;
+    long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes,
+        rm_timeout;
     double temperature, top_p;
     if (ag_config_long(a.cfg, "actor.slots", 1, 4096, &slots) < 0 ||
         ag_config_long(a.cfg, "actor.max_action_tokens", 1, 4096, &max_action) < 0 ||
@@ -409,8 +713,23 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.log_interval_s", 1, 86400, &a.log_interval_s) < 0 ||
         ag_config_long(a.cfg, "actor.drain_ms", 0, 3600000, &a.drain_ms) < 0 ||
         ag_config_long(a.cfg, "actor.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
+        ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
         ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
-        ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0) {
+        ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
+        ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0) {
+        ag_config_destroy(&a.cfg);
+        return 2;
+    }
+    const char *rm_endpoint = ag_config_str(a.cfg, "actor.reward");
+    int labels = ag_reward_labels_parse(ag_config_str(a.cfg, "actor.reward_labels"));
+    if (labels < 0) {
+        fprintf(stderr, "agora-actor: actor.reward_labels: expected off, outcomes or preferences\n");
+        ag_config_destroy(&a.cfg);
+        return 2;
+    }
+    a.rm_labels = (ag_reward_labels_t)labels;
+    if ((a.rm_weight != 0 || a.rm_labels != AG_REWARD_LABELS_OFF) && !rm_endpoint[0]) {
+        fprintf(stderr, "agora-actor: actor.reward_weight and actor.reward_labels need actor.reward\n");
         ag_config_destroy(&a.cfg);
         return 2;
     }
@@ -499,6 +818,22 @@ int main(int argc, char **argv)
     a.signals = ag_signals_create(&a.loop, s_on_signal, &a);
     if (!a.ps || !a.ship || !a.signals)
         goto out_loop;
+    if (a.rm_weight != 0 || a.rm_labels != AG_REWARD_LABELS_OFF) {
+        ag_reward_client_opts_t ro = {
+            .endpoint = rm_endpoint,
+            .model = ag_config_str(a.cfg, "actor.reward_model"),
+            .timeout_ms = (int)rm_timeout,
+            .max_labels = RM_MAX_LABELS,
+        };
+        a.rm = ag_reward_client_create(&a.loop, a.zctx, &ro);
+        if (!a.rm)
+            goto out_loop;
+        ag_info("actor", "reward server %s, model %s: weight %g, labels %s", rm_endpoint, ro.model,
+                a.rm_weight, ag_config_str(a.cfg, "actor.reward_labels"));
+    } else if (rm_endpoint[0]) {
+        ag_info("actor", "actor.reward is set but actor.reward_weight is 0 and actor.reward_labels off: "
+                         "the reward server is not used");
+    }
     ag_info("actor", "actor %s (run %016llx): %s on %s, %ld slots, learner %s", a.id,
             (unsigned long long)a.run_id, game, env, slots, pso.control);
     uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)a.log_interval_s * 1000,
@@ -510,7 +845,9 @@ int main(int argc, char **argv)
         uv_run(&a.loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
         busy = false;
         if (a.stopping) {
-            if (ag_shipper_pending(a.ship) == 0 || uv_now(&a.loop) >= a.drain_until)
+            bool drained = ag_shipper_pending(a.ship) == 0 && a.n_held == 0 &&
+                           (!a.rm || ag_reward_client_labels_pending(a.rm) == 0);
+            if (drained || uv_now(&a.loop) >= a.drain_until)
                 break;
             continue;
         }
@@ -535,9 +872,18 @@ int main(int argc, char **argv)
     }
     if (a.stopping && ag_shipper_pending(a.ship))
         ag_warn("actor", "%zu trajectories not acknowledged at exit", ag_shipper_pending(a.ship));
+    if (a.n_held)
+        ag_warn("actor", "%zu trajectories still wait for reward scores at exit: not shipped",
+                a.n_held);
+    if (a.rm && ag_reward_client_labels_pending(a.rm))
+        ag_warn("actor", "%zu labels not delivered to the reward server at exit",
+                ag_reward_client_labels_pending(a.rm));
     s_log_stats(&a, true);
 
 out_loop:
+    ag_reward_client_destroy(&a.rm); /* held trajectories are called back and freed */
+    for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++)
+        free(a.text[s]);
     ag_runner_destroy(&a.runner);
     ag_shipper_destroy(&a.ship);
     ag_policy_source_destroy(&a.ps);

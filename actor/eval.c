@@ -12,6 +12,17 @@
  * give the same result. A game lost to an env error is replayed (same seed)
  * up to three times; a game whose transcript would overflow a checkpoint's
  * context is counted as dropped and left out of the averages.
+ *
+ * Reward model check (--reward ENDPOINT --reward-model NAME): after every
+ * two-seat game with different returns in which both seats acted (a seat
+ * that never acted has no transcript), both seats' transcripts are scored
+ * by the reward service and the line gets rm_pairwise_accuracy (the share of
+ * those games where the winner's transcript scored strictly higher) and
+ * rm_pairs, and the same over the games the rule judge decided on the
+ * transcripts (every game but those whose info says reason = coin):
+ * rm_pairwise_accuracy_decided, rm_pairs_decided. Only seats played here
+ * (checkpoints) have a transcript on this side, so it needs both seats to be
+ * checkpoints; games with a bot seat are not scored.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,10 +36,12 @@
 #include "config.h"
 #include "jsonw.h"
 #include "log.h"
+#include "reward_client.h"
 #include "runner.h"
 #include "signals.h"
 
 #define MAX_METRICS 64
+#define RM_WAIT_MS 60000 /* after the last game, how long scores may take */
 
 static const ag_option_t s_options[] = {
     {"eval.env", "env", "tcp://127.0.0.1:5570", "env server endpoint(s), comma-separated"},
@@ -47,6 +60,10 @@ static const ag_option_t s_options[] = {
     {"eval.max_action_tokens", "max-action-tokens", "48", "longest action in tokens"},
     {"eval.threads", "threads", "1", "threads per model (0 = every CPU)"},
     {"eval.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
+    {"eval.reward", "reward", "",
+     "reward server: score both transcripts of every two-seat game with a winner and report "
+     "rm_pairwise_accuracy (both seats must be checkpoints: bot seats have no transcript here)"},
+    {"eval.reward_model", "reward-model", "default", "reward model that scores (with --reward)"},
 };
 
 typedef struct metric_sum {
@@ -67,7 +84,73 @@ typedef struct eval {
     metric_sum_t metrics[MAX_METRICS];
     int n_metrics;
     bool interrupted;
+    /* reward model check */
+    ag_reward_client_t *rm;
+    uint64_t rm_pairs, rm_correct, rm_pairs_decided, rm_correct_decided, rm_failed;
+    char *text[2];
+    size_t text_cap[2];
 } eval_t;
+
+/* A scored pair: which item is the winner's, and whether the rule judge decided. */
+typedef struct rm_pair {
+    eval_t *ev;
+    int winner, loser;
+    bool decided;
+} rm_pair_t;
+
+static void s_on_scored(void *arg, int status, const float *scores, size_t n)
+{
+    rm_pair_t *p = arg;
+    eval_t *ev = p->ev;
+    if (status == 0 && n == 2) {
+        bool right = scores[p->winner] > scores[p->loser];
+        ev->rm_pairs++;
+        ev->rm_correct += right;
+        if (p->decided) {
+            ev->rm_pairs_decided++;
+            ev->rm_correct_decided += right;
+        }
+    } else if (status != -ECANCELED) {
+        ev->rm_failed++;
+    }
+    free(p);
+}
+
+/* Sends both transcripts of a two-seat game with a winner for scoring. */
+static void s_score_pair(eval_t *ev, const ag_runner_result_t *res)
+{
+    bool has[2] = {false, false};
+    ag_reward_item_t items[2];
+    for (int s = 0; s < res->n_seats && s < 2; s++)
+        has[s] = res->seq[s] && res->seq[s]->n_turns > 0;
+    int winner, loser;
+    if (!ag_reward_game_pair(res->n_seats, res->returns, has, &winner, &loser))
+        return;
+    for (int s = 0; s < 2; s++) {
+        const ag_seq_t *q = res->seq[s];
+        if (ev->text_cap[s] < q->len + 1) {
+            char *t = realloc(ev->text[s], q->len + 1);
+            if (!t)
+                goto fail;
+            ev->text[s] = t;
+            ev->text_cap[s] = q->len + 1;
+        }
+        items[s].len = ag_runner_transcript(q, ev->text[s], ev->text_cap[s]);
+        items[s].text = ev->text[s];
+        items[s].seat = (uint32_t)s;
+    }
+    rm_pair_t *p = malloc(sizeof *p);
+    if (!p)
+        goto fail;
+    *p = (rm_pair_t){ev, winner, loser, ag_reward_decided(res->info, res->n_info)};
+    if (ag_reward_client_score(ev->rm, res->game, items, 2, s_on_scored, p) < 0) {
+        free(p);
+        goto fail;
+    }
+    return;
+fail:
+    ev->rm_failed++;
+}
 
 static void s_on_episode(void *arg, const ag_runner_result_t *res)
 {
@@ -98,6 +181,8 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
         ev->wins[winner]++;
     for (int s = 0; s < res->n_seats; s++)
         ev->returns[s] += res->returns[s];
+    if (ev->rm)
+        s_score_pair(ev, res);
     for (size_t i = 0; i < res->n_metrics; i++) {
         const Agora__V1__Metric *m = res->metrics[i];
         if (!m->name || !isfinite(m->value))
@@ -186,7 +271,12 @@ int main(int argc, char **argv)
     ag_config_t *cfg = ag_config_create(
         "agora-eval", "[options] [--option KEY=VALUE ...]",
         "Plays games between fixed players (checkpoints or bot:NAME) on an env server and "
-        "prints one JSON line of the game's metrics averaged over the games.",
+        "prints one JSON line of the game's metrics averaged over the games. With --reward "
+        "ENDPOINT it also checks a reward model: after each two-seat game with different "
+        "returns both seats' transcripts are scored, and rm_pairwise_accuracy is the share of "
+        "games where the winner's scored higher (also over games not decided by a coin: "
+        "rm_pairwise_accuracy_decided). Transcripts exist only for seats played here, so that "
+        "needs both seats to be checkpoints.",
         s_options, sizeof s_options / sizeof s_options[0], 0);
     if (!cfg)
         return 1;
@@ -297,12 +387,28 @@ int main(int argc, char **argv)
     rc_cfg.on_episode = s_on_episode;
     rc_cfg.arg = &ev;
     ev.n_seats = players;
+    const char *rm_endpoint = ag_config_str(cfg, "eval.reward");
+    if (rm_endpoint[0] &&
+        (players != 2 || rc_cfg.seats[0].policy < 0 || rc_cfg.seats[1].policy < 0))
+        ag_warn("eval",
+                "--reward: rm_pairwise_accuracy needs a two-seat game with both seats "
+                "played by checkpoints (a bot seat's transcript stays on the env server); no "
+                "game will be scored");
 
     uv_loop_init(&ev.loop);
     zctx = zmq_ctx_new();
     ev.runner = ag_runner_create(&ev.loop, zctx, &rc_cfg);
     if (!ev.runner)
         goto out_loop;
+    if (rm_endpoint[0]) {
+        ag_reward_client_opts_t ro = {
+            .endpoint = rm_endpoint,
+            .model = ag_config_str(cfg, "eval.reward_model"),
+        };
+        ev.rm = ag_reward_client_create(&ev.loop, zctx, &ro);
+        if (!ev.rm)
+            goto out_loop;
+    }
     for (int p = 0; p < rc_cfg.n_policies; p++) {
         char label[AG_RUNNER_NAME_MAX];
         snprintf(label, sizeof label, "ckpt:%s", paths[p]);
@@ -316,7 +422,20 @@ int main(int argc, char **argv)
     if (ag_runner_start(ev.runner) < 0)
         goto out_loop;
     bool busy = false;
-    while (!ag_runner_done(ev.runner)) {
+    uint64_t rm_until = 0;
+    while (true) {
+        if (ag_runner_done(ev.runner)) {
+            /* The last games' scores may still be on their way. */
+            if (!ev.rm || ag_reward_client_scoring(ev.rm) == 0 || ev.interrupted)
+                break;
+            if (!rm_until)
+                rm_until = uv_now(&ev.loop) + RM_WAIT_MS;
+            if (uv_now(&ev.loop) >= rm_until) {
+                ag_warn("eval", "%zu games still unscored by the reward server after %d s",
+                        ag_reward_client_scoring(ev.rm), RM_WAIT_MS / 1000);
+                break;
+            }
+        }
         uv_run(&ev.loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
         int n = ag_runner_sample(ev.runner);
         if (n < 0) {
@@ -361,6 +480,20 @@ int main(int argc, char **argv)
     for (int k = 0; k < ev.n_metrics; k++)
         ag_jsonw_num(&j, ev.metrics[k].name, ev.metrics[k].sum / (double)ev.metrics[k].n);
     ag_jsonw_end_object(&j);
+    uint64_t rm_unscored = 0;
+    if (ev.rm) {
+        rm_unscored = ev.rm_failed + ag_reward_client_scoring(ev.rm);
+        ag_jsonw_str(&j, "rm_model", ag_config_str(cfg, "eval.reward_model"));
+        ag_jsonw_num(&j, "rm_pairwise_accuracy",
+                     ev.rm_pairs ? (double)ev.rm_correct / (double)ev.rm_pairs : NAN);
+        ag_jsonw_int(&j, "rm_pairs", (long long)ev.rm_pairs);
+        ag_jsonw_num(&j, "rm_pairwise_accuracy_decided",
+                     ev.rm_pairs_decided
+                         ? (double)ev.rm_correct_decided / (double)ev.rm_pairs_decided
+                         : NAN);
+        ag_jsonw_int(&j, "rm_pairs_decided", (long long)ev.rm_pairs_decided);
+        ag_jsonw_int(&j, "rm_unscored", (long long)rm_unscored);
+    }
     ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
     ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
     ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
@@ -370,12 +503,15 @@ int main(int argc, char **argv)
     ag_jsonw_num(&j, "wall_s", wall);
     ag_jsonw_end(&j);
     fflush(stdout);
-    status = ev.interrupted || ev.games + st.dropped_ctx < (uint64_t)games ? 1 : 0;
+    status = ev.interrupted || ev.games + st.dropped_ctx < (uint64_t)games || rm_unscored ? 1 : 0;
     if (ev.games < (uint64_t)games)
         ag_warn("eval", "%llu of %ld games finished (%llu dropped: context full)",
                 (unsigned long long)ev.games, games, (unsigned long long)st.dropped_ctx);
 
 out_loop:
+    ag_reward_client_destroy(&ev.rm);
+    free(ev.text[0]);
+    free(ev.text[1]);
     ag_runner_destroy(&ev.runner);
     ag_signals_destroy(&ev.signals);
     uv_run(&ev.loop, UV_RUN_DEFAULT);

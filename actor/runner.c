@@ -212,6 +212,37 @@ size_t ag_runner_sanitize_utf8(char *text, size_t len)
     return fixed;
 }
 
+size_t ag_runner_transcript(const ag_seq_t *s, char *buf, size_t cap)
+{
+    if (!cap)
+        return 0;
+    size_t n = 0, action = 0, t = 0;
+    bool in_action = false;
+    for (size_t i = 0; i < s->len; i++) {
+        bool gen = s->generated[i] != 0;
+        if (gen && !in_action) {
+            in_action = true;
+            action = n;
+        } else if (!gen && in_action) {
+            ag_runner_sanitize_utf8(buf + action, n - action);
+            in_action = false;
+        }
+        if (s->tokens[i] >= 0 && s->tokens[i] < AG_VOCAB_BYTES && n + 1 < cap)
+            buf[n++] = (char)s->tokens[i];
+        while (t < s->n_turns && s->turn_end[t] < i)
+            t++;
+        /* Two actions with no observation between them were still sent apart. */
+        if (in_action && t < s->n_turns && s->turn_end[t] == i) {
+            ag_runner_sanitize_utf8(buf + action, n - action);
+            in_action = false;
+        }
+    }
+    if (in_action)
+        ag_runner_sanitize_utf8(buf + action, n - action);
+    buf[n] = '\0';
+    return n;
+}
+
 /* ---- env requests ---- */
 
 static call_ref_t *s_ref(episode_t *ep)

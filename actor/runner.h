@@ -188,4 +188,16 @@ int ag_runner_parse_options(const char *text, char *buf, size_t buf_len, char *(
  * any sampled action can be sent as a protobuf string. Returns the count. */
 size_t ag_runner_sanitize_utf8(char *text, size_t len);
 
+/*
+ * A policy seat's transcript as text: exactly the bytes it exchanged with the
+ * env server, every observation as received and every action as sent, in
+ * order and with nothing between (obs1 + action1 + obs2 + ..., the text the
+ * reward service scores). Rebuilt from the token stream, which keeps what was
+ * sampled: specials (BOS, EOT) are dropped, and each turn's action bytes go
+ * through ag_runner_sanitize_utf8 on their own, as they did before the Step
+ * was sent. Writes at most cap - 1 bytes and a NUL (s->len + 1 is always
+ * enough); returns the length.
+ */
+size_t ag_runner_transcript(const ag_seq_t *s, char *buf, size_t cap);
+
 #endif

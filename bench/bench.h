@@ -4,5 +4,6 @@
 
 int bench_env_main(int argc, char **argv);
 int bench_model_main(int argc, char **argv);
+int bench_reward_main(int argc, char **argv);
 
 #endif

@@ -865,8 +865,8 @@ static int s_write_run_file(launcher_t *l)
         char rdir[PATH_MAX + 16];
         snprintf(l->ep_reward, sizeof l->ep_reward, "tcp://%s:%d", o->host, ports[3 + l->n_envs]);
         snprintf(rdir, sizeof rdir, "%s/reward", l->dir);
-        const char *model = ag_runfile_get(o->runfile, "reward.model");
-        if (s_set(l, "reward.bind", l->ep_reward) || s_set(l, "reward.endpoint", l->ep_reward) ||
+        const char *model = ag_runfile_get(o->runfile, "actor.reward_model");
+        if (s_set(l, "reward.bind", l->ep_reward) || s_set(l, "actor.reward", l->ep_reward) ||
             s_set(l, "reward.out", rdir) || s_set(l, "env.reward", l->ep_reward) ||
             s_set(l, "eval.reward", l->ep_reward) ||
             (model && *model && !ag_runfile_get(o->runfile, "eval.reward_model") &&
@@ -1342,7 +1342,7 @@ static int s_report(launcher_t *l, json_t *eval)
     if (l->reward_stats) {
         /* The reward model's own held-out figure, next to the evaluation's. */
         json_object_set(s, "reward_models", l->reward_stats);
-        const char *model = ag_runfile_get(o->runfile, "reward.model");
+        const char *model = ag_runfile_get(o->runfile, "actor.reward_model");
         json_t *m = json_object_get(l->reward_stats, model && *model ? model : "default");
         json_t *acc = json_object_get(m, "pairwise_accuracy");
         if (json_is_number(acc))

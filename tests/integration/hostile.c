@@ -32,6 +32,7 @@
 #include "control.pb-c.h"
 #include "debate_player.h"
 #include "env_client.h"
+#include "fuzz.h"
 #include "reward.pb-c.h"
 #include "rng.h"
 #include "server_proc.h"
@@ -98,9 +99,7 @@ typedef struct {
     ag_env_client_t *good;
     game_t good_game;    /* the well-behaved client's episode */
     game_t hostile_game; /* the hostile client's episode, target of bad steps */
-    ag_rng_t rng;
-    uint8_t *scratch;
-    size_t used;
+    fuzz_t fz;           /* rng and scratch */
     Agora__V1__KeyValue *kv;
     Agora__V1__KeyValue **kvp;
     char **bots;
@@ -110,14 +109,6 @@ typedef struct {
 static const char *server_exe;
 
 /* ---- scratch space and hand encoding ------------------------------------------------- */
-
-static uint8_t *take(fixture_t *fx, size_t n)
-{
-    assert_true(fx->used + n <= SCRATCH_BYTES);
-    uint8_t *p = fx->scratch + fx->used;
-    fx->used += n;
-    return p;
-}
 
 static size_t put_varint(uint8_t *p, uint64_t v)
 {
@@ -134,7 +125,7 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 static ag_env_frame_t encode_step_bytes(fixture_t *fx, uint64_t request_id, uint64_t episode,
                                         uint32_t player, const uint8_t *action, size_t len)
 {
-    uint8_t *body = take(fx, len + 32);
+    uint8_t *body = fuzz_take(&fx->fz, len + 32);
     size_t b = 0;
     body[b++] = 0x08; /* field 1 varint: episode_id */
     b += put_varint(body + b, episode);
@@ -145,7 +136,7 @@ static ag_env_frame_t encode_step_bytes(fixture_t *fx, uint64_t request_id, uint
     memcpy(body + b, action, len);
     b += len;
 
-    uint8_t *env = take(fx, b + 32);
+    uint8_t *env = fuzz_take(&fx->fz, b + 32);
     size_t e = 0;
     env[e++] = 0x08; /* protocol_version */
     e += put_varint(env + e, AG_ENV_PROTOCOL_VERSION);
@@ -161,32 +152,9 @@ static ag_env_frame_t encode_step_bytes(fixture_t *fx, uint64_t request_id, uint
 static ag_env_frame_t pack_env(fixture_t *fx, const Agora__V1__EnvRequest *req)
 {
     size_t len = agora__v1__env_request__get_packed_size(req);
-    uint8_t *p = take(fx, len);
+    uint8_t *p = fuzz_take(&fx->fz, len);
     agora__v1__env_request__pack(req, p);
     return (ag_env_frame_t){p, len};
-}
-
-static bool decodable(const ag_env_frame_t *f)
-{
-    Agora__V1__EnvRequest *r = agora__v1__env_request__unpack(NULL, f->size, f->data);
-    if (r)
-        agora__v1__env_request__free_unpacked(r, NULL);
-    return r != NULL;
-}
-
-static char *random_text(fixture_t *fx, size_t len, const char *alphabet)
-{
-    char *s = (char *)take(fx, len + 1);
-    size_t n = strlen(alphabet);
-    for (size_t i = 0; i < len; i++)
-        s[i] = alphabet[ag_rng_below(&fx->rng, (uint32_t)n)];
-    s[len] = 0;
-    return s;
-}
-
-static uint32_t between(fixture_t *fx, uint32_t lo, uint32_t hi)
-{
-    return lo + ag_rng_below(&fx->rng, hi - lo + 1);
 }
 
 static void expect_codes(hostile_msg_t *m, int a, int b)
@@ -211,19 +179,8 @@ static void build_request(fixture_t *fx, hostile_msg_t *m, Agora__V1__EnvRequest
 
 static void make_garbage(fixture_t *fx, hostile_msg_t *m)
 {
-    ag_env_frame_t f;
-    do {
-        size_t len = between(fx, 1, 300);
-        uint8_t *p = take(fx, len);
-        for (size_t i = 0; i < len; i++)
-            p[i] = (uint8_t)ag_rng_u64(&fx->rng);
-        f = (ag_env_frame_t){p, len};
-    } while (decodable(&f)); /* random bytes can happen to be a valid message */
     /* Half the time REQ-style, [empty][payload]: the error must come back the same way. */
-    m->n_frames = 0;
-    if (ag_rng_below(&fx->rng, 2))
-        m->frames[m->n_frames++] = (ag_env_frame_t){"", 0};
-    m->frames[m->n_frames++] = f;
+    m->n_frames = fuzz_garbage(&fx->fz, &agora__v1__env_request__descriptor, 300, m->frames);
     expect_codes(m, E(BAD_REQUEST), 0);
     m->want_id = 0;
 }
@@ -233,7 +190,7 @@ static void make_truncated(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
     reset.game = "debate";
-    reset.seed = ag_rng_u64(&fx->rng);
+    reset.seed = ag_rng_u64(&fx->fz.rng);
     reset.n_options = 2;
     reset.options = fx->kvp;
     fx->kv[0].key = "k";
@@ -243,12 +200,7 @@ static void make_truncated(fixture_t *fx, hostile_msg_t *m)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
     build_request(fx, m, &req);
-    /* Cut inside the body until the rest no longer decodes (a cut at a field boundary would). */
-    ag_env_frame_t f = m->frames[0];
-    do {
-        f.size = between(fx, 1, (uint32_t)m->frames[0].size - 1);
-    } while (decodable(&f));
-    m->frames[0] = f;
+    m->frames[0] = fuzz_truncate(&fx->fz, m->frames[0], &agora__v1__env_request__descriptor);
     expect_codes(m, E(BAD_REQUEST), 0);
     m->want_id = 0;
 }
@@ -260,18 +212,18 @@ static void make_truncated(fixture_t *fx, hostile_msg_t *m)
  */
 static void make_wrong_envelope(fixture_t *fx, hostile_msg_t *m)
 {
-    uint8_t *p = take(fx, 256);
+    uint8_t *p = fuzz_take(&fx->fz, 256);
     uint64_t id = ag_env_client_new_id(fx->hostile);
     size_t len;
-    switch (ag_rng_below(&fx->rng, 3)) {
+    switch (ag_rng_below(&fx->fz.rng, 3)) {
     case 0: {
         Agora__V1__ControlRequest ctl = AGORA__V1__CONTROL_REQUEST__INIT;
         Agora__V1__GetWeightsRequest gw = AGORA__V1__GET_WEIGHTS_REQUEST__INIT;
         Agora__V1__StatusRequest st = AGORA__V1__STATUS_REQUEST__INIT;
-        gw.version = ag_rng_below(&fx->rng, 1000);
+        gw.version = ag_rng_below(&fx->fz.rng, 1000);
         ctl.protocol_version = AG_ENV_PROTOCOL_VERSION;
         ctl.request_id = id;
-        if (ag_rng_below(&fx->rng, 2)) {
+        if (ag_rng_below(&fx->fz.rng, 2)) {
             ctl.body_case = AGORA__V1__CONTROL_REQUEST__BODY_GET_WEIGHTS;
             ctl.get_weights = &gw;
         } else {
@@ -303,7 +255,7 @@ static void make_wrong_envelope(fixture_t *fx, hostile_msg_t *m)
         Agora__V1__Trajectory traj = AGORA__V1__TRAJECTORY__INIT;
         Agora__V1__Trajectory *trajs[1] = {&traj};
         traj.game = "debate";
-        traj.seed = ag_rng_u64(&fx->rng);
+        traj.seed = ag_rng_u64(&fx->fz.rng);
         submit.n_trajectories = 1;
         submit.trajectories = trajs;
         tr.protocol_version = AG_ENV_PROTOCOL_VERSION;
@@ -327,11 +279,12 @@ static void make_unknown_game(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
     Agora__V1__DemoRequest demo = AGORA__V1__DEMO_REQUEST__INIT;
     /* The "zz-" prefix keeps it clear of every real game name. */
-    char *name = random_text(fx, between(fx, 3, 64), "abcdefghijklmnopqrstuvwxyz-_0123456789");
+    char *name =
+        fuzz_text(&fx->fz, fuzz_between(&fx->fz, 3, 64), "abcdefghijklmnopqrstuvwxyz-_0123456789");
     memcpy(name, "zz-", 3);
-    if (ag_rng_below(&fx->rng, 2)) {
+    if (ag_rng_below(&fx->fz.rng, 2)) {
         reset.game = name;
-        reset.seed = ag_rng_u64(&fx->rng);
+        reset.seed = ag_rng_u64(&fx->fz.rng);
         req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
         req.reset = &reset;
     } else {
@@ -350,10 +303,10 @@ static void make_unknown_episode(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__StepRequest step = AGORA__V1__STEP_REQUEST__INIT;
     Agora__V1__CloseRequest close = AGORA__V1__CLOSE_REQUEST__INIT;
     /* Top bit set: far from any id a server hands out by counting. */
-    uint64_t id = ag_rng_u64(&fx->rng) | (1ULL << 63);
-    if (ag_rng_below(&fx->rng, 2)) {
+    uint64_t id = ag_rng_u64(&fx->fz.rng) | (1ULL << 63);
+    if (ag_rng_below(&fx->fz.rng, 2)) {
         step.episode_id = id;
-        step.player = ag_rng_below(&fx->rng, 2);
+        step.player = ag_rng_below(&fx->fz.rng, 2);
         step.action = "1";
         req.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
         req.step = &step;
@@ -382,7 +335,7 @@ static void make_step(fixture_t *fx, hostile_msg_t *m, uint32_t player, char *ac
 static void make_not_your_turn(fixture_t *fx, hostile_msg_t *m)
 {
     /* The most tempting case: a perfectly valid move, from the other seat. */
-    char *move = (char *)take(fx, AG_DEBATE_PLAYER_MOVE_CAP);
+    char *move = (char *)fuzz_take(&fx->fz, AG_DEBATE_PLAYER_MOVE_CAP);
     assert_true(ag_debate_player_move(fx->hostile_game.obs, move));
     make_step(fx, m, 1 - fx->hostile_game.to_act, move);
     expect_codes(m, E(NOT_YOUR_TURN), 0);
@@ -390,9 +343,10 @@ static void make_not_your_turn(fixture_t *fx, hostile_msg_t *m)
 
 static void make_bad_seat(fixture_t *fx, hostile_msg_t *m)
 {
-    char *move = (char *)take(fx, AG_DEBATE_PLAYER_MOVE_CAP);
+    char *move = (char *)fuzz_take(&fx->fz, AG_DEBATE_PLAYER_MOVE_CAP);
     assert_true(ag_debate_player_move(fx->hostile_game.obs, move));
-    uint32_t seat = ag_rng_below(&fx->rng, 2) ? between(fx, 2, 9) : (uint32_t)ag_rng_u64(&fx->rng);
+    uint32_t seat = ag_rng_below(&fx->fz.rng, 2) ? fuzz_between(&fx->fz, 2, 9)
+                                                 : (uint32_t)ag_rng_u64(&fx->fz.rng);
     make_step(fx, m, seat < 2 ? 2 : seat, move);
     expect_codes(m, E(NOT_YOUR_TURN), E(BAD_REQUEST));
 }
@@ -400,21 +354,21 @@ static void make_bad_seat(fixture_t *fx, hostile_msg_t *m)
 static void make_invalid_action(fixture_t *fx, hostile_msg_t *m)
 {
     /* Printable junk with at least one letter: never a chain of digits. */
-    size_t len = between(fx, 1, 60);
-    char *a = random_text(fx, len, "abcxyz0123456789 +-*\t\n");
-    a[ag_rng_below(&fx->rng, (uint32_t)len)] = 'x';
+    size_t len = fuzz_between(&fx->fz, 1, 60);
+    char *a = fuzz_text(&fx->fz, len, "abcxyz0123456789 +-*\t\n");
+    a[ag_rng_below(&fx->fz.rng, (uint32_t)len)] = 'x';
     make_step(fx, m, fx->hostile_game.to_act, a);
     expect_codes(m, E(INVALID_ACTION), 0);
 }
 
 static void make_binary_action(fixture_t *fx, hostile_msg_t *m)
 {
-    size_t len = between(fx, 1, 100);
-    uint8_t *a = take(fx, len);
+    size_t len = fuzz_between(&fx->fz, 1, 100);
+    uint8_t *a = fuzz_take(&fx->fz, len);
     for (size_t i = 0; i < len; i++)
-        a[i] = (uint8_t)ag_rng_u64(&fx->rng);
+        a[i] = (uint8_t)ag_rng_u64(&fx->fz.rng);
     a[0] = 'x'; /* whatever the server reads up to a NUL is not a move either */
-    a[ag_rng_below(&fx->rng, (uint32_t)len)] = 0;
+    a[ag_rng_below(&fx->fz.rng, (uint32_t)len)] = 0;
     uint64_t id = ag_env_client_new_id(fx->hostile);
     m->frames[0] = encode_step_bytes(fx, id, fx->hostile_game.id, fx->hostile_game.to_act, a, len);
     m->n_frames = 1;
@@ -424,8 +378,8 @@ static void make_binary_action(fixture_t *fx, hostile_msg_t *m)
 
 static void make_long_action(fixture_t *fx, hostile_msg_t *m)
 {
-    size_t len = between(fx, AG_ENV_MAX_ACTION + 1, 4 * AG_ENV_MAX_ACTION);
-    char *a = random_text(fx, len, "0123456789 ");
+    size_t len = fuzz_between(&fx->fz, AG_ENV_MAX_ACTION + 1, 4 * AG_ENV_MAX_ACTION);
+    char *a = fuzz_text(&fx->fz, len, "0123456789 ");
     make_step(fx, m, fx->hostile_game.to_act, a);
     expect_codes(m, E(INVALID_ACTION), E(BAD_REQUEST));
 }
@@ -437,8 +391,8 @@ static void make_version(fixture_t *fx, hostile_msg_t *m)
     hello.client_name = "hostile";
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
     req.hello = &hello;
-    uint32_t r = ag_rng_below(&fx->rng, 4);
-    req.protocol_version = r == 0 ? 0 : r == 1 ? 2 : between(fx, 3, UINT32_MAX);
+    uint32_t r = ag_rng_below(&fx->fz.rng, 4);
+    req.protocol_version = r == 0 ? 0 : r == 1 ? 2 : fuzz_between(&fx->fz, 3, UINT32_MAX);
     req.request_id = ag_env_client_new_id(fx->hostile);
     m->want_id = req.request_id;
     m->frames[0] = pack_env(fx, &req);
@@ -461,41 +415,13 @@ static void make_frames(fixture_t *fx, hostile_msg_t *m)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
     req.hello = &hello;
     build_request(fx, m, &req);
-    ag_env_frame_t valid = m->frames[0];
-    switch (ag_rng_below(&fx->rng, 4)) {
-    case 0: /* a lone empty frame */
-        m->frames[0] = (ag_env_frame_t){"", 0};
-        m->n_frames = 1;
-        break;
-    case 1:
-        /*
-         * [empty][empty]: REQ framing around an empty payload, which protobuf
-         * decodes as an envelope of defaults (protocol_version 0), so a
-         * version mismatch is as right an answer as a bad request.
-         */
-        m->frames[0] = m->frames[1] = (ag_env_frame_t){"", 0};
-        m->n_frames = 2;
+    bool empty_payload;
+    m->n_frames = fuzz_frames(&fx->fz, m->frames[0], m->frames, MAX_FRAMES, &empty_payload);
+    /* [empty][empty] is REQ framing around an empty payload, an envelope of defaults */
+    if (empty_payload) {
         expect_codes(m, E(BAD_REQUEST), E(VERSION_MISMATCH));
         m->want_id = 0;
         return;
-    case 2: /* a non-empty first frame before a valid payload */
-        m->frames[0] = (ag_env_frame_t){random_text(fx, between(fx, 1, 32), "abc\x01\x02"), 0};
-        m->frames[0].size = strlen(m->frames[0].data);
-        m->frames[1] = valid;
-        m->n_frames = 2;
-        break;
-    default: /* 3..6 frames, some empty, some valid payloads */
-        m->n_frames = between(fx, 3, MAX_FRAMES);
-        for (size_t i = 0; i < m->n_frames; i++) {
-            uint32_t r = ag_rng_below(&fx->rng, 3);
-            if (r == 0)
-                m->frames[i] = (ag_env_frame_t){"", 0};
-            else if (r == 1)
-                m->frames[i] = valid;
-            else
-                m->frames[i] = (ag_env_frame_t){random_text(fx, 8, "0123456789abcdef"), 8};
-        }
-        break;
     }
     expect_codes(m, E(BAD_REQUEST), 0);
     m->want_id = 0;
@@ -506,12 +432,12 @@ static void make_many_options(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
     Agora__V1__DemoRequest demo = AGORA__V1__DEMO_REQUEST__INIT;
-    size_t n = between(fx, 33, MAX_KV);
+    size_t n = fuzz_between(&fx->fz, 33, MAX_KV);
     for (size_t i = 0; i < n; i++) {
         fx->kv[i].key = i % 2 ? "k" : "invalid_action";
         fx->kv[i].value = i % 2 ? "8" : "error";
     }
-    if (ag_rng_below(&fx->rng, 2)) {
+    if (ag_rng_below(&fx->fz.rng, 2)) {
         reset.game = "debate";
         reset.n_options = n;
         reset.options = fx->kvp;
@@ -539,7 +465,7 @@ static void make_many_bots(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
     reset.game = "debate";
-    reset.n_seat_bots = between(fx, 9, MAX_KV);
+    reset.n_seat_bots = fuzz_between(&fx->fz, 9, MAX_KV);
     reset.seat_bots = fx->bots;
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
@@ -553,8 +479,8 @@ static void make_demo_count(fixture_t *fx, hostile_msg_t *m)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     Agora__V1__DemoRequest demo = AGORA__V1__DEMO_REQUEST__INIT;
     demo.game = "debate";
-    uint32_t r = ag_rng_below(&fx->rng, 3);
-    demo.count = r == 0 ? 0 : r == 1 ? 257 : between(fx, 258, UINT32_MAX - 1);
+    uint32_t r = ag_rng_below(&fx->fz.rng, 3);
+    demo.count = r == 0 ? 0 : r == 1 ? 257 : fuzz_between(&fx->fz, 258, UINT32_MAX - 1);
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_DEMO;
     req.demo = &demo;
     build_request(fx, m, &req);
@@ -570,28 +496,28 @@ static void make_long_string(fixture_t *fx, hostile_msg_t *m)
     const char *az = "abcdefghijklmnopqrstuvwxyz";
     reset.game = "debate";
     reset.options = fx->kvp;
-    switch (ag_rng_below(&fx->rng, 5)) {
+    switch (ag_rng_below(&fx->fz.rng, 5)) {
     case 0:
-        reset.game = random_text(fx, between(fx, 65, 5000), az);
+        reset.game = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 65, 5000), az);
         break;
     case 1:
         reset.n_options = 1;
-        fx->kv[0].key = random_text(fx, between(fx, 65, 5000), az);
+        fx->kv[0].key = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 65, 5000), az);
         fx->kv[0].value = "1";
         break;
     case 2:
         reset.n_options = 1;
         fx->kv[0].key = "k";
-        fx->kv[0].value = random_text(fx, between(fx, 257, 5000), "0123456789");
+        fx->kv[0].value = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 257, 5000), "0123456789");
         break;
     case 3:
-        demo.game = random_text(fx, between(fx, 65, 5000), az);
+        demo.game = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 65, 5000), az);
         demo.count = 1;
         req.body_case = AGORA__V1__ENV_REQUEST__BODY_DEMO;
         req.demo = &demo;
         break;
     default:
-        hello.client_name = random_text(fx, between(fx, 257, 5000), az);
+        hello.client_name = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 257, 5000), az);
         req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
         req.hello = &hello;
         break;
@@ -612,7 +538,7 @@ static void make_bad_option(fixture_t *fx, hostile_msg_t *m)
                                          {"k", "8x"},         {"k", "-3"}};
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
-    uint32_t i = ag_rng_below(&fx->rng, sizeof bad / sizeof bad[0]);
+    uint32_t i = ag_rng_below(&fx->fz.rng, sizeof bad / sizeof bad[0]);
     fx->kv[0].key = (char *)bad[i][0];
     fx->kv[0].value = (char *)bad[i][1];
     reset.game = "debate";
@@ -633,7 +559,7 @@ static void make_near_limit(fixture_t *fx, hostile_msg_t *m)
     reset.n_options = 1;
     reset.options = fx->kvp;
     fx->kv[0].key = "k";
-    fx->kv[0].value = random_text(fx, AG_ENV_SERVER_MAX_REQUEST - 4096, "0123456789");
+    fx->kv[0].value = fuzz_text(&fx->fz, AG_ENV_SERVER_MAX_REQUEST - 4096, "0123456789");
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
     build_request(fx, m, &req);
@@ -651,7 +577,7 @@ static void make_hostile(fixture_t *fx, enum kind k, hostile_msg_t *m)
         make_long_string,     make_bad_option,    make_near_limit,
     };
     memset(m, 0, sizeof *m);
-    fx->used = 0;
+    fuzz_reset(&fx->fz);
     makers[k](fx, m);
 }
 
@@ -724,7 +650,7 @@ static int teardown(void **state)
     ag_env_client_destroy(&fx->good);
     if (fx->srv.pid)
         ag_server_proc_stop(&fx->srv, 5000);
-    free(fx->scratch);
+    fuzz_finish(&fx->fz);
     free(fx->kv);
     free(fx->kvp);
     free(fx->bots);
@@ -739,18 +665,16 @@ static int setup(void **state)
     *state = fx;
     if (!fx)
         return -1;
-    fx->scratch = malloc(SCRATCH_BYTES);
     fx->kv = calloc(MAX_KV, sizeof *fx->kv);
     fx->kvp = calloc(MAX_KV, sizeof *fx->kvp);
     fx->bots = calloc(MAX_KV, sizeof *fx->bots);
-    if (!fx->scratch || !fx->kv || !fx->kvp || !fx->bots)
+    if (fuzz_init(&fx->fz, SCRATCH_BYTES, 20240601) < 0 || !fx->kv || !fx->kvp || !fx->bots)
         goto fail;
     for (size_t i = 0; i < MAX_KV; i++) {
         agora__v1__key_value__init(&fx->kv[i]);
         fx->kvp[i] = &fx->kv[i];
         fx->bots[i] = "";
     }
-    ag_rng_seed(&fx->rng, 20240601);
     if (ag_server_proc_start(&fx->srv, server_exe, NULL, 10000))
         goto fail;
     fx->hostile = ag_env_client_create(fx->srv.endpoint, 3000);
@@ -806,7 +730,7 @@ static void test_hostile_flood(void **state)
 
     for (int i = 0; i < HOSTILE_MESSAGES; i++) {
         enum kind k =
-            i % 1000 == 999 ? K_NEAR_LIMIT : (enum kind)ag_rng_below(&fx->rng, N_KINDS - 1);
+            i % 1000 == 999 ? K_NEAR_LIMIT : (enum kind)ag_rng_below(&fx->fz.rng, N_KINDS - 1);
         send_and_check(fx, k, i);
         if (i % 1000 == 500)
             assert_hello(fx->good);

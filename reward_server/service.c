@@ -1,0 +1,1116 @@
+/*
+ * service.c - the agora-reward service (see service.h): requests on the loop
+ * thread, training and held-out evaluation on the training thread,
+ * checkpoints and resume.
+ *
+ * Labels are stored already cut to what the model reads (the last ctx - 1
+ * bytes of each transcript), so a full buffer of the largest transcripts
+ * costs at most buffer * 2 * ctx bytes per model. The trainer copies the
+ * labels of a minibatch into its own staging area under the lock and
+ * computes outside it, so the loop thread may drop a label from the buffer
+ * at any time.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "codec.h"
+#include "log.h"
+#include "optim.h"
+#include "reward.pb-c.h"
+#include "rm.h"
+#include "rng.h"
+#include "rpc.h"
+#include "signals.h"
+#include "state.h"
+
+#define PATH_LEN 4096
+#define SCORE_CHUNK 32 /* sequences per scoring forward */
+#define LOSS_WINDOW 32 /* steps in train_loss */
+#define N_METRICS 10
+#define STATE_FILE "reward-state.json"
+
+/* A stored label: the bytes the model reads of text 0, then of text 1. */
+typedef struct slabel {
+    uint64_t id;      /* held-out: consecutive per model */
+    uint64_t eval_at; /* held-out: the model's update count when last evaluated */
+    int8_t result;    /* held-out: -1 not evaluated yet, else 0/1 (got it right) */
+    uint8_t kind;
+    uint8_t preferred;
+    float target;
+    float weight;
+    uint32_t len[2];
+    uint8_t bytes[];
+} slabel_t;
+
+/* A ring of labels; pushing into a full ring drops the oldest. */
+typedef struct ring {
+    slabel_t **v;
+    size_t cap, head, len;
+} ring_t;
+
+typedef struct rmodel {
+    char name[AG_REWARD_MAX_NAME + 1];
+
+    /* training thread (and create/destroy) */
+    ag_rm_t *train;
+    ag_adamw_t *opt;
+    ag_rng_t rng;
+    ag_rm_label_t *stage;   /* a minibatch or evaluation chunk */
+    uint8_t *stage_bytes;   /* its transcripts */
+    uint64_t *stage_ids;    /* its held-out ids */
+    uint8_t *stage_correct; /* its evaluation results */
+    size_t *pick;           /* sampled buffer positions */
+    double last_eval;
+
+    /* loop thread */
+    ag_rm_t *serve;
+    uint64_t served; /* pub_serial of the weights in serve */
+    float scores[AG_REWARD_MAX_ITEMS];
+    ag_rm_text_t texts[AG_REWARD_MAX_ITEMS];
+
+    /* shared, under the service's lock */
+    float *published;
+    uint64_t pub_serial;
+    ring_t buf, held;
+    uint64_t next_held_id;
+    double credits; /* training uses owed to the buffer's labels */
+    uint64_t version, labels, rejected, updates, failed_steps;
+    float losses[LOSS_WINDOW];
+    size_t n_losses;
+} rmodel_t;
+
+struct ag_reward_service {
+    uv_loop_t *loop;
+    ag_reward_opts_t o;
+    char bind[512];
+    char out[PATH_LEN];
+    char resume[PATH_LEN];
+
+    ag_rpc_server_t *rpc;
+    uv_async_t async;
+    uv_timer_t ckpt_timer;
+    uv_timer_t stop_timer;
+    ag_signals_t *signals;
+    uv_thread_t thread;
+    bool thread_started;
+    bool handles_open;
+    bool closing;
+    int exit_code;
+
+    uv_mutex_t lk;
+    uv_cond_t cv;
+    atomic_int stop;
+    atomic_int ckpt_req;
+    bool trainer_done; /* under lk */
+
+    rmodel_t *models;
+    size_t n_models;
+};
+
+static const ag_field_limit_t s_fields[] = {
+    {&agora__v1__score_item__descriptor, "transcript", AG_REWARD_MAX_TRANSCRIPT},
+    {&agora__v1__score_item__descriptor, "game", AG_REWARD_MAX_GAME},
+    {&agora__v1__score_request__descriptor, "model", AG_REWARD_MAX_NAME},
+    {&agora__v1__score_request__descriptor, "items", AG_REWARD_MAX_ITEMS},
+    {&agora__v1__label_request__descriptor, "model", AG_REWARD_MAX_NAME},
+    {&agora__v1__label_request__descriptor, "preferences", AG_REWARD_MAX_ITEMS},
+    {&agora__v1__label_request__descriptor, "outcomes", AG_REWARD_MAX_ITEMS},
+    {&agora__v1__reward_stats_request__descriptor, "model", AG_REWARD_MAX_NAME},
+};
+
+static const ag_limits_t s_limits = {
+    .max_string = 256,
+    .max_repeated = 32,
+    .fields = s_fields,
+    .n_fields = sizeof s_fields / sizeof s_fields[0],
+};
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---------------------------------------------------------------- rings */
+
+static int s_ring_init(ring_t *r, size_t cap)
+{
+    r->v = calloc(cap, sizeof *r->v);
+    r->cap = cap;
+    r->head = r->len = 0;
+    return r->v ? 0 : -ENOMEM;
+}
+
+static slabel_t *s_ring_at(const ring_t *r, size_t i)
+{
+    return r->v[(r->head + i) % r->cap];
+}
+
+/* Appends x; returns the label it pushed out (to free), or NULL. */
+static slabel_t *s_ring_push(ring_t *r, slabel_t *x)
+{
+    slabel_t *dropped = NULL;
+    if (r->len == r->cap) {
+        dropped = r->v[r->head];
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+    }
+    r->v[(r->head + r->len) % r->cap] = x;
+    r->len++;
+    return dropped;
+}
+
+static void s_ring_finish(ring_t *r)
+{
+    for (size_t i = 0; r->v && i < r->len; i++)
+        free(s_ring_at(r, i));
+    free(r->v);
+    memset(r, 0, sizeof *r);
+}
+
+/* --------------------------------------------------------------- labels */
+
+static uint64_t s_fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/*
+ * Whether a label is held out: a hash of what it says (kind, target, the
+ * preferred transcript then the other one, whole) against the fraction. A
+ * preference and its mirror image (a and b swapped, preferred flipped) are
+ * the same label and land on the same side.
+ */
+static bool s_held_out(double fraction, int kind, float target, const char *first,
+                       const char *second)
+{
+    if (fraction <= 0)
+        return false;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    uint8_t k = (uint8_t)kind;
+    h = s_fnv(h, &k, 1);
+    if (kind == AG_RM_OUTCOME)
+        h = s_fnv(h, &target, sizeof target);
+    for (const char *t = first; t; t = t == first ? second : NULL) {
+        uint64_t n = strlen(t);
+        h = s_fnv(h, &n, sizeof n);
+        h = s_fnv(h, t, n);
+    }
+    h ^= h >> 33; /* fmix64: FNV's low bits alone are poorly mixed */
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0) < fraction;
+}
+
+static slabel_t *s_label_new(int kind, int preferred, float target, float weight, const char *a,
+                             const char *b, int ctx)
+{
+    size_t la = strlen(a), lb = b ? strlen(b) : 0;
+    size_t ka = ag_rm_kept_bytes(la, ctx), kb = ag_rm_kept_bytes(lb, ctx);
+    slabel_t *l = malloc(sizeof *l + ka + kb);
+    if (!l)
+        return NULL;
+    l->id = 0;
+    l->eval_at = 0;
+    l->result = -1;
+    l->kind = (uint8_t)kind;
+    l->preferred = (uint8_t)preferred;
+    l->target = target;
+    l->weight = weight > 0 ? weight : 1.0f;
+    l->len[0] = (uint32_t)ka;
+    l->len[1] = (uint32_t)kb;
+    memcpy(l->bytes, a + (la - ka), ka);
+    if (kb)
+        memcpy(l->bytes + ka, b + (lb - kb), kb);
+    return l;
+}
+
+static const char *s_text(const Agora__V1__ScoreItem *item)
+{
+    return item && item->transcript ? item->transcript : "";
+}
+
+static bool s_weight_ok(float w)
+{
+    return isfinite(w) && w >= 0.0f;
+}
+
+/* Copies a stored label into the trainer's staging slot i. */
+static void s_stage(rmodel_t *m, size_t i, const slabel_t *l, int ctx)
+{
+    uint8_t *dst = m->stage_bytes + i * 2 * (size_t)(ctx - 1);
+    memcpy(dst, l->bytes, (size_t)l->len[0] + l->len[1]);
+    ag_rm_label_t *x = &m->stage[i];
+    x->kind = l->kind;
+    x->preferred = l->preferred;
+    x->target = l->target;
+    x->weight = l->weight;
+    x->text[0] = (ag_rm_text_t){dst, l->len[0]};
+    x->text[1] = (ag_rm_text_t){dst + l->len[0], l->len[1]};
+    m->stage_ids[i] = l->id;
+}
+
+/* ------------------------------------------------------------- requests */
+
+static void s_error(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    Agora__V1__ErrorCode code, const char *msg)
+{
+    ag_debug("reward", "request %" PRIu64 ": %s: %s", rid, ag_error_name(code), msg);
+    ag_rpc_reply_error(s->rpc, peer, &agora__v1__reward_reply__descriptor, rid, code, msg);
+}
+
+/* Sends a reply envelope whose body is set, under the request's id. */
+static void s_reply(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    Agora__V1__RewardReply *rep)
+{
+    rep->protocol_version = AG_PROTOCOL_VERSION;
+    rep->request_id = rid;
+    ag_rpc_reply_msg(s->rpc, peer, &rep->base);
+}
+
+/* The model a request names, or NULL after answering why not. */
+static rmodel_t *s_model(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                         const char *name)
+{
+    if (!name || !*name) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "the request names no reward model");
+        return NULL;
+    }
+    for (size_t i = 0; i < s->n_models; i++)
+        if (!strcmp(s->models[i].name, name))
+            return &s->models[i];
+    char msg[320];
+    snprintf(msg, sizeof msg, "no reward model named '%.64s' (reward.models = %.150s)", name,
+             s->o.models);
+    s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_MODEL, msg);
+    return NULL;
+}
+
+/* Loads the trainer's latest weights into the serving copy if they changed. */
+static void s_refresh(ag_reward_service_t *s, rmodel_t *m)
+{
+    uv_mutex_lock(&s->lk);
+    if (m->pub_serial != m->served) {
+        ag_model_t *mm = ag_rm_model(m->serve);
+        ag_model_load_params(mm, m->published, ag_model_num_params(mm));
+        m->served = m->pub_serial;
+        m->version++;
+    }
+    uv_mutex_unlock(&s->lk);
+}
+
+static void s_score(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    const Agora__V1__ScoreRequest *sr)
+{
+    rmodel_t *m = s_model(s, peer, rid, sr->model);
+    if (!m)
+        return;
+    if (sr->n_items == 0) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "ScoreRequest.items is empty (1..256 items)");
+        return;
+    }
+    for (size_t i = 0; i < sr->n_items; i++) {
+        const char *t = s_text(sr->items[i]);
+        m->texts[i] = (ag_rm_text_t){(const uint8_t *)t, strlen(t)};
+    }
+    s_refresh(s, m);
+    int rc = ag_rm_score(m->serve, m->texts, sr->n_items, m->scores);
+    if (rc < 0) {
+        ag_error("reward", "scoring with model %s failed: %s", m->name, strerror(-rc));
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_INTERNAL, "scoring failed");
+        return;
+    }
+    Agora__V1__ScoreReply sc = AGORA__V1__SCORE_REPLY__INIT;
+    sc.n_scores = sr->n_items;
+    sc.scores = m->scores;
+    sc.model_version = m->version;
+    Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
+    rep.body_case = AGORA__V1__REWARD_REPLY__BODY_SCORE;
+    rep.score = &sc;
+    s_reply(s, peer, rid, &rep);
+}
+
+/* Validates one preference or outcome into a stored label. Returns the
+ * label, NULL for a rejected one, and sets *oom when out of memory. */
+static slabel_t *s_parse_preference(const Agora__V1__Preference *p, int ctx, bool *oom)
+{
+    if (!p->a || !p->b || p->preferred > 1 || !s_weight_ok(p->weight))
+        return NULL;
+    const char *a = s_text(p->a), *b = s_text(p->b);
+    slabel_t *l = s_label_new(AG_RM_PREFERENCE, (int)p->preferred, 0, p->weight, a, b, ctx);
+    *oom = !l;
+    return l;
+}
+
+static slabel_t *s_parse_outcome(const Agora__V1__Outcome *o, int ctx, bool *oom)
+{
+    if (!o->item || !isfinite(o->label) || o->label < 0.0f || o->label > 1.0f ||
+        !s_weight_ok(o->weight))
+        return NULL;
+    slabel_t *l = s_label_new(AG_RM_OUTCOME, 0, o->label, o->weight, s_text(o->item), NULL, ctx);
+    *oom = !l;
+    return l;
+}
+
+static bool s_label_held_out(const ag_reward_service_t *s, const slabel_t *l,
+                             const Agora__V1__Preference *p, const Agora__V1__Outcome *o)
+{
+    if (o)
+        return s_held_out(s->o.holdout, AG_RM_OUTCOME, l->target, s_text(o->item), NULL);
+    const char *a = s_text(p->a), *b = s_text(p->b);
+    return s_held_out(s->o.holdout, AG_RM_PREFERENCE, 0, p->preferred ? b : a,
+                      p->preferred ? a : b);
+}
+
+static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    const Agora__V1__LabelRequest *lr)
+{
+    rmodel_t *m = s_model(s, peer, rid, lr->model);
+    if (!m)
+        return;
+    if (atomic_load(&s->stop)) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                "the reward server is stopping");
+        return;
+    }
+    const int ctx = s->o.model.ctx;
+    const size_t n = lr->n_preferences + lr->n_outcomes;
+    slabel_t *got[2 * AG_REWARD_MAX_ITEMS];
+    bool held[2 * AG_REWARD_MAX_ITEMS];
+    size_t n_got = 0;
+    uint32_t rejected = 0;
+    bool oom = false;
+    for (size_t i = 0; i < n && !oom; i++) {
+        const Agora__V1__Preference *p = i < lr->n_preferences ? lr->preferences[i] : NULL;
+        const Agora__V1__Outcome *o = p ? NULL : lr->outcomes[i - lr->n_preferences];
+        slabel_t *l = p ? s_parse_preference(p, ctx, &oom) : s_parse_outcome(o, ctx, &oom);
+        if (!l) {
+            rejected += !oom;
+            continue;
+        }
+        held[n_got] = s_label_held_out(s, l, p, o);
+        got[n_got++] = l;
+    }
+    size_t n_train = 0;
+    for (size_t i = 0; i < n_got; i++)
+        n_train += !held[i];
+    /* Backpressure: while training still owes uses, new labels are taken only
+     * if what would then be owed fits a buffer's worth; otherwise they would
+     * push out labels not yet trained on. An idle trainer takes anything. */
+    const double reuse = s->o.reuse, full = (double)s->o.buffer * reuse;
+    uv_mutex_lock(&s->lk);
+    bool overloaded =
+        !oom && reuse > 0 && m->credits > 0 && m->credits + (double)n_train * reuse > full;
+    if (oom || overloaded) {
+        uv_mutex_unlock(&s->lk);
+        for (size_t i = 0; i < n_got; i++)
+            free(got[i]);
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                oom ? "out of memory"
+                    : "training is a buffer of labels behind: back off and resend");
+        return;
+    }
+    for (size_t i = 0; i < n_got; i++) {
+        slabel_t *dropped;
+        if (held[i]) {
+            got[i]->id = m->next_held_id++;
+            dropped = s_ring_push(&m->held, got[i]);
+        } else {
+            dropped = s_ring_push(&m->buf, got[i]);
+            m->credits += reuse;
+        }
+        free(dropped);
+    }
+    /* Uses owed to labels that were pushed out are owed to no one. */
+    if (m->credits > full)
+        m->credits = full;
+    m->labels += n_got;
+    m->rejected += rejected;
+    if (n_got)
+        uv_cond_broadcast(&s->cv);
+    uv_mutex_unlock(&s->lk);
+
+    Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
+    lrep.accepted = (uint32_t)n_got;
+    lrep.rejected = rejected;
+    Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
+    rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
+    rep.label = &lrep;
+    s_reply(s, peer, rid, &rep);
+}
+
+/* One model's figures as Metric entries (under the lock); returns how many. */
+static size_t s_metrics(const rmodel_t *m, Agora__V1__Metric *out)
+{
+    size_t pairs = 0, pairs_ok = 0, outs = 0, outs_ok = 0;
+    for (size_t i = 0; i < m->held.len; i++) {
+        const slabel_t *l = s_ring_at(&m->held, i);
+        if (l->result < 0)
+            continue;
+        if (l->kind == AG_RM_PREFERENCE) {
+            pairs++;
+            pairs_ok += (size_t)l->result;
+        } else {
+            outs++;
+            outs_ok += (size_t)l->result;
+        }
+    }
+    double loss = 0;
+    for (size_t i = 0; i < m->n_losses; i++)
+        loss += m->losses[i];
+    struct {
+        const char *name;
+        double value;
+        bool present;
+    } v[N_METRICS] = {
+        {"pairwise_accuracy", pairs ? (double)pairs_ok / (double)pairs : 0, pairs > 0},
+        {"heldout_pairs", (double)pairs, true},
+        {"outcome_accuracy", outs ? (double)outs_ok / (double)outs : 0, outs > 0},
+        {"heldout_outcomes", (double)outs, true},
+        {"train_loss", m->n_losses ? loss / (double)m->n_losses : 0, m->n_losses > 0},
+        {"buffer", (double)m->buf.len, true},
+        {"heldout", (double)m->held.len, true},
+        {"pending", m->credits > 0 ? ceil(m->credits) : 0, true},
+        {"rejected", (double)m->rejected, true},
+        {"failed_steps", (double)m->failed_steps, true},
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < N_METRICS; i++) {
+        if (!v[i].present)
+            continue;
+        agora__v1__metric__init(&out[n]);
+        out[n].name = (char *)v[i].name;
+        out[n].value = v[i].value;
+        n++;
+    }
+    return n;
+}
+
+static void s_stats(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                    const Agora__V1__RewardStatsRequest *sr)
+{
+    rmodel_t *only = NULL;
+    if (sr->model && *sr->model && !(only = s_model(s, peer, rid, sr->model)))
+        return;
+    Agora__V1__RewardModelStats ms[AG_REWARD_MAX_MODELS], *msp[AG_REWARD_MAX_MODELS];
+    Agora__V1__Metric met[AG_REWARD_MAX_MODELS][N_METRICS];
+    Agora__V1__Metric *metp[AG_REWARD_MAX_MODELS][N_METRICS];
+    size_t n = 0;
+    uv_mutex_lock(&s->lk);
+    for (size_t i = 0; i < s->n_models; i++) {
+        const rmodel_t *m = &s->models[i];
+        if (only && m != only)
+            continue;
+        agora__v1__reward_model_stats__init(&ms[n]);
+        ms[n].name = (char *)m->name;
+        ms[n].version = m->version;
+        ms[n].labels = m->labels;
+        ms[n].updates = m->updates;
+        ms[n].n_metrics = s_metrics(m, met[n]);
+        for (size_t k = 0; k < ms[n].n_metrics; k++)
+            metp[n][k] = &met[n][k];
+        ms[n].metrics = metp[n];
+        msp[n] = &ms[n];
+        n++;
+    }
+    uv_mutex_unlock(&s->lk);
+    Agora__V1__RewardStatsReply st = AGORA__V1__REWARD_STATS_REPLY__INIT;
+    st.n_models = n;
+    st.models = msp;
+    Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
+    rep.body_case = AGORA__V1__REWARD_REPLY__BODY_STATS;
+    rep.stats = &st;
+    s_reply(s, peer, rid, &rep);
+}
+
+static void s_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
+                         size_t len, void *arg)
+{
+    ag_reward_service_t *s = arg;
+    char why[256];
+    Agora__V1__RewardRequest *req = (Agora__V1__RewardRequest *)ag_rpc_decode_request(
+        srv, peer, payload, len, &agora__v1__reward_request__descriptor,
+        &agora__v1__reward_reply__descriptor, &s_limits, why, sizeof why);
+    if (!req) {
+        ag_debug("reward", "refused a request: %s", why);
+        return;
+    }
+    const uint64_t rid = req->request_id;
+    if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_SCORE && req->score)
+        s_score(s, peer, rid, req->score);
+    else if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_LABEL && req->label)
+        s_label(s, peer, rid, req->label);
+    else if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_STATS && req->stats)
+        s_stats(s, peer, rid, req->stats);
+    else
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "RewardRequest has no body (score, label or stats)");
+    ag_codec_free(&req->base);
+}
+
+/* ------------------------------------------------------------- training */
+
+static void s_path(char *dst, const char *dir, const char *name, const char *ext)
+{
+    if (snprintf(dst, PATH_LEN, "%s/%s%s", dir, name, ext) >= PATH_LEN)
+        dst[PATH_LEN - 1] = '\0';
+}
+
+/* Picks k distinct positions of [0, n) (Floyd's algorithm), in m->pick. */
+static void s_sample(rmodel_t *m, size_t n, size_t k)
+{
+    size_t got = 0;
+    for (size_t j = n - k; j < n; j++) {
+        size_t t = ag_rng_below(&m->rng, (uint32_t)(j + 1));
+        for (size_t i = 0; i < got; i++)
+            if (m->pick[i] == t) {
+                t = j;
+                break;
+            }
+        m->pick[got++] = t;
+    }
+}
+
+/* One optimizer step for m if it has training owed. Returns 1 if it took
+ * one, 0 if there was nothing to do. Training thread. */
+static int s_train_one(ag_reward_service_t *s, rmodel_t *m)
+{
+    const int ctx = s->o.model.ctx;
+    uv_mutex_lock(&s->lk);
+    if (m->credits <= 0 || m->buf.len == 0) {
+        uv_mutex_unlock(&s->lk);
+        return 0;
+    }
+    size_t k = m->buf.len < (size_t)s->o.batch ? m->buf.len : (size_t)s->o.batch;
+    s_sample(m, m->buf.len, k);
+    for (size_t i = 0; i < k; i++)
+        s_stage(m, i, s_ring_at(&m->buf, m->pick[i]), ctx);
+    m->credits -= (double)k;
+    uv_mutex_unlock(&s->lk);
+
+    ag_rm_stats_t st;
+    int rc = ag_rm_train_step(m->train, m->opt, m->stage, k, &st);
+    ag_model_t *mm = ag_rm_model(m->train);
+    uv_mutex_lock(&s->lk);
+    if (rc == 0) {
+        memcpy(m->published, ag_model_params_const(mm), ag_model_num_params(mm) * sizeof(float));
+        m->pub_serial++;
+        m->updates++;
+        m->losses[m->n_losses < LOSS_WINDOW ? m->n_losses++ : m->updates % LOSS_WINDOW] =
+            (float)st.loss;
+    } else {
+        m->failed_steps++;
+    }
+    const uint64_t failed = m->failed_steps;
+    uv_mutex_unlock(&s->lk);
+    if (rc < 0 && (failed & (failed - 1)) == 0) /* 1st, 2nd, 4th, ... failure */
+        ag_warn("reward", "model %s: training step skipped (%s); %" PRIu64 " so far", m->name,
+                rc == -ERANGE ? "non-finite gradient" : strerror(-rc), failed);
+    return 1;
+}
+
+static bool s_stale(const rmodel_t *m, const slabel_t *l)
+{
+    return l->result < 0 || l->eval_at != m->updates;
+}
+
+static bool s_has_stale(const rmodel_t *m)
+{
+    for (size_t i = 0; i < m->held.len; i++)
+        if (s_stale(m, s_ring_at(&m->held, i)))
+            return true;
+    return false;
+}
+
+/*
+ * Evaluates up to one batch of held-out labels whose result is older than
+ * the current weights. Returns 1 if it evaluated any. Training thread.
+ */
+static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
+{
+    const int ctx = s->o.model.ctx;
+    size_t k = 0;
+    uv_mutex_lock(&s->lk);
+    const uint64_t at = m->updates;
+    for (size_t i = 0; i < m->held.len && k < (size_t)s->o.batch; i++) {
+        const slabel_t *l = s_ring_at(&m->held, i);
+        if (s_stale(m, l))
+            s_stage(m, k++, l, ctx);
+    }
+    uv_mutex_unlock(&s->lk);
+    if (!k)
+        return 0;
+    int rc = ag_rm_evaluate(m->train, m->stage, k, m->stage_correct, NULL);
+    m->last_eval = s_now();
+    if (rc < 0) {
+        /* Count them as wrong rather than retry them forever. */
+        ag_warn("reward", "model %s: held-out evaluation failed: %s", m->name, strerror(-rc));
+        memset(m->stage_correct, 0, k);
+    }
+    uv_mutex_lock(&s->lk);
+    if (m->held.len) {
+        const uint64_t first = s_ring_at(&m->held, 0)->id;
+        for (size_t i = 0; i < k; i++) {
+            /* the loop thread may have pushed it out meanwhile */
+            uint64_t id = m->stage_ids[i];
+            if (id < first || id - first >= m->held.len)
+                continue;
+            slabel_t *l = s_ring_at(&m->held, (size_t)(id - first));
+            l->result = (int8_t)m->stage_correct[i];
+            l->eval_at = at;
+        }
+    }
+    uv_mutex_unlock(&s->lk);
+    return 1;
+}
+
+/* Writes NAME.ckpt for every model and then reward-state.json. */
+static int s_checkpoint(ag_reward_service_t *s)
+{
+    char path[PATH_LEN], err[512];
+    int rc = 0;
+    json_t *models = json_object();
+    for (size_t i = 0; i < s->n_models; i++) {
+        rmodel_t *m = &s->models[i];
+        uv_mutex_lock(&s->lk);
+        const uint64_t version = m->version, labels = m->labels, updates = m->updates,
+                       rejected = m->rejected;
+        uv_mutex_unlock(&s->lk);
+        s_path(path, s->out, m->name, ".ckpt");
+        if (ag_ckpt_save(path, ag_rm_model(m->train), m->opt, updates, err, sizeof err) < 0) {
+            ag_error("reward", "checkpoint: %s", err);
+            rc = -EIO;
+            continue;
+        }
+        json_object_set_new(models, m->name,
+                            json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "labels",
+                                      (json_int_t)labels, "updates", (json_int_t)updates,
+                                      "rejected", (json_int_t)rejected));
+    }
+    json_t *root = json_pack("{s:o}", "models", models);
+    char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    s_path(path, s->out, STATE_FILE, "");
+    int wr = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
+    free(text);
+    if (wr < 0) {
+        ag_error("reward", "%s: %s", path, strerror(-wr));
+        rc = wr;
+    }
+    if (rc == 0)
+        ag_info("reward", "checkpoint: %zu model%s in %s", s->n_models, s->n_models == 1 ? "" : "s",
+                s->out);
+    return rc;
+}
+
+/* Whether the trainer has anything to do (under the lock). */
+static bool s_has_work(const ag_reward_service_t *s)
+{
+    for (size_t i = 0; i < s->n_models; i++) {
+        const rmodel_t *m = &s->models[i];
+        if ((m->credits > 0 && m->buf.len) || s_has_stale(m))
+            return true;
+    }
+    return false;
+}
+
+static void s_trainer(void *arg)
+{
+    ag_reward_service_t *s = arg;
+    size_t rr = s->n_models - 1;
+    for (;;) {
+        if (atomic_load(&s->stop))
+            break;
+        if (atomic_exchange(&s->ckpt_req, 0))
+            s_checkpoint(s);
+        /* one step, for the next model (round-robin) that has training owed */
+        size_t trained = s->n_models;
+        for (size_t k = 1; k <= s->n_models; k++) {
+            size_t i = (rr + k) % s->n_models;
+            if (s_train_one(s, &s->models[i])) {
+                rr = trained = i;
+                break;
+            }
+        }
+        /* Held-out figures: at most once a second per model while it trains,
+         * continuously while it is idle until they match its weights. */
+        bool evaluated = false;
+        const double now = s_now();
+        for (size_t i = 0; i < s->n_models; i++) {
+            rmodel_t *m = &s->models[i];
+            uv_mutex_lock(&s->lk);
+            bool busy = i == trained || (m->credits > 0 && m->buf.len);
+            uv_mutex_unlock(&s->lk);
+            if (busy && now - m->last_eval < 1.0)
+                continue;
+            evaluated |= s_eval_chunk(s, m) > 0;
+        }
+        if (trained < s->n_models || evaluated)
+            continue;
+        uv_mutex_lock(&s->lk);
+        if (!atomic_load(&s->stop) && !atomic_load(&s->ckpt_req) && !s_has_work(s))
+            uv_cond_timedwait(&s->cv, &s->lk, 500 * 1000 * 1000ull);
+        uv_mutex_unlock(&s->lk);
+    }
+    int rc = s_checkpoint(s);
+    uv_mutex_lock(&s->lk);
+    s->trainer_done = true;
+    s->exit_code = rc < 0 ? 1 : 0;
+    uv_mutex_unlock(&s->lk);
+    uv_async_send(&s->async);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void s_close_handles(ag_reward_service_t *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    ag_rpc_server_destroy(&s->rpc);
+    ag_signals_destroy(&s->signals);
+    if (s->handles_open) {
+        uv_close((uv_handle_t *)&s->ckpt_timer, NULL);
+        uv_close((uv_handle_t *)&s->stop_timer, NULL);
+        uv_close((uv_handle_t *)&s->async, NULL);
+    }
+}
+
+static void s_on_async(uv_async_t *a)
+{
+    ag_reward_service_t *s = a->data;
+    uv_mutex_lock(&s->lk);
+    bool done = s->trainer_done;
+    uv_mutex_unlock(&s->lk);
+    if (!done)
+        return;
+    if (s->thread_started) {
+        uv_thread_join(&s->thread);
+        s->thread_started = false;
+    }
+    s_close_handles(s);
+}
+
+static void s_on_ckpt_timer(uv_timer_t *t)
+{
+    ag_reward_service_t *s = t->data;
+    atomic_store(&s->ckpt_req, 1);
+    uv_mutex_lock(&s->lk);
+    uv_cond_broadcast(&s->cv);
+    uv_mutex_unlock(&s->lk);
+}
+
+static void s_on_stop_timer(uv_timer_t *t)
+{
+    ag_reward_service_t *s = t->data;
+    ag_info("reward", "reached reward.max_seconds = %g", s->o.max_seconds);
+    ag_reward_service_stop(s);
+}
+
+static void s_on_signal(void *arg, int signum)
+{
+    ag_reward_service_t *s = arg;
+    ag_info("reward", "signal %d: checkpointing and stopping", signum);
+    ag_reward_service_stop(s);
+}
+
+void ag_reward_service_stop(ag_reward_service_t *s)
+{
+    atomic_store(&s->stop, 1);
+    uv_mutex_lock(&s->lk);
+    uv_cond_broadcast(&s->cv);
+    uv_mutex_unlock(&s->lk);
+}
+
+int ag_reward_service_exit_code(const ag_reward_service_t *s)
+{
+    return s ? s->exit_code : 1;
+}
+
+const char *ag_reward_service_endpoint(const ag_reward_service_t *s)
+{
+    return s->rpc ? ag_rpc_server_endpoint(s->rpc) : "";
+}
+
+/* Splits o->models into s->models[].name; 0 or -1 after logging why. */
+static int s_parse_names(ag_reward_service_t *s)
+{
+    const char *p = s->o.models;
+    size_t n = 0;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        while (len && *p == ' ') {
+            p++;
+            len--;
+        }
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len == 0 || len > AG_REWARD_MAX_NAME ||
+            strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") < len ||
+            p[0] == '.') {
+            ag_error("reward",
+                     "reward.models: '%s': each name is 1..%d letters, digits, '_', '-' or '.' "
+                     "(not starting with '.'), comma-separated",
+                     s->o.models, AG_REWARD_MAX_NAME);
+            return -1;
+        }
+        if (n == AG_REWARD_MAX_MODELS) {
+            ag_error("reward", "reward.models: at most %d models", AG_REWARD_MAX_MODELS);
+            return -1;
+        }
+        memcpy(s->models[n].name, p, len);
+        s->models[n].name[len] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(s->models[i].name, s->models[n].name)) {
+                ag_error("reward", "reward.models: '%s' is named twice", s->models[n].name);
+                return -1;
+            }
+        n++;
+        p += strcspn(p, ",");
+        if (!*p)
+            break;
+        p++;
+    }
+    s->n_models = n;
+    return 0;
+}
+
+static int s_model_init(ag_reward_service_t *s, rmodel_t *m, size_t index)
+{
+    const ag_reward_opts_t *o = &s->o;
+    const uint64_t seed = o->seed + 0x9e3779b97f4a7c15ULL * index;
+    m->train = ag_rm_create(&o->model, seed, o->threads, 2 * o->batch);
+    m->serve = ag_rm_create(&o->model, seed, o->score_threads, SCORE_CHUNK);
+    if (!m->train || !m->serve)
+        return -ENOMEM;
+    ag_adamw_config_t ac;
+    ag_adamw_config_default(&ac);
+    ac.lr = (float)o->lr;
+    m->opt = ag_adamw_create(ag_rm_model(m->train), &ac);
+    ag_rng_seed(&m->rng, seed ^ 0x5245574152444bULL);
+    const size_t np = ag_model_num_params(ag_rm_model(m->train));
+    const size_t per = 2 * (size_t)(o->model.ctx - 1);
+    m->published = malloc(np * sizeof(float));
+    m->stage = calloc((size_t)o->batch, sizeof *m->stage);
+    m->stage_bytes = malloc((size_t)o->batch * per + 1);
+    m->stage_ids = calloc((size_t)o->batch, sizeof *m->stage_ids);
+    m->stage_correct = calloc((size_t)o->batch, 1);
+    m->pick = calloc((size_t)o->batch, sizeof *m->pick);
+    if (!m->opt || !m->published || !m->stage || !m->stage_bytes || !m->stage_ids ||
+        !m->stage_correct || !m->pick || s_ring_init(&m->buf, (size_t)o->buffer) < 0 ||
+        s_ring_init(&m->held, AG_REWARD_HELDOUT_MAX) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* The counters of reward-state.json for model name, if it has them. */
+static void s_state_counters(json_t *root, rmodel_t *m)
+{
+    json_t *j = json_object_get(json_object_get(root, "models"), m->name);
+    if (!json_is_object(j))
+        return;
+    json_int_t v;
+    if (json_is_integer(json_object_get(j, "version")) &&
+        (v = json_integer_value(json_object_get(j, "version"))) >= 0)
+        m->version = (uint64_t)v;
+    if (json_is_integer(json_object_get(j, "labels")) &&
+        (v = json_integer_value(json_object_get(j, "labels"))) >= 0)
+        m->labels = (uint64_t)v;
+    if (json_is_integer(json_object_get(j, "rejected")) &&
+        (v = json_integer_value(json_object_get(j, "rejected"))) >= 0)
+        m->rejected = (uint64_t)v;
+}
+
+/* Loads DIR/NAME.ckpt for the models that have one, and the counters. */
+static int s_resume(ag_reward_service_t *s)
+{
+    char path[PATH_LEN], err[512];
+    json_t *root = NULL;
+    s_path(path, s->resume, STATE_FILE, "");
+    if (access(path, F_OK) == 0) {
+        json_error_t je;
+        root = json_load_file(path, 0, &je);
+        if (!root || !json_is_object(json_object_get(root, "models"))) {
+            ag_error("reward", "resume: %s: %s", path, root ? "no \"models\" object" : je.text);
+            json_decref(root);
+            return -1;
+        }
+    } else {
+        ag_warn("reward", "resume: no %s: counters start from the checkpoints", path);
+    }
+    size_t loaded = 0;
+    for (size_t i = 0; i < s->n_models; i++) {
+        rmodel_t *m = &s->models[i];
+        s_path(path, s->resume, m->name, ".ckpt");
+        if (access(path, F_OK) != 0) {
+            ag_info("reward", "resume: no %s: model %s starts fresh", path, m->name);
+            continue;
+        }
+        ag_ckpt_info_t info;
+        ag_model_t *mm = ag_rm_model(m->train);
+        if (ag_ckpt_load_into(path, mm, m->opt, &info, err, sizeof err) < 0) {
+            ag_error("reward", "resume: model %s: %s", m->name, err);
+            json_decref(root);
+            return -1;
+        }
+        m->updates = info.step;
+        s_state_counters(root, m);
+        loaded++;
+    }
+    json_decref(root);
+    ag_info("reward", "resumed %zu of %zu models from %s", loaded, s->n_models, s->resume);
+    return 0;
+}
+
+static int s_mkdir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    ag_error("reward", "mkdir %s: %s", path, strerror(errno));
+    return -1;
+}
+
+ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
+                                              const ag_reward_opts_t *o)
+{
+    char err[256];
+    if (ag_model_config_check(&o->model, err, sizeof err) < 0) {
+        ag_error("reward", "model shape: %s", err);
+        return NULL;
+    }
+    if (o->model.vocab != AG_VOCAB_SIZE || o->batch < 1 || o->buffer < 1 || !(o->reuse >= 0) ||
+        !(o->holdout >= 0 && o->holdout <= 1) || !(o->lr > 0)) {
+        ag_error("reward", "bad options (vocab, batch, buffer, reuse, holdout or lr)");
+        return NULL;
+    }
+    if (strlen(o->out) > PATH_LEN - 128 || (o->resume && strlen(o->resume) > PATH_LEN - 128) ||
+        strlen(o->bind) >= 512) {
+        ag_error("reward", "reward.bind / reward.out / reward.resume: too long");
+        return NULL;
+    }
+    ag_reward_service_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->o = *o;
+    snprintf(s->bind, sizeof s->bind, "%s", o->bind);
+    snprintf(s->out, sizeof s->out, "%s", o->out);
+    snprintf(s->resume, sizeof s->resume, "%s", o->resume ? o->resume : "");
+    s->o.bind = s->bind;
+    s->o.out = s->out;
+    s->o.resume = s->resume;
+    s->o.models = NULL;
+    uv_mutex_init(&s->lk);
+    uv_cond_init(&s->cv);
+    atomic_init(&s->stop, 0);
+    atomic_init(&s->ckpt_req, 0);
+    s->models = calloc(AG_REWARD_MAX_MODELS, sizeof *s->models);
+    char *names = strdup(o->models ? o->models : "");
+    s->o.models = names;
+    if (!s->models || !names || s_parse_names(s) < 0)
+        goto fail;
+    for (size_t i = 0; i < s->n_models; i++)
+        if (s_model_init(s, &s->models[i], i) < 0) {
+            ag_error("reward", "cannot create model %s: out of memory", s->models[i].name);
+            goto fail;
+        }
+    if (s_mkdir(s->out) < 0 || (s->resume[0] && s_resume(s) < 0))
+        goto fail;
+    /* Serving starts from the trainer's weights, resumed or fresh. */
+    for (size_t i = 0; i < s->n_models; i++) {
+        const ag_model_t *mm = ag_rm_model(s->models[i].train);
+        const size_t np = ag_model_num_params(mm);
+        memcpy(s->models[i].published, ag_model_params_const(mm), np * sizeof(float));
+        ag_model_load_params(ag_rm_model(s->models[i].serve), s->models[i].published, np);
+    }
+
+    ag_zsock_opts_t zo = {.maxmsgsize = AG_REWARD_MAX_MESSAGE};
+    s->rpc = ag_rpc_server_create(loop, zctx, s->bind, &zo, s_on_request, s);
+    if (!s->rpc) {
+        ag_error("reward", "cannot bind %s", s->bind);
+        goto fail;
+    }
+    uv_async_init(loop, &s->async, s_on_async);
+    s->async.data = s;
+    uv_timer_init(loop, &s->ckpt_timer);
+    s->ckpt_timer.data = s;
+    uv_timer_init(loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    s->handles_open = true;
+    if (o->checkpoint_interval_s > 0) {
+        uint64_t ms = (uint64_t)(o->checkpoint_interval_s * 1000.0);
+        uv_timer_start(&s->ckpt_timer, s_on_ckpt_timer, ms ? ms : 1, ms ? ms : 1);
+    }
+    if (o->max_seconds > 0)
+        uv_timer_start(&s->stop_timer, s_on_stop_timer, (uint64_t)(o->max_seconds * 1000.0), 0);
+    if (o->signals)
+        s->signals = ag_signals_create(loop, s_on_signal, s);
+    if (uv_thread_create(&s->thread, s_trainer, s) != 0) {
+        /* Handles live on the loop now: close them and let the loop end. */
+        ag_error("reward", "cannot start the training thread");
+        s_close_handles(s);
+        s->exit_code = 1;
+        return s;
+    }
+    s->thread_started = true;
+    ag_info("reward", "serving %zu model%s (%s; d_model %d, n_layers %d, ctx %d) on %s",
+            s->n_models, s->n_models == 1 ? "" : "s", s->o.models, o->model.d_model,
+            o->model.n_layers, o->model.ctx, ag_rpc_server_endpoint(s->rpc));
+    return s;
+fail:
+    ag_reward_service_destroy(&s);
+    return NULL;
+}
+
+void ag_reward_service_destroy(ag_reward_service_t **self)
+{
+    if (!self || !*self)
+        return;
+    ag_reward_service_t *s = *self;
+    if (s->thread_started) {
+        ag_reward_service_stop(s);
+        uv_thread_join(&s->thread);
+    }
+    for (size_t i = 0; s->models && i < AG_REWARD_MAX_MODELS; i++) {
+        rmodel_t *m = &s->models[i];
+        ag_rm_destroy(&m->train);
+        ag_rm_destroy(&m->serve);
+        ag_adamw_destroy(&m->opt);
+        free(m->published);
+        free(m->stage);
+        free(m->stage_bytes);
+        free(m->stage_ids);
+        free(m->stage_correct);
+        free(m->pick);
+        s_ring_finish(&m->buf);
+        s_ring_finish(&m->held);
+    }
+    free(s->models);
+    free((char *)s->o.models);
+    uv_cond_destroy(&s->cv);
+    uv_mutex_destroy(&s->lk);
+    free(s);
+    *self = NULL;
+}

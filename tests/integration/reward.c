@@ -1,0 +1,490 @@
+/*
+ * reward - agora-reward as a service, over the real protocol: a real
+ * process (a tiny model, two hosted models) on a free loopback port.
+ *
+ *   serving:  Score replies carry one score per item in item order; empty
+ *             batches, unknown and unnamed models are refused with the
+ *             right codes; Stats lists every model;
+ *   learning: labels of a synthetic task the tiny model can learn in
+ *             seconds (a seat's transcript ends "result: won" or "result:
+ *             lost", then noise) are accepted or rejected item by item;
+ *             Stats then shows updates and held-out pairwise and outcome
+ *             accuracy far above chance, and Score keeps answering quickly
+ *             while the model trains;
+ *   resume:   once training idles, scores are taken, SIGTERM exits 0 with
+ *             NAME.ckpt and reward-state.json written, and a server started
+ *             with --resume gives bit-identical scores for the same batch
+ *             and the same counters;
+ *   overload: labels that would leave training more than a buffer behind
+ *             are refused with ERROR_OVERLOADED while Score still answers.
+ *
+ * Usage: test_reward_service PATH/TO/agora-reward
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "reward_peer.h"
+#include "rng.h"
+
+#define E(name) AGORA__V1__ERROR_CODE__ERROR_##name
+#define TIMEOUT_MS 10000
+#define REQUESTS 8
+#define PREFS 96
+#define OUTCOMES 32
+#define N_FIXED 6
+
+static const char *s_exe;
+
+typedef struct {
+    ag_server_proc_t srv;
+    reward_peer_t c;
+    char dir[64];
+    ag_rng_t rng;
+    /* what the first server showed, for the resumed one */
+    float fixed_scores[N_FIXED];
+    uint64_t version, labels, updates;
+    double rejected;
+} fixture_t;
+
+static const char *const s_fixed[N_FIXED] = {
+    "table 4 | seat 0 | claim: 7 | result: won. 3fz",
+    "table 4 | seat 1 | claim: 2 | result: lost. 9q",
+    "",
+    "result: won.",
+    "a long opening that the model's context cuts away entirely, long before the end of this "
+    "transcript, which is what decides it | result: lost. 01",
+    "seat 1 | result: won. \xc3\xa9t\xc3\xa9",
+};
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One seat's transcript of the synthetic game: won or lost near the end. */
+static void s_transcript(ag_rng_t *r, bool won, char *out, size_t cap)
+{
+    char noise[12];
+    size_t n = 2 + ag_rng_below(r, 9);
+    for (size_t i = 0; i < n; i++)
+        noise[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[ag_rng_below(r, 36)];
+    snprintf(out, cap, "table %u | seat %u | claim: %u | result: %s. %.*s", ag_rng_below(r, 100),
+             ag_rng_below(r, 2), ag_rng_below(r, 10), won ? "won" : "lost", (int)n, noise);
+}
+
+static Agora__V1__RewardModelStats *s_model_stats(Agora__V1__RewardReply *r, const char *name)
+{
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_STATS);
+    for (size_t i = 0; i < r->stats->n_models; i++)
+        if (!strcmp(r->stats->models[i]->name, name))
+            return r->stats->models[i];
+    fail_msg("Stats has no model %s", name);
+    return NULL;
+}
+
+/* Starts the server (resuming from resume if not NULL); extra options, if
+ * any, come last and override the others. */
+static int s_start(fixture_t *fx, const char *resume, const char *const *extra)
+{
+    const char *args[48] = {"--reward.models",
+                            "default,second",
+                            "--reward.d_model",
+                            "32",
+                            "--reward.n_layers",
+                            "1",
+                            "--reward.n_heads",
+                            "2",
+                            "--reward.ctx",
+                            "64",
+                            "--reward.mlp_ratio",
+                            "2",
+                            "--reward.lr",
+                            "3e-3",
+                            "--reward.batch",
+                            "32",
+                            "--reward.reuse",
+                            "4",
+                            "--reward.holdout",
+                            "0.2",
+                            "--reward.threads",
+                            "1",
+                            "--checkpoint-interval",
+                            "0",
+                            "--out",
+                            fx->dir,
+                            "--resume",
+                            resume ? resume : "",
+                            "--log.level",
+                            "warn",
+                            NULL};
+    size_t n = 0;
+    while (args[n])
+        n++;
+    for (size_t i = 0; extra && extra[i] && n + 1 < sizeof args / sizeof args[0]; i++)
+        args[n++] = extra[i];
+    if (reward_proc_start(&fx->srv, s_exe, args, TIMEOUT_MS) < 0)
+        return -1;
+    return reward_peer_open(&fx->c, fx->srv.endpoint);
+}
+
+static int s_stop(fixture_t *fx)
+{
+    reward_peer_close(&fx->c);
+    return ag_server_proc_stop(&fx->srv, TIMEOUT_MS);
+}
+
+static int teardown(void **state)
+{
+    fixture_t *fx = *state;
+    if (!fx)
+        return 0;
+    if (fx->srv.pid)
+        s_stop(fx);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", fx->dir);
+    free(fx);
+    *state = NULL;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    fixture_t *fx = calloc(1, sizeof *fx);
+    *state = fx;
+    if (!fx)
+        return -1;
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/agora-reward-test-XXXXXX");
+    if (!mkdtemp(fx->dir) || s_start(fx, NULL, NULL) < 0) {
+        teardown(state);
+        return -1;
+    }
+    ag_rng_seed(&fx->rng, 20250101);
+    return 0;
+}
+
+static void s_expect_error(Agora__V1__RewardReply *r, int code)
+{
+    assert_non_null(r);
+    if (reward_reply_error(r) != code)
+        fail_msg("expected error %d, got body %d error %d (%s)", code, r->body_case,
+                 reward_reply_error(r), r->error && r->error->message ? r->error->message : "");
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+static void test_serving(void **state)
+{
+    fixture_t *fx = *state;
+    Agora__V1__RewardReply *r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+    assert_int_equal(r->score->n_scores, N_FIXED);
+    assert_int_equal(r->score->model_version, 0);
+    float fwd[N_FIXED];
+    for (size_t i = 0; i < N_FIXED; i++) {
+        fwd[i] = r->score->scores[i];
+        assert_true(isfinite(fwd[i]));
+    }
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+
+    /* reversed batch -> reversed scores; alone -> the same score */
+    const char *rev[N_FIXED];
+    for (size_t i = 0; i < N_FIXED; i++)
+        rev[i] = s_fixed[N_FIXED - 1 - i];
+    r = reward_peer_score(&fx->c, "default", rev, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->score->n_scores, N_FIXED);
+    for (size_t i = 0; i < N_FIXED; i++)
+        assert_float_equal(r->score->scores[i], fwd[N_FIXED - 1 - i], 1e-5);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    r = reward_peer_score(&fx->c, "default", s_fixed + 1, 1, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->score->n_scores, 1);
+    assert_float_equal(r->score->scores[0], fwd[1], 1e-5);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+
+    /* distinct transcripts get distinct scores from a random model, and the
+     * second model is a different one */
+    assert_true(fwd[0] != fwd[1] && fwd[1] != fwd[3]);
+    r = reward_peer_score(&fx->c, "second", s_fixed, 1, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+    assert_true(r->score->scores[0] != fwd[0]);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+
+    s_expect_error(reward_peer_score(&fx->c, "nope", s_fixed, 2, TIMEOUT_MS), E(UNKNOWN_MODEL));
+    s_expect_error(reward_peer_score(&fx->c, "", s_fixed, 2, TIMEOUT_MS), E(BAD_REQUEST));
+    s_expect_error(reward_peer_score(&fx->c, "default", s_fixed, 0, TIMEOUT_MS), E(BAD_REQUEST));
+    s_expect_error(reward_peer_stats(&fx->c, "nope", TIMEOUT_MS), E(UNKNOWN_MODEL));
+    s_expect_error(reward_peer_label(&fx->c, "nope", NULL, 0, NULL, 0, TIMEOUT_MS),
+                   E(UNKNOWN_MODEL));
+
+    r = reward_peer_stats(&fx->c, "", TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->stats->n_models, 2);
+    Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
+    assert_int_equal(m->labels, 0);
+    assert_int_equal(m->updates, 0);
+    assert_float_equal(reward_metric(m, "heldout_pairs", -1), 0, 0);
+    assert_float_equal(reward_metric(m, "pairwise_accuracy", -1), -1, 0); /* none yet */
+    s_model_stats(r, "second");
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+/* Sends REQUESTS Label requests of the synthetic task, each with a few
+ * invalid items; every valid item must be accepted, every invalid one
+ * rejected. */
+static void s_send_labels(fixture_t *fx)
+{
+    enum { BAD = 5, NP = PREFS + BAD, NO = OUTCOMES };
+    static char text[NP + NO][2][96];
+    Agora__V1__ScoreItem items[NP + NO][2];
+    Agora__V1__Preference prefs[NP], *pp[NP];
+    Agora__V1__Outcome outs[NO], *op[NO];
+    for (int q = 0; q < REQUESTS; q++) {
+        for (int i = 0; i < NP + NO; i++) {
+            int win = (int)ag_rng_below(&fx->rng, 2);
+            s_transcript(&fx->rng, win == 0, text[i][0], sizeof text[i][0]);
+            s_transcript(&fx->rng, win == 1, text[i][1], sizeof text[i][1]);
+            for (int k = 0; k < 2; k++) {
+                agora__v1__score_item__init(&items[i][k]);
+                items[i][k].transcript = text[i][k];
+                items[i][k].seat = (uint32_t)k;
+                items[i][k].game = "synthetic";
+            }
+            if (i < NP) {
+                agora__v1__preference__init(&prefs[i]);
+                prefs[i].a = &items[i][0];
+                prefs[i].b = &items[i][1];
+                prefs[i].preferred = (uint32_t)win;
+                prefs[i].weight = i % 3 ? 0.0f : 1.5f;
+                pp[i] = &prefs[i];
+            } else {
+                Agora__V1__Outcome *o = &outs[i - NP];
+                agora__v1__outcome__init(o);
+                o->item = &items[i][0];
+                o->label = win == 0 ? 1.0f : 0.0f;
+                op[i - NP] = o;
+            }
+        }
+        /* the invalid ones: preferred 7, a missing transcript side, NaN and
+         * negative weights, an outcome label out of range */
+        prefs[0].preferred = 7;
+        prefs[1].b = NULL;
+        prefs[2].weight = NAN;
+        prefs[3].weight = -1.0f;
+        prefs[4].weight = INFINITY;
+        outs[0].label = 1.5f;
+        Agora__V1__RewardReply *r =
+            reward_peer_label(&fx->c, "default", pp, NP, op, NO, TIMEOUT_MS);
+        assert_non_null(r);
+        if (r->body_case != AGORA__V1__REWARD_REPLY__BODY_LABEL)
+            fail_msg("Label %d: error %d (%s)", q, reward_reply_error(r),
+                     r->error && r->error->message ? r->error->message : "");
+        assert_int_equal(r->label->accepted, NP + NO - BAD - 1);
+        assert_int_equal(r->label->rejected, BAD + 1);
+        agora__v1__reward_reply__free_unpacked(r, NULL);
+    }
+}
+
+static void test_learns(void **state)
+{
+    fixture_t *fx = *state;
+    s_send_labels(fx);
+    const double t0 = s_now();
+    double worst_score_s = 0, acc = 0, oacc = 0;
+    uint64_t last_version = 0;
+    for (;;) {
+        /* Score answers while the model trains; the version only grows */
+        double ts = s_now();
+        Agora__V1__RewardReply *r =
+            reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+        ts = s_now() - ts;
+        assert_non_null(r);
+        assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+        assert_true(r->score->model_version >= last_version);
+        last_version = r->score->model_version;
+        agora__v1__reward_reply__free_unpacked(r, NULL);
+        if (ts > worst_score_s)
+            worst_score_s = ts;
+
+        r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+        assert_non_null(r);
+        Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
+        const double pairs = reward_metric(m, "heldout_pairs", 0);
+        const double outs = reward_metric(m, "heldout_outcomes", 0);
+        acc = reward_metric(m, "pairwise_accuracy", 0);
+        oacc = reward_metric(m, "outcome_accuracy", 0);
+        const bool idle = reward_metric(m, "pending", -1) == 0;
+        const uint64_t updates = m->updates;
+        assert_int_equal(m->labels, REQUESTS * (PREFS + OUTCOMES - 1));
+        assert_float_equal(reward_metric(m, "rejected", -1), REQUESTS * 6, 0);
+        agora__v1__reward_reply__free_unpacked(r, NULL);
+        if (idle && updates > 0 && pairs >= 100 && outs >= 30 && acc >= 0.9 && oacc >= 0.85)
+            break;
+        if (s_now() - t0 > 30)
+            fail_msg("after %.0f s: %" PRIu64 " updates, pairwise %.3f over %.0f, outcome %.3f "
+                     "over %.0f, idle %d",
+                     s_now() - t0, updates, acc, pairs, oacc, outs, idle);
+        usleep(100 * 1000);
+    }
+    print_message("  held-out pairwise accuracy %.3f, outcome accuracy %.3f after %.1f s; "
+                  "slowest Score %.3f s, version %" PRIu64 "\n",
+                  acc, oacc, s_now() - t0, worst_score_s, last_version);
+    assert_true(last_version > 0);
+    assert_true(worst_score_s < 2.0);
+
+    /* the other model learnt nothing */
+    Agora__V1__RewardReply *r = reward_peer_stats(&fx->c, "second", TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->stats->n_models, 1);
+    assert_int_equal(r->stats->models[0]->updates, 0);
+    assert_int_equal(r->stats->models[0]->labels, 0);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+/* Scores of s_fixed on "default" and its counters, once training is idle. */
+static void s_snapshot(fixture_t *fx, float *scores, uint64_t *version, uint64_t *labels,
+                       uint64_t *updates, double *rejected)
+{
+    uint64_t prev = UINT64_MAX;
+    for (int i = 0; i < 100; i++) {
+        Agora__V1__RewardReply *r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+        assert_non_null(r);
+        Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
+        bool idle = reward_metric(m, "pending", -1) == 0 && m->updates == prev;
+        prev = m->updates;
+        agora__v1__reward_reply__free_unpacked(r, NULL);
+        if (idle)
+            break;
+        usleep(200 * 1000);
+    }
+    Agora__V1__RewardReply *r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->score->n_scores, N_FIXED);
+    memcpy(scores, r->score->scores, N_FIXED * sizeof *scores);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+    assert_non_null(r);
+    Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
+    *version = m->version;
+    *labels = m->labels;
+    *updates = m->updates;
+    *rejected = reward_metric(m, "rejected", -1);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+static void test_resume(void **state)
+{
+    fixture_t *fx = *state;
+    s_snapshot(fx, fx->fixed_scores, &fx->version, &fx->labels, &fx->updates, &fx->rejected);
+    assert_true(fx->updates > 0);
+    /* the winners' transcripts score above the losers' */
+    assert_true(fx->fixed_scores[0] > fx->fixed_scores[1]);
+    assert_true(fx->fixed_scores[3] > fx->fixed_scores[4]);
+    assert_int_equal(s_stop(fx), 0);
+
+    char path[160];
+    struct stat st;
+    const char *const files[] = {"default.ckpt", "second.ckpt", "reward-state.json"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->dir, files[i]);
+        if (stat(path, &st) != 0 || st.st_size == 0)
+            fail_msg("%s was not written", path);
+    }
+
+    assert_int_equal(s_start(fx, fx->dir, NULL), 0);
+    float again[N_FIXED];
+    uint64_t version, labels, updates;
+    double rejected;
+    s_snapshot(fx, again, &version, &labels, &updates, &rejected);
+    for (size_t i = 0; i < N_FIXED; i++)
+        if (memcmp(&again[i], &fx->fixed_scores[i], sizeof again[i]))
+            fail_msg("score %zu after resume: %.9g, before: %.9g", i, again[i],
+                     fx->fixed_scores[i]);
+    assert_int_equal(version, fx->version);
+    assert_int_equal(labels, fx->labels);
+    assert_int_equal(updates, fx->updates);
+    assert_float_equal(rejected, fx->rejected, 0);
+    assert_int_equal(s_stop(fx), 0);
+}
+
+/* A Label of n outcomes (label 1) for model "default"; the reply. */
+static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n)
+{
+    Agora__V1__ScoreItem items[16];
+    Agora__V1__Outcome outs[16], *op[16];
+    char text[16][96];
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        s_transcript(&fx->rng, true, text[i], sizeof text[i]);
+        agora__v1__score_item__init(&items[i]);
+        items[i].transcript = text[i];
+        agora__v1__outcome__init(&outs[i]);
+        outs[i].item = &items[i];
+        outs[i].label = 1.0f;
+        op[i] = &outs[i];
+    }
+    Agora__V1__RewardReply *r = reward_peer_label(&fx->c, "default", NULL, 0, op, n, TIMEOUT_MS);
+    assert_non_null(r);
+    return r;
+}
+
+/* Labels that would leave training more than a buffer behind are refused
+ * with OVERLOADED (a buffer of 16, each label owed 100000 uses). */
+static void test_overloaded(void **state)
+{
+    fixture_t *fx = *state;
+    const char *const extra[] = {
+        "--reward.buffer", "16", "--reward.reuse", "100000", "--reward.holdout", "0", NULL};
+    assert_int_equal(s_start(fx, NULL, extra), 0);
+    Agora__V1__RewardReply *r = s_outcomes(fx, 16);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_LABEL);
+    assert_int_equal(r->label->accepted, 16);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    s_expect_error(s_outcomes(fx, 1), E(OVERLOADED));
+    r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+    assert_non_null(r);
+    Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
+    assert_int_equal(m->labels, 16);
+    assert_float_equal(reward_metric(m, "buffer", -1), 16, 0);
+    assert_true(reward_metric(m, "pending", 0) > 1e6 - 1e5);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    /* Score is not held back by it */
+    r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    assert_int_equal(s_stop(fx), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_reward_service AGORA_REWARD_BINARY\n");
+        return 2;
+    }
+    s_exe = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_serving),
+        cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_overloaded),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
