@@ -29,7 +29,6 @@ typedef struct match {
     char err[AG_GAME_ERR_CAP];
 } match_t;
 
-
 /* Starts with options "key=value" pairs (NULL-terminated list of key, value). */
 static void start(match_t *m, uint64_t seed, const char *const *kv)
 {
@@ -96,6 +95,19 @@ static void expect_critic_obs(const match_t *m, bool first, const char *chain)
     assert_string_equal(m->res.observation, expect);
 }
 
+/* After `step i` on chain (text "d d ... d"): the rest as a task of its own, the chain's
+ * step i-1 (x0 for i = 1) and the task text's operations i..k ("x0 op1 op2 ..."). */
+static void expect_revise_obs(const match_t *m, int i, const char *chain)
+{
+    char expect[2 * AG_GAME_OBS_CAP];
+    char prev = i == 1 ? m->task_text[0] : chain[2 * (i - 2)];
+    snprintf(expect, sizeof expect,
+             "\ncritic: step %d\nrevise from step %d\ntask: %c%s\nyour chain: ", i, i, prev,
+             m->task_text + 1 + 3 * (i - 1));
+    assert_int_equal(m->res.to_act, 0);
+    assert_string_equal(m->res.observation, expect);
+}
+
 static void expect_rewards(const match_t *m, float solver, float critic)
 {
     assert_true(fabsf(m->res.rewards[0] - solver) < 1e-6f);
@@ -146,8 +158,7 @@ static void test_fix_with_bonus(void **state)
     assert_int_equal(act(&m, 0, wrong), 0);
     assert_int_equal(act(&m, 1, "step 3"), 0);
     expect_rewards(&m, 0, 1);
-    assert_int_equal(m.res.to_act, 0);
-    assert_string_equal(m.res.observation, "\ncritic: step 3\nrevise from step 3: ");
+    expect_revise_obs(&m, 3, wrong);
     /* Steps 3..6 of the right chain: "d d d d" starting at offset 4 of "d d d d d d". */
     assert_int_equal(act(&m, 0, right + 2), AG_GAME_EINVAL); /* 5 digits */
     assert_non_null(strstr(m.err, "expected 4 digits"));
@@ -182,7 +193,7 @@ static void test_rounds_limit_and_wrong_index(void **state)
     /* A wrong chain blamed on the wrong step: 0. */
     assert_int_equal(act(&m, 1, "step\t5"), 0);
     expect_rewards(&m, 0, 0);
-    assert_string_equal(m.res.observation, "\ncritic: step 5\nrevise from step 5: ");
+    expect_revise_obs(&m, 5, wrong);
     assert_int_equal(act(&m, 0, wrong + 8), 0); /* keeps steps 5..6: step 3 still wrong */
     expect_critic_obs(&m, false, wrong);
     assert_int_equal(act(&m, 1, "step 3"), 0);

@@ -142,9 +142,17 @@ static size_t critique_observe(const void *state, char *buf, size_t cap)
         int i = c->verdicts[c->num_verdicts - 1];
         ag_text_str(&t, "\ncritic: step ");
         ag_text_int(&t, i);
+        /* The rest of the work as a task of its own: the chain's step i-1 (x0 for
+         * i = 1), then operations i..k, in the first attempt's format. */
         ag_text_str(&t, "\nrevise from step ");
         ag_text_int(&t, i);
-        ag_text_str(&t, ": ");
+        ag_text_str(&t, "\ntask: ");
+        ag_text_int(&t, i == 1 ? c->task.x0 : c->chain[i - 2]);
+        for (int s = i - 1; s < c->task.k; s++) {
+            char op[3] = {' ', c->task.op[s], (char)('0' + c->task.arg[s])};
+            ag_text_mem(&t, op, 3);
+        }
+        ag_text_str(&t, "\nyour chain: ");
         break;
     }
     default:
