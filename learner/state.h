@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fsutil.h" /* ag_write_atomic, which state.json and its companions are written with */
 #include "rng.h"
 
 typedef struct ag_actor_count {
@@ -49,9 +50,5 @@ char *ag_state_dump(const ag_learner_state_t *st);
 /* Returns 0, or a negative errno with a reason in err. */
 int ag_state_save(const char *path, const ag_learner_state_t *st, char *err, size_t err_len);
 int ag_state_load(const char *path, ag_learner_state_t *st, char *err, size_t err_len);
-
-/* Writes len bytes to path atomically (temporary file, fsync, rename, fsync
- * of the directory). Returns 0 or a negative errno. */
-int ag_write_atomic(const char *path, const void *data, size_t len);
 
 #endif

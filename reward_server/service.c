@@ -26,6 +26,7 @@
 
 #include "ckpt.h"
 #include "codec.h"
+#include "fsutil.h"
 #include "log.h"
 #include "optim.h"
 #include "reward.pb-c.h"
@@ -33,7 +34,6 @@
 #include "rng.h"
 #include "rpc.h"
 #include "signals.h"
-#include "state.h"
 
 #define PATH_LEN 4096
 #define SCORE_CHUNK 32 /* sequences per scoring forward */
@@ -209,10 +209,13 @@ static bool s_held_out(double fraction, int kind, float target, const char *firs
     h = s_fnv(h, &k, 1);
     if (kind == AG_RM_OUTCOME)
         h = s_fnv(h, &target, sizeof target);
-    for (const char *t = first; t; t = t == first ? second : NULL) {
-        uint64_t n = strlen(t);
+    /* Indexed, not by pointer: first and second may be one string (two
+     * empty transcripts decode to protobuf-c's shared ""). */
+    const char *const texts[2] = {first, second};
+    for (size_t i = 0; i < 2 && texts[i]; i++) {
+        uint64_t n = strlen(texts[i]);
         h = s_fnv(h, &n, sizeof n);
-        h = s_fnv(h, t, n);
+        h = s_fnv(h, texts[i], n);
     }
     h ^= h >> 33; /* fmix64: FNV's low bits alone are poorly mixed */
     h *= 0xff51afd7ed558ccdULL;

@@ -25,20 +25,14 @@
  *  - agora-eval --reward prints rm_pairwise_accuracy over the games with a
  *    winner, the same figures on a second run, and none for bot seats.
  */
-#include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -47,11 +41,11 @@
 #include "ckpt.h"
 #include "env_client.h"
 #include "fake_learner.h"
-#include "reward.pb-c.h"
+#include "harness.h"
+#include "reward_peer.h"
 #include "runner.h"
+#include "scripted_policy.h"
 #include "server_proc.h"
-
-extern char **environ;
 
 #define GAME "critique"
 #define OPTIONS "k=2,rounds=1,invalid_action=penalize"
@@ -60,131 +54,31 @@ extern char **environ;
 
 static const char *s_env_exe, *s_reward_exe, *s_actor_exe, *s_eval_exe;
 static ag_server_proc_t s_env, s_reward, s_late;
+static reward_peer_t s_rc; /* a client of s_reward */
 static char s_workdir[256];
 static void *s_zctx;
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the reward server, over its protocol ---- */
 
-/* One request on a fresh DEALER: the decoded reply, or NULL after timeout_ms. */
-static Agora__V1__RewardReply *s_reward_call_at(const char *endpoint, Agora__V1__RewardRequest *req,
-                                                int timeout_ms)
+/* Stats of one model (labels and version), or false if it did not answer. */
+static bool s_stats(const char *model, uint64_t *labels, uint64_t *version, int timeout_ms)
 {
-    static uint64_t next_id = 1;
-    void *s = zmq_socket(s_zctx, ZMQ_DEALER);
-    assert_non_null(s);
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_connect(s, endpoint), 0);
-    req->protocol_version = 1;
-    req->request_id = next_id++;
-    size_t len = agora__v1__reward_request__get_packed_size(req);
-    uint8_t *buf = malloc(len);
-    assert_non_null(buf);
-    agora__v1__reward_request__pack(req, buf);
-    assert_int_equal(zmq_send(s, buf, len, 0), (int)len);
-    free(buf);
-    Agora__V1__RewardReply *reply = NULL;
-    int64_t deadline = s_now_ms() + timeout_ms;
-    while (!reply && s_now_ms() < deadline) {
-        zmq_pollitem_t item = {.socket = s, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, (long)(deadline - s_now_ms())) <= 0)
-            break;
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s, 0) >= 0 && !zmq_msg_more(&m)) {
-            reply = agora__v1__reward_reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
-            if (reply && reply->request_id != req->request_id) {
-                agora__v1__reward_reply__free_unpacked(reply, NULL);
-                reply = NULL;
-            }
-        }
-        zmq_msg_close(&m);
-    }
-    zmq_close(s);
-    return reply;
-}
-
-static Agora__V1__RewardReply *s_reward_call(Agora__V1__RewardRequest *req, int timeout_ms)
-{
-    return s_reward_call_at(s_reward.endpoint, req, timeout_ms);
-}
-
-/* Stats of one model (labels and version) from the server at endpoint, or
- * false if it did not answer. */
-static bool s_stats_at(const char *endpoint, const char *model, uint64_t *labels, uint64_t *version,
-                       int timeout_ms)
-{
-    Agora__V1__RewardStatsRequest st = AGORA__V1__REWARD_STATS_REQUEST__INIT;
-    st.model = (char *)model;
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
-    req.stats = &st;
-    Agora__V1__RewardReply *r = s_reward_call_at(endpoint, &req, timeout_ms);
-    bool ok = r && r->body_case == AGORA__V1__REWARD_REPLY__BODY_STATS && r->stats;
+    Agora__V1__RewardReply *r = reward_peer_stats(&s_rc, model, timeout_ms);
+    const Agora__V1__RewardModelStats *m = r ? reward_model_stats(r, model) : NULL;
+    const bool ok = m != NULL;
     if (ok) {
-        ok = false;
-        for (size_t i = 0; i < r->stats->n_models; i++)
-            if (!strcmp(r->stats->models[i]->name, model)) {
-                *labels = r->stats->models[i]->labels;
-                *version = r->stats->models[i]->version;
-                ok = true;
-            }
+        *labels = m->labels;
+        *version = m->version;
     }
     if (r)
         agora__v1__reward_reply__free_unpacked(r, NULL);
     return ok;
 }
 
-static bool s_stats(const char *model, uint64_t *labels, uint64_t *version, int timeout_ms)
+/* The frozen model's scores of n transcripts. */
+static void s_score(const char *const *texts, size_t n, float *out)
 {
-    return s_stats_at(s_reward.endpoint, model, labels, version, timeout_ms);
-}
-
-/* The frozen model's scores of n transcripts (seat i = item i). */
-static void s_score(char *const *texts, size_t n, float *out)
-{
-    Agora__V1__ScoreItem items[2];
-    Agora__V1__ScoreItem *ptrs[2];
-    assert_true(n <= 2);
-    for (size_t i = 0; i < n; i++) {
-        agora__v1__score_item__init(&items[i]);
-        items[i].transcript = texts[i];
-        items[i].seat = (uint32_t)i;
-        items[i].game = GAME;
-        ptrs[i] = &items[i];
-    }
-    Agora__V1__ScoreRequest sr = AGORA__V1__SCORE_REQUEST__INIT;
-    sr.model = "frozen";
-    sr.n_items = n;
-    sr.items = ptrs;
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_SCORE;
-    req.score = &sr;
-    Agora__V1__RewardReply *r = s_reward_call(&req, CALL_TIMEOUT_MS);
-    assert_non_null(r);
-    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
-    assert_int_equal(r->score->n_scores, n);
-    memcpy(out, r->score->scores, n * sizeof *out);
-    agora__v1__reward_reply__free_unpacked(r, NULL);
-}
-
-static void s_free_endpoint(char *out, size_t cap)
-{
-    void *s = zmq_socket(s_zctx, ZMQ_ROUTER);
-    assert_non_null(s);
-    assert_int_equal(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
-    size_t len = cap;
-    assert_int_equal(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, out, &len), 0);
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(s);
+    assert_int_equal(reward_peer_scores(&s_rc, "frozen", texts, n, CALL_TIMEOUT_MS, out), 0);
 }
 
 /* Starts agora-reward (models labelled and frozen) on endpoint, or on a
@@ -193,38 +87,14 @@ static int s_reward_start(ag_server_proc_t *p, const char *endpoint, const char 
 {
     char out[300];
     snprintf(out, sizeof out, "%s/%s", s_workdir, dir);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        memset(p, 0, sizeof *p);
-        if (endpoint[0])
-            snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
-        else
-            s_free_endpoint(p->endpoint, sizeof p->endpoint);
-        char *argv[] = {(char *)s_reward_exe,
-                        "--reward.bind",
-                        p->endpoint,
-                        "--reward.models",
-                        "labelled,frozen",
-                        "--reward.out",
-                        out,
-                        "--reward.checkpoint_interval_s",
-                        "0",
-                        NULL};
-        pid_t pid;
-        if (posix_spawn(&pid, s_reward_exe, NULL, NULL, argv, environ) != 0)
-            return -1;
-        p->pid = pid;
-        int64_t deadline = s_now_ms() + REWARD_START_MS;
-        uint64_t l, v;
-        while (s_now_ms() < deadline && ag_server_proc_alive(p)) {
-            if (s_stats_at(p->endpoint, "frozen", &l, &v, 300))
-                return 0;
-            usleep(50000);
-        }
-        fprintf(stderr, "actor_reward: agora-reward on %s did not come up\n", p->endpoint);
-        ag_server_proc_stop(p, 5000);
-        usleep(200000);
-    }
-    return -1;
+    const char *const extra[] = {"--reward.models",
+                                 "labelled,frozen",
+                                 "--reward.out",
+                                 out,
+                                 "--reward.checkpoint_interval_s",
+                                 "0",
+                                 NULL};
+    return reward_proc_start_at(p, s_reward_exe, endpoint, extra, REWARD_START_MS);
 }
 
 /* ---- the scripted policy ---- */
@@ -232,66 +102,22 @@ static int s_reward_start(ag_server_proc_t *p, const char *endpoint, const char 
 /* After a space, `1`; after a `1`, a space: with actions cut at 3 tokens, "1 1". */
 static ag_model_t *s_model(void)
 {
-    ag_model_config_t c;
-    ag_model_config_default(&c);
-    c.d_model = 32;
-    c.n_layers = 1;
-    c.n_heads = 2;
-    c.ctx = 256;
-    ag_model_t *m = ag_model_create(&c, 7, 1);
+    static const int32_t after[] = {' ', '1'};
+    static const int32_t next[] = {'1', ' '};
+    ag_model_t *m = scripted_policy_create(256, after, next, 2);
     assert_non_null(m);
-    float *p = ag_model_params(m);
-    const ag_tensor_info_t *wte = ag_model_tensor(m, ag_model_find_tensor(m, "wte"));
-    const ag_tensor_info_t *head = ag_model_tensor(m, ag_model_find_tensor(m, "head.weight"));
-    assert_non_null(wte);
-    assert_non_null(head);
-    memset(p + wte->offset, 0, wte->size * sizeof(float));
-    memset(p + head->offset, 0, head->size * sizeof(float));
-    const size_t D = (size_t)c.d_model;
-    p[wte->offset + ' ' * D + 0] = 10.0f;
-    p[head->offset + '1' * D + 0] = 1.6f;
-    p[wte->offset + '1' * D + 1] = 10.0f;
-    p[head->offset + ' ' * D + 1] = 1.6f;
     return m;
 }
 
 /* ---- child processes ---- */
 
-/* Runs argv, capturing stdout into out (NUL-terminated); returns the exit status. */
-static int s_run(char *const argv[], char *out, size_t cap)
-{
-    int fd[2];
-    assert_int_equal(pipe(fd), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fd[0]);
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(fd[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)k;
-    out[n] = '\0';
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* The value of "key": in a one-line JSON object; NAN for null, fails if absent. */
+/* The value of "key": in agora-eval's JSON line; NAN for null, fails if absent. */
 static double s_json_num(const char *json, const char *key)
 {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    assert_non_null(p);
-    p += strlen(pat);
-    if (!strncmp(p, "null", 4))
-        return NAN;
-    return strtod(p, NULL);
+    double v = 0;
+    if (harness_json_num(json, key, &v) < 0)
+        fail_msg("no \"%s\" in %s", key, json);
+    return v;
 }
 
 typedef struct run {
@@ -300,7 +126,20 @@ typedef struct run {
     /* distinct trajectories received, by sequence */
     const Agora__V1__Trajectory **t;
     size_t n;
+    /* called once, late_ms after the actor started */
+    void (*late)(void);
+    int late_ms;
+    int64_t t0;
 } run_t;
+
+static void s_turn(fake_learner_t *fl, void *arg)
+{
+    run_t *r = arg;
+    if (r->late && harness_now_ms() - r->t0 >= r->late_ms) {
+        r->late();
+        r->late = NULL;
+    }
+}
 
 /* Runs agora-actor on both seats of the game against the scripted learner,
  * with reward server `reward` and extra arguments, until it exits; keeps the
@@ -310,25 +149,19 @@ static void s_run_actor(run_t *r, const char *reward, const char *const *extra, 
 {
     uv_loop_init(&r->loop);
     ag_model_t *m = s_model();
-    const char *any = "tcp://127.0.0.1:*";
-    assert_int_equal(fake_learner_init(&r->fl, &r->loop, s_zctx, any, any, any, ag_model_config(m)),
-                     0);
-    ag_model_load_params(r->fl.model, ag_model_params_const(m), ag_model_num_params(m));
+    assert_int_equal(fake_learner_init_policy(&r->fl, &r->loop, s_zctx, m), 0);
     ag_model_destroy(&m);
-    char traj[64], pub[64], ctl[64], eps[16];
-    snprintf(traj, sizeof traj, "%s", ag_rpc_server_endpoint(r->fl.traj));
-    snprintf(pub, sizeof pub, "%s", ag_zsock_endpoint(r->fl.pub));
-    snprintf(ctl, sizeof ctl, "%s", ag_rpc_server_endpoint(r->fl.control));
+    char eps[16];
     snprintf(eps, sizeof eps, "%d", episodes);
     const char *base[] = {s_actor_exe,
                           "--actor.env",
                           s_env.endpoint,
                           "--learner-trajectories",
-                          traj,
+                          r->fl.traj_ep,
                           "--learner-weights",
-                          pub,
+                          r->fl.pub_ep,
                           "--learner-control",
-                          ctl,
+                          r->fl.control_ep,
                           "--game",
                           GAME,
                           "--options",
@@ -357,28 +190,10 @@ static void s_run_actor(run_t *r, const char *reward, const char *const *extra, 
     for (size_t i = 0; extra[i]; i++)
         argv[argc++] = (char *)extra[i];
     argv[argc] = NULL;
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
-    int status = -1;
-    int64_t t0 = s_now_ms(), until = t0 + 240000;
-    while (s_now_ms() < until) {
-        uv_run(&r->loop, UV_RUN_NOWAIT);
-        if (late && s_now_ms() - t0 >= late_ms) {
-            late();
-            late = NULL;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-            break;
-        }
-        usleep(1000);
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    assert_int_equal(status, 0);
+    r->late = late;
+    r->late_ms = late_ms;
+    r->t0 = harness_now_ms();
+    assert_int_equal(fake_learner_run(&r->fl, argv, 240000, s_turn, r), 0);
     r->t = calloc(r->fl.n_trajs + 1, sizeof *r->t);
     for (size_t i = 0; i < r->fl.n_trajs; i++) {
         const Agora__V1__Trajectory *t = r->fl.trajs[i];
@@ -555,7 +370,7 @@ static void test_weighted_scores(void **state)
             assert_int_equal(turns[s], s_seat(t, s) ? s_seat(t, s)->n_turn_end : 0);
         /* The trajectory's returns are the game's, without the scores. */
         assert_true(t->returns[0] == ret[0] && t->returns[1] == ret[1]);
-        char *texts[2];
+        const char *texts[2];
         uint32_t which[2];
         size_t n = 0;
         for (uint32_t s = 0; s < 2; s++) {
@@ -621,7 +436,7 @@ static void s_start_late(void)
 {
     s_shipped_before = s_late_run->fl.n_trajs;
     assert_int_equal(s_reward_start(&s_late, s_late_ep, "reward-late"), 0);
-    s_late_started = s_now_ms();
+    s_late_started = harness_now_ms();
 }
 
 /* The actor's scores time out, it waits (nothing shipped unscored) and
@@ -629,14 +444,14 @@ static void s_start_late(void)
  * scored. */
 static void test_reward_away(void **state)
 {
-    s_free_endpoint(s_late_ep, sizeof s_late_ep);
+    assert_int_equal(harness_free_endpoint(s_late_ep, sizeof s_late_ep), 0);
     run_t r = {0};
     const char *extra[] = {
         "--reward-model", "frozen", "--reward-weight", "1", "--reward-timeout-ms", "300", NULL};
-    int64_t t0 = s_now_ms();
+    int64_t t0 = harness_now_ms();
     s_late_run = &r;
     s_run_actor(&r, s_late_ep, extra, 24, s_start_late, 3000);
-    int64_t done = s_now_ms();
+    int64_t done = harness_now_ms();
     fprintf(stderr, "actor_reward: reward server up after %lld ms, actor done after %lld ms\n",
             (long long)(s_late_started - t0), (long long)(done - t0));
     assert_true(s_late_started > 0);
@@ -684,7 +499,7 @@ static void test_eval(void **state)
                     "frozen",
                     NULL};
     char out[8192], out2[8192];
-    assert_int_equal(s_run(argv, out, sizeof out), 0);
+    assert_int_equal(harness_run_capture(argv, out, sizeof out), 0);
     fprintf(stderr, "actor_reward: %s", out);
     double pairs = s_json_num(out, "rm_pairs");
     double acc = s_json_num(out, "rm_pairwise_accuracy");
@@ -695,7 +510,7 @@ static void test_eval(void **state)
     assert_true(s_json_num(out, "rm_pairwise_accuracy_decided") == acc);
     assert_true(s_json_num(out, "rm_unscored") == 0);
     /* Same games, same frozen model: the same figures. */
-    assert_int_equal(s_run(argv, out2, sizeof out2), 0);
+    assert_int_equal(harness_run_capture(argv, out2, sizeof out2), 0);
     assert_true(s_json_num(out2, "rm_pairs") == pairs);
     assert_true(s_json_num(out2, "rm_pairwise_accuracy") == acc);
 
@@ -708,7 +523,7 @@ static void test_eval(void **state)
     greedy[ac++] = "--temperature";
     greedy[ac++] = "0";
     greedy[ac] = NULL;
-    assert_int_equal(s_run(greedy, out2, sizeof out2), 0);
+    assert_int_equal(harness_run_capture(greedy, out2, sizeof out2), 0);
     ag_env_client_t *env = ag_env_client_create(s_env.endpoint, 5000);
     assert_non_null(env);
     int want_pairs = 0, want_right = 0;
@@ -719,7 +534,7 @@ static void test_eval(void **state)
         s_replay(env, NULL, 1000000000ULL + g, text, ret, turns);
         if (!turns[0] || !turns[1] || ret[0] == ret[1])
             continue;
-        char *texts[2] = {text[0], text[1]};
+        const char *texts[2] = {text[0], text[1]};
         float sc[2];
         s_score(texts, 2, sc);
         int w = ret[0] > ret[1] ? 0 : 1;
@@ -735,7 +550,7 @@ static void test_eval(void **state)
 
     /* A bot seat has no transcript here: no pair is scored. */
     argv[8] = "bot:solver";
-    assert_int_equal(s_run(argv, out, sizeof out), 0);
+    assert_int_equal(harness_run_capture(argv, out, sizeof out), 0);
     assert_true(s_json_num(out, "rm_pairs") == 0);
     assert_true(isnan(s_json_num(out, "rm_pairwise_accuracy")));
     unlink(path);
@@ -743,30 +558,27 @@ static void test_eval(void **state)
 
 /* ---- fixture ---- */
 
-static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int s_setup(void **state)
 {
     s_zctx = zmq_ctx_new();
-    snprintf(s_workdir, sizeof s_workdir, "/tmp/agora-actor-reward-XXXXXX");
-    if (!mkdtemp(s_workdir))
+    if (harness_mkdtemp(s_workdir, sizeof s_workdir, "agora-actor-reward") < 0)
         return -1;
     if (ag_server_proc_start(&s_env, s_env_exe, NULL, 20000) < 0)
         return -1;
-    return s_reward_start(&s_reward, "", "reward");
+    if (s_reward_start(&s_reward, "", "reward") < 0)
+        return -1;
+    return reward_peer_open(&s_rc, s_reward.endpoint);
 }
 
 static int s_teardown(void **state)
 {
     int rc = 0;
+    reward_peer_close(&s_rc);
     if (ag_server_proc_stop(&s_env, 10000) != 0)
         rc = -1;
     if (ag_server_proc_stop(&s_reward, 20000) != 0)
         rc = -1;
-    nftw(s_workdir, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    harness_rmtree(s_workdir);
     zmq_ctx_term(s_zctx);
     return rc;
 }

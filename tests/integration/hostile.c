@@ -29,14 +29,11 @@
 
 #include <cmocka.h>
 
-#include "control.pb-c.h"
 #include "debate_player.h"
 #include "env_client.h"
 #include "fuzz.h"
-#include "reward.pb-c.h"
 #include "rng.h"
 #include "server_proc.h"
-#include "trajectory.pb-c.h"
 
 #define HOSTILE_MESSAGES 10000
 #define SCRATCH_BYTES (4u << 20)
@@ -212,61 +209,8 @@ static void make_truncated(fixture_t *fx, hostile_msg_t *m)
  */
 static void make_wrong_envelope(fixture_t *fx, hostile_msg_t *m)
 {
-    uint8_t *p = fuzz_take(&fx->fz, 256);
     uint64_t id = ag_env_client_new_id(fx->hostile);
-    size_t len;
-    switch (ag_rng_below(&fx->fz.rng, 3)) {
-    case 0: {
-        Agora__V1__ControlRequest ctl = AGORA__V1__CONTROL_REQUEST__INIT;
-        Agora__V1__GetWeightsRequest gw = AGORA__V1__GET_WEIGHTS_REQUEST__INIT;
-        Agora__V1__StatusRequest st = AGORA__V1__STATUS_REQUEST__INIT;
-        gw.version = ag_rng_below(&fx->fz.rng, 1000);
-        ctl.protocol_version = AG_ENV_PROTOCOL_VERSION;
-        ctl.request_id = id;
-        if (ag_rng_below(&fx->fz.rng, 2)) {
-            ctl.body_case = AGORA__V1__CONTROL_REQUEST__BODY_GET_WEIGHTS;
-            ctl.get_weights = &gw;
-        } else {
-            ctl.body_case = AGORA__V1__CONTROL_REQUEST__BODY_STATUS;
-            ctl.status = &st;
-        }
-        len = agora__v1__control_request__pack(&ctl, p);
-        break;
-    }
-    case 1: {
-        Agora__V1__RewardRequest rw = AGORA__V1__REWARD_REQUEST__INIT;
-        Agora__V1__LabelRequest label = AGORA__V1__LABEL_REQUEST__INIT;
-        Agora__V1__Preference pref = AGORA__V1__PREFERENCE__INIT;
-        Agora__V1__Preference *prefs[1] = {&pref};
-        pref.preferred = 1;
-        label.model = "default";
-        label.n_preferences = 1;
-        label.preferences = prefs;
-        rw.protocol_version = AG_ENV_PROTOCOL_VERSION;
-        rw.request_id = id;
-        rw.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
-        rw.label = &label;
-        len = agora__v1__reward_request__pack(&rw, p);
-        break;
-    }
-    default: {
-        Agora__V1__TrajectoryRequest tr = AGORA__V1__TRAJECTORY_REQUEST__INIT;
-        Agora__V1__SubmitTrajectories submit = AGORA__V1__SUBMIT_TRAJECTORIES__INIT;
-        Agora__V1__Trajectory traj = AGORA__V1__TRAJECTORY__INIT;
-        Agora__V1__Trajectory *trajs[1] = {&traj};
-        traj.game = "debate";
-        traj.seed = ag_rng_u64(&fx->fz.rng);
-        submit.n_trajectories = 1;
-        submit.trajectories = trajs;
-        tr.protocol_version = AG_ENV_PROTOCOL_VERSION;
-        tr.request_id = id;
-        tr.body_case = AGORA__V1__TRAJECTORY_REQUEST__BODY_SUBMIT;
-        tr.submit = &submit;
-        len = agora__v1__trajectory_request__pack(&tr, p);
-        break;
-    }
-    }
-    m->frames[0] = (ag_env_frame_t){p, len};
+    m->frames[0] = fuzz_foreign_envelope(&fx->fz, &agora__v1__env_request__descriptor, id);
     m->n_frames = 1;
     expect_codes(m, E(BAD_REQUEST), 0);
     m->want_id = id;
@@ -748,28 +692,16 @@ static void test_hostile_flood(void **state)
 static void test_oversize(void **state)
 {
     fixture_t *fx = *state;
-    ag_env_client_t *big = ag_env_client_create(fx->srv.endpoint, 3000);
-    assert_non_null(big);
-    size_t sizes[] = {AG_ENV_SERVER_MAX_REQUEST + 4096, 4 * AG_ENV_SERVER_MAX_REQUEST};
-    uint8_t *blob = malloc(sizes[1]);
-    assert_non_null(blob);
-    memset(blob, 0x42, sizes[1]);
+    const size_t sizes[] = {AG_ENV_SERVER_MAX_REQUEST + 4096, 4 * AG_ENV_SERVER_MAX_REQUEST};
     for (size_t i = 0; i < 2; i++) {
-        ag_env_frame_t f[2] = {{"", 0}, {blob, sizes[i]}};
         /* One-frame and REQ-style two-frame layouts. */
-        assert_int_equal(ag_env_client_send_frames(big, i ? f : f + 1, i ? 2 : 1), 0);
-        Agora__V1__EnvReply *r = NULL;
-        int rc = ag_env_client_recv(big, 1000, &r, NULL);
-        if (rc != -ETIMEDOUT) {
-            if (r)
-                agora__v1__env_reply__free_unpacked(r, NULL);
-            fail_msg("a %zu-byte request was answered (rc %d)", sizes[i], rc);
-        }
+        int rc = fuzz_send_oversize(fx->srv.endpoint, sizes[i], i == 1, 1000);
+        if (rc)
+            fail_msg("a %zu-byte request: %s", sizes[i],
+                     rc == -EPROTO ? "answered" : strerror(-rc));
         assert_hello(fx->hostile);
         assert_hello(fx->good);
     }
-    free(blob);
-    ag_env_client_destroy(&big);
 }
 
 static void test_valid_games_after(void **state)

@@ -35,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "reward_peer.h"
 #include "rng.h"
 
@@ -50,7 +51,7 @@ static const char *s_exe;
 typedef struct {
     ag_server_proc_t srv;
     reward_peer_t c;
-    char dir[64];
+    char dir[256];
     ag_rng_t rng;
     /* what the first server showed, for the resumed one */
     float fixed_scores[N_FIXED];
@@ -89,11 +90,10 @@ static void s_transcript(ag_rng_t *r, bool won, char *out, size_t cap)
 static Agora__V1__RewardModelStats *s_model_stats(Agora__V1__RewardReply *r, const char *name)
 {
     assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_STATS);
-    for (size_t i = 0; i < r->stats->n_models; i++)
-        if (!strcmp(r->stats->models[i]->name, name))
-            return r->stats->models[i];
-    fail_msg("Stats has no model %s", name);
-    return NULL;
+    Agora__V1__RewardModelStats *m = reward_model_stats(r, name);
+    if (!m)
+        fail_msg("Stats has no model %s", name);
+    return m;
 }
 
 /* Starts the server (resuming from resume if not NULL); extra options, if
@@ -154,10 +154,8 @@ static int teardown(void **state)
         return 0;
     if (fx->srv.pid)
         s_stop(fx);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", fx->dir);
+    if (fx->dir[0])
+        harness_rmtree(fx->dir);
     free(fx);
     *state = NULL;
     return 0;
@@ -169,8 +167,8 @@ static int setup(void **state)
     *state = fx;
     if (!fx)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/agora-reward-test-XXXXXX");
-    if (!mkdtemp(fx->dir) || s_start(fx, NULL, NULL) < 0) {
+    if (harness_mkdtemp(fx->dir, sizeof fx->dir, "agora-reward-test") < 0 ||
+        s_start(fx, NULL, NULL) < 0) {
         teardown(state);
         return -1;
     }
@@ -399,7 +397,7 @@ static void test_resume(void **state)
     assert_true(fx->fixed_scores[3] > fx->fixed_scores[4]);
     assert_int_equal(s_stop(fx), 0);
 
-    char path[160];
+    char path[sizeof fx->dir + 32];
     struct stat st;
     const char *const files[] = {"default.ckpt", "second.ckpt", "reward-state.json"};
     for (size_t i = 0; i < 3; i++) {

@@ -14,6 +14,7 @@
  * decoded), or, for the invalid labels, with a LabelReply that counts each
  * exactly. Every 1000th message is a huge but valid request (256 items of
  * about 60 KB, just under the 16 MiB message limit) that must be served.
+ * A preference between two empty transcripts is accepted like any other.
  * Messages over the size limit go on their own socket: ZeroMQ drops that
  * connection without a reply and the server keeps serving. Finally a valid
  * Score is answered, Stats counts every rejected label, and SIGTERM exits 0.
@@ -32,12 +33,10 @@
 
 #include <cmocka.h>
 
-#include "control.pb-c.h"
-#include "env.pb-c.h"
 #include "fuzz.h"
+#include "harness.h"
 #include "reward_peer.h"
 #include "rng.h"
-#include "trajectory.pb-c.h"
 
 #define HOSTILE_MESSAGES 10000
 #define SCRATCH_BYTES (40u << 20)
@@ -95,7 +94,7 @@ typedef struct {
     Agora__V1__Preference **prefp;
     Agora__V1__Outcome *outs;
     Agora__V1__Outcome **outp;
-    char dir[64];
+    char dir[256];
     int sent[N_KINDS];
     uint64_t rejected_total;
 } fixture_t;
@@ -257,51 +256,8 @@ static void make_truncated(fixture_t *fx, hostile_msg_t *m)
  * read as a RewardRequest without a body. */
 static void make_wrong_envelope(fixture_t *fx, hostile_msg_t *m)
 {
-    uint8_t *p = fuzz_take(&fx->fz, 512);
     const uint64_t id = reward_peer_id(&fx->hostile);
-    size_t len;
-    switch (ag_rng_below(&fx->fz.rng, 3)) {
-    case 0: {
-        Agora__V1__EnvRequest env = AGORA__V1__ENV_REQUEST__INIT;
-        Agora__V1__StepRequest step = AGORA__V1__STEP_REQUEST__INIT;
-        Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
-        env.protocol_version = 1;
-        env.request_id = id;
-        if (ag_rng_below(&fx->fz.rng, 2)) {
-            step.episode_id = ag_rng_u64(&fx->fz.rng);
-            step.action = "3 7 1";
-            env.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
-            env.step = &step;
-        } else {
-            reset.game = "debate";
-            env.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
-            env.reset = &reset;
-        }
-        len = agora__v1__env_request__pack(&env, p);
-        break;
-    }
-    case 1: {
-        Agora__V1__ControlRequest ctl = AGORA__V1__CONTROL_REQUEST__INIT;
-        Agora__V1__StatusRequest st = AGORA__V1__STATUS_REQUEST__INIT;
-        ctl.protocol_version = 1;
-        ctl.request_id = id;
-        ctl.body_case = AGORA__V1__CONTROL_REQUEST__BODY_STATUS;
-        ctl.status = &st;
-        len = agora__v1__control_request__pack(&ctl, p);
-        break;
-    }
-    default: {
-        Agora__V1__TrajectoryRequest tr = AGORA__V1__TRAJECTORY_REQUEST__INIT;
-        Agora__V1__SubmitTrajectories sub = AGORA__V1__SUBMIT_TRAJECTORIES__INIT;
-        tr.protocol_version = 1;
-        tr.request_id = id;
-        tr.body_case = AGORA__V1__TRAJECTORY_REQUEST__BODY_SUBMIT;
-        tr.submit = &sub;
-        len = agora__v1__trajectory_request__pack(&tr, p);
-        break;
-    }
-    }
-    m->frames[0] = (ag_env_frame_t){p, len};
+    m->frames[0] = fuzz_foreign_envelope(&fx->fz, &agora__v1__reward_request__descriptor, id);
     m->n_frames = 1;
     m->want_id = id;
     expect(m, E(BAD_REQUEST), 0);
@@ -511,12 +467,8 @@ static int teardown(void **state)
     reward_peer_close(&fx->good);
     if (fx->srv.pid)
         ag_server_proc_stop(&fx->srv, 10000);
-    if (fx->dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", fx->dir);
-    }
+    if (fx->dir[0])
+        harness_rmtree(fx->dir);
     fuzz_finish(&fx->fz);
     free(fx->items);
     free(fx->itemp);
@@ -542,12 +494,10 @@ static int setup(void **state)
     fx->prefp = calloc(MAX_ENTRIES, sizeof *fx->prefp);
     fx->outs = calloc(MAX_ENTRIES, sizeof *fx->outs);
     fx->outp = calloc(MAX_ENTRIES, sizeof *fx->outp);
-    snprintf(fx->dir, sizeof fx->dir, "/tmp/agora-reward-hostile-XXXXXX");
     if (fuzz_init(&fx->fz, SCRATCH_BYTES, 20250607) < 0 || !fx->items || !fx->itemp || !fx->prefs ||
-        !fx->prefp || !fx->outs || !fx->outp || !mkdtemp(fx->dir)) {
-        fx->dir[0] = '\0';
+        !fx->prefp || !fx->outs || !fx->outp ||
+        harness_mkdtemp(fx->dir, sizeof fx->dir, "agora-reward-hostile") < 0)
         goto fail;
-    }
     const char *const args[] = {"--reward.models",
                                 "default,other",
                                 "--reward.d_model",
@@ -642,31 +592,43 @@ static void test_hostile_flood(void **state)
     }
 }
 
+/* Two empty transcripts decode to one shared string: a preference between
+ * them is a label like any other (and must not hang the server). */
+static void test_empty_pair(void **state)
+{
+    fixture_t *fx = *state;
+    Agora__V1__ScoreItem a = AGORA__V1__SCORE_ITEM__INIT, b = AGORA__V1__SCORE_ITEM__INIT;
+    Agora__V1__Preference pref = AGORA__V1__PREFERENCE__INIT;
+    Agora__V1__Preference *prefs[1] = {&pref};
+    a.transcript = "";
+    b.transcript = "";
+    pref.a = &a;
+    pref.b = &b;
+    pref.preferred = 1;
+    Agora__V1__RewardReply *r =
+        reward_peer_label(&fx->good, "default", prefs, 1, NULL, 0, TIMEOUT_MS);
+    if (!r)
+        fail_msg("a preference between two empty transcripts went unanswered");
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_LABEL);
+    assert_int_equal(r->label->accepted, 1);
+    assert_int_equal(r->label->rejected, 0);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    assert_good_score(fx);
+}
+
 /* Over the size limit: ZeroMQ drops that connection, no reply, everyone else served. */
 static void test_oversize(void **state)
 {
     fixture_t *fx = *state;
-    reward_peer_t big;
-    assert_int_equal(reward_peer_open(&big, fx->srv.endpoint), 0);
     const size_t sizes[2] = {LIMIT + 4096, 2 * (size_t)LIMIT};
-    uint8_t *blob = malloc(sizes[1]);
-    assert_non_null(blob);
-    memset(blob, 0x42, sizes[1]);
     for (size_t i = 0; i < 2; i++) {
-        const ag_env_frame_t f[2] = {{"", 0}, {blob, sizes[i]}};
         /* one-frame and REQ-style two-frame layouts */
-        assert_int_equal(reward_peer_send(&big, i ? f : f + 1, i ? 2 : 1), 0);
-        Agora__V1__RewardReply *r = NULL;
-        int rc = reward_peer_recv(&big, 1000, &r, NULL);
-        if (rc != -ETIMEDOUT) {
-            if (r)
-                agora__v1__reward_reply__free_unpacked(r, NULL);
-            fail_msg("a %zu-byte request was answered (rc %d)", sizes[i], rc);
-        }
+        int rc = fuzz_send_oversize(fx->srv.endpoint, sizes[i], i == 1, 1000);
+        if (rc)
+            fail_msg("a %zu-byte request: %s", sizes[i],
+                     rc == -EPROTO ? "answered" : strerror(-rc));
         assert_good_score(fx);
     }
-    free(blob);
-    reward_peer_close(&big);
 }
 
 static void test_still_serving(void **state)
@@ -697,6 +659,7 @@ int main(int argc, char **argv)
     server_exe = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_flood),
+        cmocka_unit_test(test_empty_pair),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_still_serving),
     };

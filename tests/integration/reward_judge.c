@@ -19,29 +19,23 @@
  * while one is held exits cleanly.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <zmq.h>
 
 #include <cmocka.h>
 
 #include "debate_player.h"
 #include "env_client.h"
-#include "reward.pb-c.h"
+#include "harness.h"
+#include "reward_peer.h"
 #include "server_proc.h"
-
-extern char **environ;
 
 #define CLIENT_TIMEOUT_MS 15000
 #define REWARD_START_MS 60000
@@ -50,121 +44,17 @@ extern char **environ;
 
 static const char *env_exe, *reward_exe;
 static char workdir[256];
-static void *zctx;
 
 /* ---- processes ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* A loopback endpoint whose port was free a moment ago. */
-static void free_endpoint(char *out, size_t cap)
-{
-    /* ZeroMQ resolves the port; take it and let the socket go. */
-    void *s = zmq_socket(zctx, ZMQ_ROUTER);
-    assert_non_null(s);
-    assert_int_equal(zmq_bind(s, "tcp://127.0.0.1:*"), 0);
-    size_t len = cap;
-    assert_int_equal(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, out, &len), 0);
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(s);
-}
-
-/* One reward request on a fresh DEALER: the decoded reply, or NULL after timeout_ms. */
-static Agora__V1__RewardReply *reward_call(const char *endpoint, Agora__V1__RewardRequest *req,
-                                           int timeout_ms)
-{
-    static uint64_t next_id = 1;
-    void *s = zmq_socket(zctx, ZMQ_DEALER);
-    assert_non_null(s);
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_connect(s, endpoint), 0);
-    req->protocol_version = 1;
-    req->request_id = next_id++;
-    size_t len = agora__v1__reward_request__get_packed_size(req);
-    uint8_t *buf = malloc(len);
-    assert_non_null(buf);
-    agora__v1__reward_request__pack(req, buf);
-    assert_int_equal(zmq_send(s, buf, len, 0), (int)len);
-    free(buf);
-    Agora__V1__RewardReply *reply = NULL;
-    int64_t deadline = now_ms() + timeout_ms;
-    while (!reply && now_ms() < deadline) {
-        zmq_pollitem_t item = {.socket = s, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, (long)(deadline - now_ms())) <= 0)
-            break;
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, s, 0) >= 0 && !zmq_msg_more(&m)) {
-            reply = agora__v1__reward_reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
-            if (reply && reply->request_id != req->request_id) {
-                agora__v1__reward_reply__free_unpacked(reply, NULL);
-                reply = NULL;
-            }
-        }
-        zmq_msg_close(&m);
-    }
-    zmq_close(s);
-    return reply;
-}
-
-static bool reward_ready(const char *endpoint)
-{
-    Agora__V1__RewardStatsRequest stats = AGORA__V1__REWARD_STATS_REQUEST__INIT;
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
-    req.stats = &stats;
-    Agora__V1__RewardReply *r = reward_call(endpoint, &req, 300);
-    bool ok = r && r->body_case == AGORA__V1__REWARD_REPLY__BODY_STATS;
-    if (r)
-        agora__v1__reward_reply__free_unpacked(r, NULL);
-    return ok;
-}
-
-/*
- * Starts agora-reward on endpoint (or on a fresh port if endpoint is "")
- * and waits until it answers Stats. A reused endpoint may still be held for
- * a moment by the previous process: it is retried, a fresh one re-drawn.
- */
-static void reward_start(ag_server_proc_t *p, const char *endpoint)
+/* Starts agora-reward on endpoint (or on a fresh port if endpoint is "")
+ * and waits until it answers Stats. */
+static int reward_start(ag_server_proc_t *p, const char *endpoint)
 {
     char out[300];
     snprintf(out, sizeof out, "%s/reward", workdir);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        memset(p, 0, sizeof *p);
-        if (endpoint[0])
-            snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
-        else
-            free_endpoint(p->endpoint, sizeof p->endpoint);
-        char *argv[] = {
-            (char *)reward_exe, "--reward.bind", p->endpoint, "--reward.out", out, NULL};
-        pid_t pid;
-        assert_int_equal(posix_spawn(&pid, reward_exe, NULL, NULL, argv, environ), 0);
-        p->pid = pid;
-        int64_t deadline = now_ms() + REWARD_START_MS;
-        while (now_ms() < deadline && ag_server_proc_alive(p)) {
-            if (reward_ready(p->endpoint))
-                return;
-            sleep_ms(50);
-        }
-        fprintf(stderr, "reward_judge: agora-reward on %s did not come up (attempt %d)\n",
-                p->endpoint, attempt + 1);
-        ag_server_proc_stop(p, 5000);
-        sleep_ms(200);
-    }
-    fail_msg("agora-reward did not start");
+    const char *const extra[] = {"--reward.out", out, NULL};
+    return reward_proc_start_at(p, reward_exe, endpoint, extra, REWARD_START_MS);
 }
 
 static void env_start(ag_server_proc_t *p, const char *const *extra)
@@ -322,9 +212,9 @@ static uint64_t send_step(ag_env_client_t *c, uint64_t episode, uint32_t player,
  */
 static Agora__V1__EnvReply *recv_reply(ag_env_client_t *c, uint64_t id, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - harness_now_ms();
         Agora__V1__EnvReply *r = NULL;
         int rc = ag_env_client_recv(c, left > 0 ? (int)left : 0, &r, NULL);
         if (rc == -ETIMEDOUT)
@@ -339,29 +229,12 @@ static Agora__V1__EnvReply *recv_reply(ag_env_client_t *c, uint64_t id, int time
 /* What the reward server itself scores the two transcripts (model MODEL). */
 static void direct_scores(const char *reward_ep, const char *tr0, const char *tr1, float *out)
 {
-    Agora__V1__ScoreItem items[2];
-    Agora__V1__ScoreItem *itemp[2] = {&items[0], &items[1]};
-    const char *tr[2] = {tr0, tr1};
-    for (int s = 0; s < 2; s++) {
-        agora__v1__score_item__init(&items[s]);
-        items[s].transcript = (char *)tr[s];
-        items[s].seat = (uint32_t)s;
-        items[s].game = "debate";
-    }
-    Agora__V1__ScoreRequest score = AGORA__V1__SCORE_REQUEST__INIT;
-    score.model = MODEL;
-    score.n_items = 2;
-    score.items = itemp;
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_SCORE;
-    req.score = &score;
-    Agora__V1__RewardReply *r = reward_call(reward_ep, &req, CLIENT_TIMEOUT_MS);
-    assert_non_null(r);
-    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
-    assert_int_equal(r->score->n_scores, 2);
-    out[0] = r->score->scores[0];
-    out[1] = r->score->scores[1];
-    agora__v1__reward_reply__free_unpacked(r, NULL);
+    reward_peer_t c;
+    assert_int_equal(reward_peer_open(&c, reward_ep), 0);
+    const char *const tr[2] = {tr0, tr1};
+    int rc = reward_peer_scores(&c, MODEL, tr, 2, CLIENT_TIMEOUT_MS, out);
+    reward_peer_close(&c);
+    assert_int_equal(rc, 0);
 }
 
 static float parse_score(const char *text)
@@ -417,24 +290,13 @@ typedef struct fixture {
 
 static fixture_t fx;
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(workdir, sizeof workdir, "%s/agora-reward-judge-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(workdir))
+    if (harness_mkdtemp(workdir, sizeof workdir, "agora-reward-judge") < 0 ||
+        reward_start(&fx.reward, "") < 0)
         return -1;
-    zctx = zmq_ctx_new();
-    reward_start(&fx.reward, "");
     const char *extra[] = {"--reward", fx.reward.endpoint, NULL};
     env_start(&fx.env, extra);
     fx.c = ag_env_client_create(fx.env.endpoint, CLIENT_TIMEOUT_MS);
@@ -447,8 +309,7 @@ static int teardown(void **state)
     ag_env_client_destroy(&fx.c);
     int env_status = ag_server_proc_stop(&fx.env, 15000);
     int reward_status = ag_server_proc_stop(&fx.reward, 15000);
-    zmq_ctx_term(zctx);
-    nftw(workdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    harness_rmtree(workdir);
     if (env_status != 0 || reward_status != 0) {
         fprintf(stderr, "reward_judge: exit status env %d, reward %d (expected 0, 0)\n", env_status,
                 reward_status);
@@ -633,13 +494,13 @@ static void test_reward_down_and_back(void **state)
     char action[AG_DEBATE_PLAYER_MOVE_CAP], action_b[AG_DEBATE_PLAYER_MOVE_CAP];
     wg_move(&a, 5, action);
     wg_move(&b, 5, action_b);
-    int64_t sent = now_ms();
+    int64_t sent = harness_now_ms();
     uint64_t id_a = send_step(held, a.id, a.to_act, action);
     uint64_t id_b = send_step(held_b, b.id, b.to_act, action_b);
-    sleep_ms(50);
+    harness_sleep_ms(50);
 
     /* Others are served while the judge is awaited. */
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_hello(fx.c, "reward_judge", &r), 0);
     assert_int_equal(r->body_case, AGORA__V1__ENV_REPLY__BODY_HELLO);
@@ -658,7 +519,7 @@ static void test_reward_down_and_back(void **state)
     assert_int_equal(ag_env_client_close(fx.c, b.id, &r), 0);
     assert_int_equal(ag_env_reply_error(r), 0);
     agora__v1__env_reply__free_unpacked(r, NULL);
-    int64_t served_ms = now_ms() - t0;
+    int64_t served_ms = harness_now_ms() - t0;
     printf("while a Step waited for the judge: hello, a whole rule-judged debate, a refused "
            "step and a close took %lld ms\n",
            (long long)served_ms);
@@ -667,7 +528,7 @@ static void test_reward_down_and_back(void **state)
     assert_null(recv_reply(held, id_a, 0));
 
     r = recv_reply(held, id_a, CLIENT_TIMEOUT_MS);
-    int64_t waited = now_ms() - sent;
+    int64_t waited = harness_now_ms() - sent;
     assert_non_null(r);
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_OVERLOADED);
     assert_non_null(strstr(error_message(r), "the reward judge did not answer: retry the step"));
@@ -685,7 +546,7 @@ static void test_reward_down_and_back(void **state)
     /* Episode a is as before its final Step: resend it once the judge is back. */
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "%s", fx.reward.endpoint);
-    reward_start(&fx.reward, endpoint);
+    assert_int_equal(reward_start(&fx.reward, endpoint), 0);
     if (strcmp(endpoint, fx.reward.endpoint) != 0)
         fail_msg("agora-reward could not be restarted on %s", endpoint);
     for (int attempt = 0;; attempt++) {
@@ -719,7 +580,7 @@ static void test_ttl_spares_held_step(void **state)
 {
     (void)state;
     char nobody[64];
-    free_endpoint(nobody, sizeof nobody); /* nothing listens there */
+    assert_int_equal(harness_free_endpoint(nobody, sizeof nobody), 0); /* nothing listens there */
     const char *extra[] = {"--reward", nobody, "--reward-timeout-ms", "3000", "--episode-ttl",
                            "1",        NULL};
     ag_server_proc_t env;
@@ -732,9 +593,9 @@ static void test_ttl_spares_held_step(void **state)
     char action[AG_DEBATE_PLAYER_MOVE_CAP];
     wg_move(&g, 4, action);
     Agora__V1__EnvReply *r = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = harness_now_ms();
     assert_int_equal(ag_env_client_step(c, g.id, g.to_act, action, &r), 0);
-    assert_true(now_ms() - t0 >= 2700);
+    assert_true(harness_now_ms() - t0 >= 2700);
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_OVERLOADED);
     agora__v1__env_reply__free_unpacked(r, NULL);
     /* Still there (not evicted while held): the wrong seat is told whose turn it is. */
@@ -742,7 +603,7 @@ static void test_ttl_spares_held_step(void **state)
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_NOT_YOUR_TURN);
     agora__v1__env_reply__free_unpacked(r, NULL);
     /* Left idle, it is evicted like any other. */
-    sleep_ms(2000);
+    harness_sleep_ms(2000);
     assert_int_equal(ag_env_client_step(c, g.id, g.to_act, action, &r), 0);
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_UNKNOWN_EPISODE);
     agora__v1__env_reply__free_unpacked(r, NULL);
@@ -753,7 +614,7 @@ static void test_ttl_spares_held_step(void **state)
     wg_play_to_last(c, &g, 3, 4);
     wg_move(&g, 4, action);
     uint64_t id = send_step(c, g.id, g.to_act, action);
-    sleep_ms(200);
+    harness_sleep_ms(200);
     assert_null(recv_reply(c, id, 0));
     stop_clean(&env);
     r = recv_reply(c, id, 200);

@@ -15,25 +15,22 @@
  */
 #include <math.h>
 #include <setjmp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "ckpt.h"
 #include "fake_learner.h"
+#include "harness.h"
 #include "runner.h"
+#include "scripted_policy.h"
 #include "server_proc.h"
-
-extern char **environ;
 
 static const char *s_env_exe, *s_eval_exe, *s_actor_exe;
 static ag_server_proc_t s_env;
@@ -42,38 +39,13 @@ static ag_server_proc_t s_env;
 
 /* ---- the scripted critic model ---- */
 
-static void s_script(ag_model_t *m)
-{
-    static const char seq[] = " step\t1";
-    const ag_model_config_t *c = ag_model_config(m);
-    float *p = ag_model_params(m);
-    const ag_tensor_info_t *wte = ag_model_tensor(m, ag_model_find_tensor(m, "wte"));
-    const ag_tensor_info_t *head = ag_model_tensor(m, ag_model_find_tensor(m, "head.weight"));
-    assert_non_null(wte);
-    assert_non_null(head);
-    memset(p + wte->offset, 0, wte->size * sizeof(float));
-    memset(p + head->offset, 0, head->size * sizeof(float));
-    const int D = c->d_model;
-    /* Token seq[i] gets its own embedding direction i; the head maps direction i to seq[i+1]. */
-    for (int i = 0; seq[i]; i++) {
-        int tok = (unsigned char)seq[i];
-        int next = seq[i + 1] ? (unsigned char)seq[i + 1] : AG_TOK_EOT;
-        p[wte->offset + (size_t)tok * D + (size_t)i] = 10.0f;
-        p[head->offset + (size_t)next * D + (size_t)i] = 1.6f;
-    }
-}
-
+/* After a space, "step\t1" and EOT. */
 static ag_model_t *s_model(int ctx)
 {
-    ag_model_config_t c;
-    ag_model_config_default(&c);
-    c.d_model = 32;
-    c.n_layers = 1;
-    c.n_heads = 2;
-    c.ctx = ctx;
-    ag_model_t *m = ag_model_create(&c, 7, 1);
+    static const int32_t after[] = {' ', 's', 't', 'e', 'p', '\t', '1'};
+    static const int32_t next[] = {'s', 't', 'e', 'p', '\t', '1', AG_TOK_EOT};
+    ag_model_t *m = scripted_policy_create(ctx, after, next, sizeof after / sizeof after[0]);
     assert_non_null(m);
-    s_script(m);
     return m;
 }
 
@@ -335,39 +307,15 @@ static void test_context_limit(void **state)
     ag_model_destroy(&m);
 }
 
-/* ---- child processes ---- */
+/* ---- agora-eval ---- */
 
-/* Runs argv, capturing stdout into out (NUL-terminated); returns the exit status. */
-static int s_run(char *const argv[], char *out, size_t cap)
-{
-    int fd[2];
-    assert_int_equal(pipe(fd), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fd[0]);
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fd[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < cap && (k = read(fd[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)k;
-    out[n] = '\0';
-    close(fd[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
+/* The number of "key": in agora-eval's JSON line; fails if absent. */
 static double s_json_num(const char *json, const char *key)
 {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    assert_non_null(p);
-    return strtod(p + strlen(pat), NULL);
+    double v = 0;
+    if (harness_json_num(json, key, &v) < 0)
+        fail_msg("no \"%s\" in %s", key, json);
+    return v;
 }
 
 static void test_eval(void **state)
@@ -387,7 +335,7 @@ static void test_eval(void **state)
                     "--games",
                     "400",
                     NULL};
-    assert_int_equal(s_run(bots, out, sizeof out), 0);
+    assert_int_equal(harness_run_capture(bots, out, sizeof out), 0);
     assert_int_equal((int)s_json_num(out, "games"), 400);
     double acc = s_json_num(out, "judge_accuracy");
     assert_true(acc > 0.49 && acc < 0.64);
@@ -396,7 +344,7 @@ static void test_eval(void **state)
 
     char *honest[] = {(char *)s_eval_exe, "--env",   s_env.endpoint, "--game",  "debate", "--seat0",
                       "bot:honest",       "--seat1", "bot:honest",   "--games", "50",     NULL};
-    assert_int_equal(s_run(honest, out, sizeof out), 0);
+    assert_int_equal(harness_run_capture(honest, out, sizeof out), 0);
     assert_true(s_json_num(out, "judge_accuracy") == 1.0);
 
     /* A checkpoint seat: the scripted critic; the same seed gives the same result. */
@@ -426,8 +374,8 @@ static void test_eval(void **state)
                     "--seed",
                     "123",
                     NULL};
-    assert_int_equal(s_run(crit, out, sizeof out), 0);
-    assert_int_equal(s_run(crit, out2, sizeof out2), 0);
+    assert_int_equal(harness_run_capture(crit, out, sizeof out), 0);
+    assert_int_equal(harness_run_capture(crit, out2, sizeof out2), 0);
     unlink(path);
     assert_int_equal((int)s_json_num(out, "games"), 60);
     assert_true(s_json_num(out, "tokens_sampled") > 60 * 7);
@@ -442,6 +390,16 @@ static void test_eval(void **state)
 
 /* ---- agora-actor against a scripted learner ---- */
 
+/* A new version while the first episodes run (PUB, else a status poll finds it). */
+static void s_publish_once(fake_learner_t *fl, void *arg)
+{
+    bool *published = arg;
+    if (!*published && fl->get_weights >= 1) {
+        fake_learner_publish(fl, 2, false);
+        *published = true;
+    }
+}
+
 static void test_actor(void **state)
 {
     uv_loop_t loop;
@@ -449,25 +407,19 @@ static void test_actor(void **state)
     void *zctx = zmq_ctx_new();
     fake_learner_t fl;
     ag_model_t *m = s_model(256);
-    const char *any = "tcp://127.0.0.1:*";
-    assert_int_equal(fake_learner_init(&fl, &loop, zctx, any, any, any, ag_model_config(m)), 0);
-    ag_model_load_params(fl.model, ag_model_params_const(m), ag_model_num_params(m));
+    assert_int_equal(fake_learner_init_policy(&fl, &loop, zctx, m), 0);
     ag_model_destroy(&m);
     fl.ignore_submits = 2;                      /* two lost batches: resent */
     fl.control_after_ms = uv_now(&loop) + 1500; /* a learner still warming up */
-    char traj[64], pub[64], ctl[64];
-    snprintf(traj, sizeof traj, "%s", ag_rpc_server_endpoint(fl.traj));
-    snprintf(pub, sizeof pub, "%s", ag_zsock_endpoint(fl.pub));
-    snprintf(ctl, sizeof ctl, "%s", ag_rpc_server_endpoint(fl.control));
     char *argv[] = {(char *)s_actor_exe,
                     "--actor.env",
                     s_env.endpoint,
                     "--learner-trajectories",
-                    traj,
+                    fl.traj_ep,
                     "--learner-weights",
-                    pub,
+                    fl.pub_ep,
                     "--learner-control",
-                    ctl,
+                    fl.control_ep,
                     "--game",
                     "critique",
                     "--options",
@@ -489,30 +441,8 @@ static void test_actor(void **state)
                     "--id",
                     "actor-test",
                     NULL};
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), 0);
-    int status = -1;
     bool published = false;
-    uint64_t until = uv_hrtime() + 120000000000ULL;
-    while (uv_hrtime() < until) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        if (!published && fl.get_weights >= 1) {
-            /* A new version while the first episodes run (PUB, else a status poll finds it). */
-            fake_learner_publish(&fl, 2, false);
-            published = true;
-        }
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-            break;
-        }
-        usleep(1000);
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    assert_int_equal(status, 0);
+    assert_int_equal(fake_learner_run(&fl, argv, 120000, s_publish_once, &published), 0);
     assert_true(fl.get_weights >= 1);
     assert_int_equal(fake_learner_distinct(&fl), 300);
     assert_true(fl.n_trajs > 300); /* the ignored batches came again */

@@ -4,12 +4,14 @@
 #include "fake_learner.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
 #include "control.pb-c.h"
 #include "crc32.h"
+#include "harness.h"
 #include "weights.pb-c.h"
 
 #define TOPIC "agora.v1.weights"
@@ -142,7 +144,42 @@ int fake_learner_init(fake_learner_t *fl, uv_loop_t *loop, void *zctx, const cha
     fl->pub = ag_zsock_create(loop, zctx, ZMQ_PUB, NULL, NULL, NULL);
     if (!fl->model || !fl->traj || !fl->control || !fl->pub || ag_zsock_bind(fl->pub, pub_ep) < 0)
         return -EINVAL;
+    snprintf(fl->traj_ep, sizeof fl->traj_ep, "%s", ag_rpc_server_endpoint(fl->traj));
+    snprintf(fl->pub_ep, sizeof fl->pub_ep, "%s", ag_zsock_endpoint(fl->pub));
+    snprintf(fl->control_ep, sizeof fl->control_ep, "%s", ag_rpc_server_endpoint(fl->control));
     return 0;
+}
+
+int fake_learner_init_policy(fake_learner_t *fl, uv_loop_t *loop, void *zctx,
+                             const ag_model_t *policy)
+{
+    const char *any = "tcp://127.0.0.1:*";
+    int rc = fake_learner_init(fl, loop, zctx, any, any, any, ag_model_config(policy));
+    if (rc < 0)
+        return rc;
+    return ag_model_load_params(fl->model, ag_model_params_const(policy),
+                                ag_model_num_params(policy));
+}
+
+typedef struct run_turn {
+    fake_learner_t *fl;
+    void (*turn)(fake_learner_t *fl, void *arg);
+    void *arg;
+} run_turn_t;
+
+static void s_run_turn(void *arg)
+{
+    run_turn_t *t = arg;
+    uv_run(t->fl->loop, UV_RUN_NOWAIT);
+    if (t->turn)
+        t->turn(t->fl, t->arg);
+}
+
+int fake_learner_run(fake_learner_t *fl, char *const argv[], int timeout_ms,
+                     void (*turn)(fake_learner_t *fl, void *arg), void *arg)
+{
+    run_turn_t t = {fl, turn, arg};
+    return harness_run_while(argv, timeout_ms, s_run_turn, &t);
 }
 
 void fake_learner_finish(fake_learner_t *fl)

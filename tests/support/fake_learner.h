@@ -23,6 +23,7 @@ typedef struct fake_learner {
     uv_loop_t *loop;
     ag_rpc_server_t *traj, *control;
     ag_zsock_t *pub;
+    char traj_ep[64], pub_ep[64], control_ep[64]; /* as bound: ports resolved */
     ag_model_t *model;
     uint64_t version;
     uint64_t league[4];
@@ -40,6 +41,20 @@ typedef struct fake_learner {
 int fake_learner_init(fake_learner_t *fl, uv_loop_t *loop, void *zctx, const char *traj_ep,
                       const char *pub_ep, const char *control_ep, const ag_model_config_t *cfg);
 void fake_learner_finish(fake_learner_t *fl);
+
+/* fake_learner_init on free loopback ports, serving a copy of policy's
+ * parameters (and config) as version 1; policy stays the caller's. */
+int fake_learner_init_policy(fake_learner_t *fl, uv_loop_t *loop, void *zctx,
+                             const ag_model_t *policy);
+
+/*
+ * Runs argv (an actor pointed at fl's endpoints) while serving it on fl's
+ * loop, until it exits or timeout_ms pass (it is then killed); turn(fl,
+ * arg), if given, is called on every turn of the loop, to act on what the
+ * actor did so far. Returns the exit status (0..255), or -1.
+ */
+int fake_learner_run(fake_learner_t *fl, char *const argv[], int timeout_ms,
+                     void (*turn)(fake_learner_t *fl, void *arg), void *arg);
 
 /* Perturbs the weights, sets the version and publishes it (corrupt: wrong CRC). */
 int fake_learner_publish(fake_learner_t *fl, uint64_t version, bool corrupt);

@@ -4,8 +4,9 @@
  * failure reproduces, a scratch arena emptied before each message, random
  * text, and the malformed messages every ROUTER service of the protocol
  * must refuse the same way whatever its envelope: bytes that do not decode
- * as the envelope, an envelope cut short, and frame layouts other than
- * [payload] and [empty][payload].
+ * as the envelope, an envelope cut short, another service's envelope,
+ * frame layouts other than [payload] and [empty][payload], and messages
+ * over the size limit.
  *
  * The arena aborts the test on overflow: a message larger than it is a bug
  * of the test, not of the server.
@@ -56,6 +57,15 @@ ag_env_frame_t fuzz_truncate(fuzz_t *fz, ag_env_frame_t valid,
                              const ProtobufCMessageDescriptor *desc);
 
 /*
+ * Another service's request envelope (version 1, request id id), packed in
+ * the arena: one of the protocol's four request types other than own's,
+ * with a small random body. The services' body field numbers do not
+ * overlap, so own's service reads it as a request without a body.
+ */
+ag_env_frame_t fuzz_foreign_envelope(fuzz_t *fz, const ProtobufCMessageDescriptor *own,
+                                     uint64_t id);
+
+/*
  * A frame layout no ROUTER service accepts, around the valid payload: a
  * lone empty frame, [empty][empty], a non-empty frame before the payload,
  * or 3..max frames mixing empty, valid and junk frames. Returns the number
@@ -65,5 +75,14 @@ ag_env_frame_t fuzz_truncate(fuzz_t *fz, ag_env_frame_t valid,
  */
 size_t fuzz_frames(fuzz_t *fz, ag_env_frame_t valid, ag_env_frame_t *frames, size_t max,
                    bool *empty_payload);
+
+/*
+ * Sends size bytes of filler to endpoint, as [payload] or (delimited)
+ * [empty][payload], on a connection of its own, and waits wait_ms for an
+ * answer. Over a service's message size limit ZeroMQ must drop the
+ * connection unanswered: returns 0 then, -EPROTO if anything came back, or
+ * a negative errno if the message could not be sent.
+ */
+int fuzz_send_oversize(const char *endpoint, size_t size, bool delimited, int wait_ms);
 
 #endif

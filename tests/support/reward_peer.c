@@ -4,43 +4,19 @@
  */
 #include "reward_peer.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "harness.h"
+
 extern char **environ;
 
-enum { MAX_ARGS = 64, START_ATTEMPTS = 5 };
-
-static int64_t s_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A loopback port nobody had bound a moment ago. */
-static int s_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
+enum { MAX_ARGS = 64, START_ATTEMPTS = 5, RESTART_PAUSE_MS = 200 };
 
 /* Asks Stats until the server answers, dies, or the deadline passes. */
 static int s_wait_stats(ag_server_proc_t *p, int64_t deadline)
@@ -49,7 +25,7 @@ static int s_wait_stats(ag_server_proc_t *p, int64_t deadline)
     if (reward_peer_open(&c, p->endpoint) < 0)
         return -ENOMEM;
     int rc = -ETIMEDOUT;
-    while (s_ms() < deadline) {
+    while (harness_now_ms() < deadline) {
         if (!ag_server_proc_alive(p)) {
             rc = -ECHILD;
             break;
@@ -65,14 +41,20 @@ static int s_wait_stats(ag_server_proc_t *p, int64_t deadline)
     return rc;
 }
 
-int reward_proc_start(ag_server_proc_t *p, const char *exe, const char *const *extra,
-                      int timeout_ms)
+int reward_proc_start_at(ag_server_proc_t *p, const char *exe, const char *endpoint,
+                         const char *const *extra, int timeout_ms)
 {
     memset(p, 0, sizeof *p);
-    const int64_t deadline = s_ms() + timeout_ms;
+    const bool fixed = endpoint && endpoint[0];
+    const int64_t deadline = harness_now_ms() + timeout_ms;
     int rc = -ETIMEDOUT;
-    for (int attempt = 0; attempt < START_ATTEMPTS && s_ms() < deadline; attempt++) {
-        snprintf(p->endpoint, sizeof p->endpoint, "tcp://127.0.0.1:%d", s_port());
+    for (int attempt = 0; attempt < START_ATTEMPTS && harness_now_ms() < deadline; attempt++) {
+        if (fixed && attempt)
+            harness_sleep_ms(RESTART_PAUSE_MS);
+        if (fixed)
+            snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
+        else if ((rc = harness_free_endpoint(p->endpoint, sizeof p->endpoint)) < 0)
+            break;
         char *argv[MAX_ARGS + 4] = {(char *)exe, "--bind", p->endpoint};
         size_t n = 3;
         for (size_t i = 0; extra && extra[i] && n < MAX_ARGS + 3; i++)
@@ -93,15 +75,21 @@ int reward_proc_start(ag_server_proc_t *p, const char *exe, const char *const *e
         rc = s_wait_stats(p, deadline);
         if (rc != -ECHILD)
             break;
-        fprintf(stderr, "reward_peer: %s exited during start-up (status 0x%x)\n", exe,
-                p->wait_status);
+        fprintf(stderr, "reward_peer: %s on %s exited during start-up (status 0x%x)\n", exe,
+                p->endpoint, p->wait_status);
     }
     if (rc == 0)
         return 0;
-    fprintf(stderr, "reward_peer: %s did not answer Stats within %d ms: %s\n", exe, timeout_ms,
-            strerror(-rc));
+    fprintf(stderr, "reward_peer: %s did not answer Stats on %s within %d ms: %s\n", exe,
+            p->endpoint, timeout_ms, strerror(-rc));
     ag_server_proc_stop(p, 1000);
     return rc;
+}
+
+int reward_proc_start(ag_server_proc_t *p, const char *exe, const char *const *extra,
+                      int timeout_ms)
+{
+    return reward_proc_start_at(p, exe, NULL, extra, timeout_ms);
 }
 
 int reward_peer_open(reward_peer_t *c, const char *endpoint)
@@ -117,7 +105,7 @@ int reward_peer_open(reward_peer_t *c, const char *endpoint)
     int64_t max = 16 << 20;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
-    c->next_id = ((uint64_t)s_ms() << 20) | 1;
+    c->next_id = ((uint64_t)harness_now_ms() << 20) | 1;
     if (zmq_connect(c->sock, endpoint) < 0) {
         reward_peer_close(c);
         return -EINVAL;
@@ -206,9 +194,9 @@ Agora__V1__RewardReply *reward_peer_call(reward_peer_t *c, Agora__V1__RewardRequ
     req->request_id = reward_peer_id(c);
     if (reward_peer_send_req(c, req) < 0)
         return NULL;
-    const int64_t deadline = s_ms() + timeout_ms;
+    const int64_t deadline = harness_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - s_ms();
+        int64_t left = deadline - harness_now_ms();
         Agora__V1__RewardReply *r = NULL;
         if (left <= 0 || reward_peer_recv(c, (int)left, &r, NULL) == -ETIMEDOUT)
             return NULL;
@@ -272,11 +260,42 @@ Agora__V1__RewardReply *reward_peer_label(reward_peer_t *c, const char *model,
     return reward_peer_call(c, &req, timeout_ms);
 }
 
+int reward_peer_scores(reward_peer_t *c, const char *model, const char *const *transcripts,
+                       size_t n, int timeout_ms, float *out)
+{
+    Agora__V1__RewardReply *r = reward_peer_score(c, model, transcripts, n, timeout_ms);
+    if (!r) {
+        fprintf(stderr, "reward_peer: no Score reply within %d ms\n", timeout_ms);
+        return -ETIMEDOUT;
+    }
+    int rc = 0;
+    if (r->body_case != AGORA__V1__REWARD_REPLY__BODY_SCORE || r->score->n_scores != n) {
+        fprintf(stderr, "reward_peer: Score of %zu items: reply body %d, error %d (%s)\n", n,
+                r->body_case, reward_reply_error(r),
+                r->error && r->error->message ? r->error->message : "");
+        rc = -EPROTO;
+    } else {
+        memcpy(out, r->score->scores, n * sizeof *out);
+    }
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    return rc;
+}
+
 int reward_reply_error(const Agora__V1__RewardReply *r)
 {
     if (r->body_case != AGORA__V1__REWARD_REPLY__BODY_ERROR)
         return 0;
     return r->error ? (int)r->error->code : -1;
+}
+
+Agora__V1__RewardModelStats *reward_model_stats(const Agora__V1__RewardReply *r, const char *name)
+{
+    if (r->body_case != AGORA__V1__REWARD_REPLY__BODY_STATS || !r->stats)
+        return NULL;
+    for (size_t i = 0; i < r->stats->n_models; i++)
+        if (!strcmp(r->stats->models[i]->name, name))
+            return r->stats->models[i];
+    return NULL;
 }
 
 double reward_metric(const Agora__V1__RewardModelStats *m, const char *name, double def)

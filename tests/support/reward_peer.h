@@ -1,9 +1,10 @@
 /*
- * reward_peer - what the reward server's integration tests share: starting
- * a real agora-reward on a free loopback port (ready once it answers a
- * reward Stats), and a raw DEALER client that sends any frames and reads
- * RewardReply envelopes with their frame layout, so a test can speak the
- * protocol both correctly and badly.
+ * reward_peer - what the tests that talk to a real agora-reward share:
+ * starting it on a free loopback port or a given endpoint (ready once it
+ * answers a reward Stats), and a raw DEALER client that sends any frames
+ * and reads RewardReply envelopes with their frame layout, so a test can
+ * speak the protocol both correctly and badly, with Score, Label and Stats
+ * calls on top.
  *
  * The process handle is the env client library's ag_server_proc_t, so
  * ag_server_proc_alive() and ag_server_proc_stop() (SIGTERM, then the exit
@@ -28,6 +29,15 @@
  */
 int reward_proc_start(ag_server_proc_t *p, const char *exe, const char *const *extra,
                       int timeout_ms);
+
+/*
+ * The same on a given endpoint (NULL or "": a free port, as above), for a
+ * server that must come back where its clients already point. The previous
+ * process may hold the port for a moment: a child that exits during
+ * start-up is retried on the same endpoint after a pause.
+ */
+int reward_proc_start_at(ag_server_proc_t *p, const char *exe, const char *endpoint,
+                         const char *const *extra, int timeout_ms);
 
 typedef struct reward_peer {
     void *zctx;
@@ -70,8 +80,20 @@ Agora__V1__RewardReply *reward_peer_label(reward_peer_t *c, const char *model,
                                           Agora__V1__Preference **prefs, size_t n_prefs,
                                           Agora__V1__Outcome **outs, size_t n_outs, int timeout_ms);
 
+/*
+ * Scores n transcripts with model into out (n floats, in item order).
+ * Returns 0; -ETIMEDOUT without an answer; -EPROTO for an error reply, a
+ * reply of another kind or with another number of scores (said on stderr).
+ */
+int reward_peer_scores(reward_peer_t *c, const char *model, const char *const *transcripts,
+                       size_t n, int timeout_ms, float *out);
+
 /* The error code of a reply, 0 if it is not an error. */
 int reward_reply_error(const Agora__V1__RewardReply *r);
+
+/* The stats of model name in a Stats reply; NULL if r is not a Stats reply
+ * or does not list that model. */
+Agora__V1__RewardModelStats *reward_model_stats(const Agora__V1__RewardReply *r, const char *name);
 
 /* A metric of a model's stats, or def when absent. */
 double reward_metric(const Agora__V1__RewardModelStats *m, const char *name, double def);
