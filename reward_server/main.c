@@ -39,12 +39,14 @@ static const ag_option_t s_options[] = {
     {"reward.checkpoint_interval_s", "checkpoint-interval", "60",
      "write NAME.ckpt and reward-state.json this often (seconds; 0 = only when stopping)"},
     {"reward.out", "out", "reward", "output directory: NAME.ckpt per model, reward-state.json"},
+    {"reward.init", "init", "",
+     "a policy checkpoint of the same shape every model not resumed starts from (e.g. the "
+     "learner's reference.ckpt); training waits until the file exists"},
     {"reward.resume", "resume", "",
      "load DIR/NAME.ckpt for every model that has one, and DIR/reward-state.json"},
     {"reward.max_seconds", "max-seconds", "0",
      "stop (checkpointing first) after this many seconds (0 = serve until signalled)"},
 };
-
 
 int main(int argc, char **argv)
 {
@@ -95,6 +97,7 @@ int main(int argc, char **argv)
         .checkpoint_interval_s = ckpt,
         .out = ag_config_str(cfg, "reward.out"),
         .resume = ag_config_str(cfg, "reward.resume"),
+        .init = ag_config_str(cfg, "reward.init"),
         .max_seconds = maxs,
         .signals = true,
     };

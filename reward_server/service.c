@@ -73,6 +73,7 @@ typedef struct rmodel {
     uint8_t *stage_correct; /* its evaluation results */
     size_t *pick;           /* sampled buffer positions */
     double last_eval;
+    uint64_t eval_next; /* id of the held-out label the next evaluation starts at */
 
     /* loop thread */
     ag_rm_t *serve;
@@ -97,6 +98,9 @@ struct ag_reward_service {
     char bind[512];
     char out[PATH_LEN];
     char resume[PATH_LEN];
+    char init[PATH_LEN];
+    bool init_pending; /* reward.init does not exist yet: no training until it does */
+    double init_checked;
 
     ag_rpc_server_t *rpc;
     uv_async_t async;
@@ -657,11 +661,19 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
     size_t k = 0;
     uv_mutex_lock(&s->lk);
     const uint64_t at = m->updates;
-    for (size_t i = 0; i < m->held.len && k < (size_t)s->o.batch; i++) {
-        const slabel_t *l = s_ring_at(&m->held, i);
+    /* Round robin from where the last chunk stopped: while the model trains every
+     * result goes stale at once, and the figures must still cover the whole set. */
+    const size_t n = m->held.len;
+    const uint64_t first_id = n ? s_ring_at(&m->held, 0)->id : 0;
+    size_t start = n && m->eval_next >= first_id ? (size_t)((m->eval_next - first_id) % n) : 0;
+    size_t j = 0;
+    for (; j < n && k < (size_t)s->o.batch; j++) {
+        const slabel_t *l = s_ring_at(&m->held, (start + j) % n);
         if (s_stale(m, l))
             s_stage(m, k++, l, ctx);
     }
+    if (n)
+        m->eval_next = s_ring_at(&m->held, (start + j) % n)->id;
     uv_mutex_unlock(&s->lk);
     if (!k)
         return 0;
@@ -739,6 +751,50 @@ static bool s_has_work(const ag_reward_service_t *s)
     return false;
 }
 
+/*
+ * Starts every model that was not resumed from the policy checkpoint
+ * reward.init: its trunk already reads the game (the reward model of RLHF
+ * starts from the supervised policy the same way). Returns 0, or -1 when the
+ * file cannot be used.
+ */
+static int s_load_init(ag_reward_service_t *s)
+{
+    char err[512];
+    for (size_t i = 0; i < s->n_models; i++) {
+        rmodel_t *m = &s->models[i];
+        if (m->updates > 0)
+            continue; /* resumed: its own weights win */
+        ag_model_t *mm = ag_rm_model(m->train);
+        if (ag_ckpt_load_into(s->init, mm, NULL, NULL, err, sizeof err) < 0) {
+            ag_error("reward", "reward.init: model %s: %s", m->name, err);
+            return -1;
+        }
+        uv_mutex_lock(&s->lk);
+        memcpy(m->published, ag_model_params_const(mm), ag_model_num_params(mm) * sizeof(float));
+        m->pub_serial++;
+        uv_mutex_unlock(&s->lk);
+    }
+    ag_info("reward", "models start from %s", s->init);
+    return 0;
+}
+
+/* Training waits for reward.init: the learner writes it when its warm start ends. */
+static bool s_waiting_for_init(ag_reward_service_t *s)
+{
+    if (!s->init_pending)
+        return false;
+    const double now = s_now();
+    if (now - s->init_checked < 1.0)
+        return true;
+    s->init_checked = now;
+    if (access(s->init, R_OK) != 0)
+        return true;
+    if (s_load_init(s) < 0)
+        ag_warn("reward", "training goes on from fresh weights");
+    s->init_pending = false;
+    return false;
+}
+
 static void s_trainer(void *arg)
 {
     ag_reward_service_t *s = arg;
@@ -748,6 +804,13 @@ static void s_trainer(void *arg)
             break;
         if (atomic_exchange(&s->ckpt_req, 0))
             s_checkpoint(s);
+        if (s_waiting_for_init(s)) {
+            uv_mutex_lock(&s->lk);
+            if (!atomic_load(&s->stop) && !atomic_load(&s->ckpt_req))
+                uv_cond_timedwait(&s->cv, &s->lk, 250 * 1000 * 1000ull);
+            uv_mutex_unlock(&s->lk);
+            continue;
+        }
         /* one step, for the next model (round-robin) that has training owed */
         size_t trained = s->n_models;
         for (size_t k = 1; k <= s->n_models; k++) {
@@ -1009,7 +1072,7 @@ ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
         return NULL;
     }
     if (strlen(o->out) > PATH_LEN - 128 || (o->resume && strlen(o->resume) > PATH_LEN - 128) ||
-        strlen(o->bind) >= 512) {
+        (o->init && strlen(o->init) >= PATH_LEN) || strlen(o->bind) >= 512) {
         ag_error("reward", "reward.bind / reward.out / reward.resume: too long");
         return NULL;
     }
@@ -1021,6 +1084,8 @@ ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
     snprintf(s->bind, sizeof s->bind, "%s", o->bind);
     snprintf(s->out, sizeof s->out, "%s", o->out);
     snprintf(s->resume, sizeof s->resume, "%s", o->resume ? o->resume : "");
+    snprintf(s->init, sizeof s->init, "%s", o->init ? o->init : "");
+    s->o.init = s->init;
     s->o.bind = s->bind;
     s->o.out = s->out;
     s->o.resume = s->resume;
@@ -1041,6 +1106,13 @@ ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
         }
     if (s_mkdir(s->out) < 0 || (s->resume[0] && s_resume(s) < 0))
         goto fail;
+    if (s->init[0] && access(s->init, R_OK) == 0) {
+        if (s_load_init(s) < 0)
+            goto fail;
+    } else if (s->init[0]) {
+        ag_info("reward", "training waits for %s", s->init);
+        s->init_pending = true;
+    }
     /* Serving starts from the trainer's weights, resumed or fresh. */
     for (size_t i = 0; i < s->n_models; i++) {
         const ag_model_t *mm = ag_rm_model(s->models[i].train);

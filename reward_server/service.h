@@ -61,6 +61,7 @@ typedef struct ag_reward_opts {
     double checkpoint_interval_s; /* 0 = only when stopping */
     const char *out;
     const char *resume; /* "" or a directory */
+    const char *init;   /* "" or a policy checkpoint every fresh model starts from */
     double max_seconds; /* 0 = until stopped */
     bool signals;       /* stop on SIGINT/SIGTERM */
 } ag_reward_opts_t;

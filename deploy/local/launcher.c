@@ -865,6 +865,14 @@ static int s_write_run_file(launcher_t *l)
         char rdir[PATH_MAX + 16];
         snprintf(l->ep_reward, sizeof l->ep_reward, "tcp://%s:%d", o->host, ports[3 + l->n_envs]);
         snprintf(rdir, sizeof rdir, "%s/reward", l->dir);
+        /* reward.init names a file of this run (e.g. the learner's reference.ckpt). */
+        const char *init = ag_runfile_get(o->runfile, "reward.init");
+        char init_path[PATH_MAX + 512];
+        if (init && *init && *init != '/') {
+            snprintf(init_path, sizeof init_path, "%s/%s", l->dir, init);
+            if (s_set(l, "reward.init", init_path))
+                return -ENOMEM;
+        }
         const char *model = ag_runfile_get(o->runfile, "actor.reward_model");
         if (s_set(l, "reward.bind", l->ep_reward) || s_set(l, "actor.reward", l->ep_reward) ||
             s_set(l, "reward.out", rdir) || s_set(l, "env.reward", l->ep_reward) ||

@@ -445,6 +445,50 @@ static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n)
 
 /* Labels that would leave training more than a buffer behind are refused
  * with OVERLOADED (a buffer of 16, each label owed 100000 uses). */
+/* reward.init: a model that is not resumed starts from the given checkpoint; while the
+ * file does not exist yet the server serves fresh weights and trains nothing, and it
+ * takes the file as soon as it appears (the trained one of test_resume here). */
+static void test_init(void **state)
+{
+    fixture_t *fx = *state;
+    char trained[sizeof fx->dir + 32], later[sizeof fx->dir + 32];
+    snprintf(trained, sizeof trained, "%s/trained.ckpt", fx->dir);
+    snprintf(later, sizeof later, "%s/later.ckpt", fx->dir);
+    char src[sizeof fx->dir + 32];
+    snprintf(src, sizeof src, "%s/default.ckpt", fx->dir);
+    assert_int_equal(rename(src, trained), 0);
+    const char *const extra[] = {"--reward.init", later, NULL};
+    assert_int_equal(s_start(fx, NULL, extra), 0);
+    Agora__V1__RewardReply *r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->score->n_scores, N_FIXED);
+    assert_true(memcmp(r->score->scores, fx->fixed_scores, sizeof fx->fixed_scores) != 0);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    r = s_outcomes(fx, 8); /* labels wait too: no training before the file */
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_LABEL);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    usleep(1500 * 1000);
+    r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(s_model_stats(r, "default")->updates, 0);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+
+    assert_int_equal(rename(trained, later), 0);
+    bool same = false;
+    for (int i = 0; i < 100 && !same; i++) {
+        r = reward_peer_score(&fx->c, "second", s_fixed, N_FIXED, TIMEOUT_MS);
+        assert_non_null(r);
+        assert_int_equal(r->score->n_scores, N_FIXED);
+        same = !memcmp(r->score->scores, fx->fixed_scores, sizeof fx->fixed_scores);
+        agora__v1__reward_reply__free_unpacked(r, NULL);
+        if (!same)
+            usleep(100 * 1000);
+    }
+    if (!same)
+        fail_msg("model \"second\" did not take the weights of %s", later);
+    assert_int_equal(s_stop(fx), 0);
+}
+
 static void test_overloaded(void **state)
 {
     fixture_t *fx = *state;
@@ -479,9 +523,8 @@ int main(int argc, char **argv)
     }
     s_exe = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_serving),
-        cmocka_unit_test(test_learns),
-        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_serving),    cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_resume),     cmocka_unit_test(test_init),
         cmocka_unit_test(test_overloaded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
