@@ -503,6 +503,7 @@ static void s_log_stats(actor_t *a, bool final)
         ag_jsonw_int(&j, "duplicate", (long long)sh.duplicate);
         ag_jsonw_int(&j, "stale", (long long)sh.stale);
         ag_jsonw_int(&j, "rejected", (long long)sh.rejected);
+        ag_jsonw_int(&j, "overloaded", (long long)sh.overloaded);
         ag_jsonw_int(&j, "dropped_outbox", (long long)sh.dropped);
         if (a->rm) {
             ag_jsonw_int(&j, "rm_up", ag_reward_client_up(a->rm));

@@ -216,9 +216,14 @@ static void s_on_reply(ag_zsock_t *sock, ag_zmsg_t *m, void *arg)
     } else if (rep->body_case == AGORA__V1__TRAJECTORY_REPLY__BODY_ERROR) {
         s->st.errors++;
         const Agora__V1__Error *e = rep->error;
-        /* OVERLOADED and the like: the entries stay and are resent after resend_ms. */
-        ag_warn("actor", "learner answered a submission with %s %s", ag_error_name(e ? e->code : 0),
-                e && e->message ? e->message : "");
+        /* OVERLOADED and the like: the entries stay and are resent after resend_ms.
+         * OVERLOADED is the learner's ordinary back-pressure: counted, logged at debug. */
+        const bool busy = e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED;
+        if (busy)
+            s->st.overloaded++;
+        ag_log(busy ? AG_LOG_DEBUG : AG_LOG_WARN, "actor",
+               "learner answered a submission with %s %s", ag_error_name(e ? e->code : 0),
+               e && e->message ? e->message : "");
     }
     ag_codec_free(msg);
 }

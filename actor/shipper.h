@@ -51,6 +51,7 @@ typedef struct ag_shipper_stats {
     uint64_t accepted, duplicate, stale, rejected;
     uint64_t dropped;         /* outbox full */
     uint64_t errors;          /* Error replies */
+    uint64_t overloaded;      /* of which ERROR_OVERLOADED (the learner's back-pressure) */
     uint64_t learner_version; /* from the last ack */
 } ag_shipper_stats_t;
 
