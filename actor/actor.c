@@ -152,6 +152,7 @@ typedef struct actor {
     long threads, league_refresh_s, log_interval_s, drain_ms;
     uint64_t version;
     uint64_t swaps;
+    uint64_t league_version, league_swaps; /* the league opponent in use; its changes */
     uint64_t untrainable;
     uv_timer_t stats_timer, league_timer;
     FILE *metrics;
@@ -495,6 +496,10 @@ static void s_log_stats(actor_t *a, bool final)
         ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
         ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
         ag_jsonw_int(&j, "weight_swaps", (long long)a->swaps);
+        if (a->has_league) {
+            ag_jsonw_int(&j, "league_version", (long long)a->league_version);
+            ag_jsonw_int(&j, "league_swaps", (long long)a->league_swaps);
+        }
         ag_jsonw_int(&j, "refed_rows", (long long)st.refed);
         ag_jsonw_int(&j, "outbox", (long long)ag_shipper_pending(a->ship));
         ag_jsonw_int(&j, "sent", (long long)sh.sent);
@@ -596,6 +601,7 @@ static int s_setup(actor_t *a)
         char label[64];
         snprintf(label, sizeof label, "league:%llu", (unsigned long long)v);
         rc = ag_runner_set_policy(a->runner, POL_LEAGUE, a->model[POL_LEAGUE], v, label, false);
+        a->league_version = v;
         uv_timer_start(&a->league_timer, s_on_league_timer, 1000,
                        (uint64_t)a->league_refresh_s * 1000);
     }
@@ -643,8 +649,13 @@ static void s_apply_weights(actor_t *a)
     if (fresh && ag_runner_acting(a->runner, POL_LEAGUE) == 0) {
         char label[64];
         snprintf(label, sizeof label, "league:%llu", (unsigned long long)v);
-        if (ag_policy_source_take_league(a->ps, a->model[POL_LEAGUE], &v) == 0)
-            ag_runner_set_policy(a->runner, POL_LEAGUE, a->model[POL_LEAGUE], v, label, false);
+        if (ag_policy_source_take_league(a->ps, a->model[POL_LEAGUE], &v) == 0 &&
+            ag_runner_set_policy(a->runner, POL_LEAGUE, a->model[POL_LEAGUE], v, label, false) ==
+                0) {
+            ag_debug("actor", "league opponent: weights version %llu", (unsigned long long)v);
+            a->league_version = v;
+            a->league_swaps++;
+        }
         fresh = false;
     }
     ag_runner_hold(a->runner, POL_LEAGUE, fresh || throttle);
@@ -724,13 +735,15 @@ int main(int argc, char **argv)
     const char *rm_endpoint = ag_config_str(a.cfg, "actor.reward");
     int labels = ag_reward_labels_parse(ag_config_str(a.cfg, "actor.reward_labels"));
     if (labels < 0) {
-        fprintf(stderr, "agora-actor: actor.reward_labels: expected off, outcomes or preferences\n");
+        fprintf(stderr,
+                "agora-actor: actor.reward_labels: expected off, outcomes or preferences\n");
         ag_config_destroy(&a.cfg);
         return 2;
     }
     a.rm_labels = (ag_reward_labels_t)labels;
     if ((a.rm_weight != 0 || a.rm_labels != AG_REWARD_LABELS_OFF) && !rm_endpoint[0]) {
-        fprintf(stderr, "agora-actor: actor.reward_weight and actor.reward_labels need actor.reward\n");
+        fprintf(stderr,
+                "agora-actor: actor.reward_weight and actor.reward_labels need actor.reward\n");
         ag_config_destroy(&a.cfg);
         return 2;
     }
@@ -832,8 +845,9 @@ int main(int argc, char **argv)
         ag_info("actor", "reward server %s, model %s: weight %g, labels %s", rm_endpoint, ro.model,
                 a.rm_weight, ag_config_str(a.cfg, "actor.reward_labels"));
     } else if (rm_endpoint[0]) {
-        ag_info("actor", "actor.reward is set but actor.reward_weight is 0 and actor.reward_labels off: "
-                         "the reward server is not used");
+        ag_info("actor",
+                "actor.reward is set but actor.reward_weight is 0 and actor.reward_labels off: "
+                "the reward server is not used");
     }
     ag_info("actor", "actor %s (run %016llx): %s on %s, %ld slots, learner %s", a.id,
             (unsigned long long)a.run_id, game, env, slots, pso.control);
