@@ -144,6 +144,7 @@ struct launcher {
 
     char ep_traj[64], ep_weights[64], ep_control[64], ep_reward[64];
     bool reward_ready;
+    bool reward_stats_done; /* the final Stats call was answered or failed */
     bool *waiting; /* flags s_wait_answers waits for */
     size_t n_waiting;
     json_t *reward_stats; /* the reward server's Stats after the evaluation */
@@ -1117,7 +1118,7 @@ static void s_on_reward_stats(void *arg, int status, const ProtobufCMessage *rep
     (void)extra;
     (void)extra_len;
     launcher_t *l = arg;
-    l->reward_ready = true; /* reused as "the Stats call is over" */
+    l->reward_stats_done = true;
     const Agora__V1__RewardReply *r = (const Agora__V1__RewardReply *)reply;
     if (status < 0 || r->body_case != AGORA__V1__REWARD_REPLY__BODY_STATS)
         return;
@@ -1139,7 +1140,7 @@ static void s_on_reward_stats(void *arg, int status, const ProtobufCMessage *rep
 
 static bool s_reward_answered(launcher_t *l)
 {
-    return l->reward_ready || !ag_child_running(l->reward.child);
+    return l->reward_stats_done || !ag_child_running(l->reward.child);
 }
 
 static bool s_reward_stopped(launcher_t *l)
@@ -1158,7 +1159,6 @@ static void s_finish_reward(launcher_t *l)
     Agora__V1__RewardStatsRequest st = AGORA__V1__REWARD_STATS_REQUEST__INIT;
     req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
     req.stats = &st;
-    l->reward_ready = false;
     if (c && ag_child_running(l->reward.child) &&
         ag_rpc_call(c, &req.base, s_on_reward_stats, l) == 0)
         s_wait(l, s_reward_answered, s_too_many_interrupts, 3 * STATUS_TIMEOUT_MS);
