@@ -148,10 +148,8 @@ static size_t critique_observe(const void *state, char *buf, size_t cap)
         ag_text_int(&t, i);
         ag_text_str(&t, "\ntask: ");
         ag_text_int(&t, i == 1 ? c->task.x0 : c->chain[i - 2]);
-        for (int s = i - 1; s < c->task.k; s++) {
-            char op[3] = {' ', c->task.op[s], (char)('0' + c->task.arg[s])};
-            ag_text_mem(&t, op, 3);
-        }
+        /* task_text is "x0 op1 op2 ...", three bytes per " op": operations i..k are its tail */
+        ag_text_str(&t, c->task_text + 1 + 3 * (i - 1));
         ag_text_str(&t, "\nyour chain: ");
         break;
     }
