@@ -145,7 +145,7 @@ struct launcher {
     char ep_traj[64], ep_weights[64], ep_control[64], ep_reward[64];
     bool reward_ready;
     bool reward_stats_done; /* the final Stats call was answered or failed */
-    bool *waiting; /* flags s_wait_answers waits for */
+    bool *waiting;          /* flags s_wait_answers waits for */
     size_t n_waiting;
     json_t *reward_stats; /* the reward server's Stats after the evaluation */
 
