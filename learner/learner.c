@@ -3,6 +3,11 @@
  * de-duplication and staleness checks on the loop thread, warm start and PPO
  * on the training thread, publication of every version, checkpoints,
  * metrics.
+ *
+ * A trajectory is acknowledged when it is queued, long before it is trained
+ * on, so a checkpoint saves the queue (queue.bin) with the de-duplication
+ * memory that refuses its resends, and --resume puts it back: nothing
+ * acknowledged is lost across a restart.
  */
 #include "learner.h"
 
@@ -328,6 +333,16 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
     Agora__V1__TrajectoryId *lists[4][MAX_SUBMIT];
     size_t counts[4] = {0}, held_back = 0;
     uv_mutex_lock(&l->lk);
+    if (atomic_load(&l->stop)) {
+        /* The final checkpoint may have copied the queue already: whatever were
+         * acknowledged now would be lost, so none is. */
+        uv_mutex_unlock(&l->lk);
+        for (size_t i = 0; i < n; i++)
+            ag_traj_free(&conv[i]);
+        s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
+                     "the learner is stopping");
+        goto done;
+    }
     const uint64_t version = l->st.version;
     for (size_t i = 0; i < n; i++) {
         Agora__V1__TrajectoryId *id = sub->trajectories[i]->id;
@@ -565,8 +580,13 @@ static void s_on_ctl(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint
 
 /* ------------------------------------------------------------ the trainer */
 
-/* Saves policy.ckpt (with the optimizer) and state.json. Trainer thread. */
-static int s_checkpoint(ag_learner_t *l)
+/*
+ * Saves policy.ckpt (with the optimizer), queue.bin and state.json, in that
+ * order. held[0..n_held) is the trainer's batch in the making: it arrived
+ * before everything still in the queue, so it comes first in queue.bin.
+ * Trainer thread.
+ */
+static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
 {
     char path[PATH_LEN], err[512];
     s_path(path, l, NULL, "policy.ckpt");
@@ -578,24 +598,59 @@ static int s_checkpoint(ag_learner_t *l)
         ag_error("learner", "checkpoint: %s", err);
         return rc;
     }
+    /* The queue, the de-duplication memory and the counters are copied in one
+     * critical section, so every id the memory refuses is either in policy.ckpt
+     * or in queue.bin. Only pointers are copied under the lock: queued
+     * trajectories are freed by this thread alone, and the loop thread only
+     * appends. */
     ag_learner_state_t st;
     uv_mutex_lock(&l->lk);
-    st = l->st; /* shallow: arrays stay owned by l->st, used under the lock only */
+    const size_t n = n_held + l->q_len;
+    ag_queue_rec_t *recs = malloc((n ? n : 1) * sizeof *recs);
+    if (recs) {
+        for (size_t i = 0; i < n_held; i++)
+            recs[i] = (ag_queue_rec_t){held[i]->pb, held[i]->pb_len};
+        for (size_t i = 0; i < l->q_len; i++) {
+            const ag_traj_t *t = l->q[(l->q_head + i) % l->q_cap];
+            recs[n_held + i] = (ag_queue_rec_t){t->pb, t->pb_len};
+        }
+    }
+    /* Shallow: the league and actor arrays stay owned by l->st, and only this
+     * thread ever changes them, so they may be read after the unlock. */
+    st = l->st;
     st.rng = *ag_ppo_rng(l->ppo);
     st.kl_coef = ag_ppo_kl_coef(l->ppo);
     st.elapsed_s = l->st.elapsed_s + (s_now() - l->t_start);
     st.dedup = ag_dedup_to_json(l->dedup);
-    char *text = ag_state_dump(&st);
     uv_mutex_unlock(&l->lk);
+
+    uint8_t *qbuf = NULL;
+    size_t qlen = 0;
+    uint32_t qcrc = 0;
+    rc = recs && st.dedup ? ag_queue_encode(recs, n, &qbuf, &qlen, &qcrc) : -ENOMEM;
+    free(recs);
+    s_path(path, l, NULL, "queue.bin");
+    /* queue.bin first: a crash before state.json leaves a queue.bin the old
+     * state.json does not vouch for, which --resume recognises. */
+    if (rc == 0)
+        rc = ag_write_atomic(path, qbuf, qlen);
+    free(qbuf);
+    char *text = NULL;
+    if (rc == 0) {
+        st.queue_count = n;
+        st.queue_crc32 = qcrc;
+        s_path(path, l, NULL, "state.json");
+        text = ag_state_dump(&st);
+        rc = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
+    }
     json_decref(st.dedup);
-    s_path(path, l, NULL, "state.json");
-    rc = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
     free(text);
     if (rc < 0) {
         ag_error("learner", "state: %s: %s", path, strerror(-rc));
         return rc;
     }
-    ag_info("learner", "checkpoint: version %" PRIu64 " in %s", version, l->out);
+    ag_info("learner", "checkpoint: version %" PRIu64 ", %zu trajectories queued, in %s", version,
+            n, l->out);
     return 0;
 }
 
@@ -728,7 +783,7 @@ static int s_warmstart(ag_learner_t *l)
     s_commit_version(l, 1, snap);
     uv_mutex_unlock(&l->lk);
     uv_async_send(&l->async);
-    return s_checkpoint(l);
+    return s_checkpoint(l, NULL, 0);
 }
 
 /* Per-game figures of a batch, averaged over its trajectories. */
@@ -962,7 +1017,7 @@ static void s_trainer(void *arg)
             break;
         }
         if (atomic_exchange(&l->ckpt_req, 0))
-            s_checkpoint(l);
+            s_checkpoint(l, batch, have);
         if (have < want)
             continue;
         rc = s_update(l, batch, have);
@@ -978,18 +1033,23 @@ static void s_trainer(void *arg)
 finish:
     if (l->o.progress)
         fputc('\n', stderr);
+    uv_mutex_lock(&l->lk);
+    l->phase = "stopping";
+    /* The trainer may stop by itself (max_updates, max_seconds, an error):
+     * from here on nothing more is acknowledged, so the checkpoint below holds
+     * every trajectory accepted and not trained. */
+    atomic_store(&l->stop, 1);
+    const bool have_policy = l->st.version > 0;
+    uv_mutex_unlock(&l->lk);
+    if (have_policy && s_checkpoint(l, batch, have) < 0 && rc == 0)
+        rc = -EIO;
     for (size_t i = 0; i < have; i++)
         ag_traj_free(&batch[i]);
     free(batch);
-    uv_mutex_lock(&l->lk);
-    l->phase = "stopping";
-    const bool have_policy = l->st.version > 0;
-    uv_mutex_unlock(&l->lk);
-    if (have_policy && s_checkpoint(l) < 0 && rc == 0)
-        rc = -EIO;
     if (rc < 0)
         ag_error("learner", "training stopped: %s", strerror(-rc));
     uv_mutex_lock(&l->lk);
+    l->held = 0;
     l->trainer_done = true;
     l->exit_code = rc < 0 ? 1 : 0;
     uv_mutex_unlock(&l->lk);
@@ -1072,7 +1132,119 @@ static int s_mkdir(const char *path)
     return -1;
 }
 
-/* Loads the resume state from dir into l (models, optimizer, counters, league). */
+/* Reads a whole file (bounded by what fits in memory) into a new buffer. */
+static int s_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return -EINVAL;
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    size_t got = fread(b, 1, n, f);
+    int rc = ferror(f) ? -EIO : 0;
+    fclose(f);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    *out = b;
+    *len = got; /* a file cut short meanwhile fails the CRC */
+    return 0;
+}
+
+/*
+ * Puts the trajectories of dir/queue.bin back in the queue, in their saved
+ * order, under new arrival numbers. A queue.bin that is missing, damaged or
+ * not the one state.json was saved with (a crash between the two writes) is
+ * warned about and the run goes on with an empty queue: those trajectories
+ * are lost, but the run is not. Each record passes the checks of a network
+ * submission (a model with a smaller context may refuse some); staleness is
+ * checked when the trainer takes it, as for any queued trajectory. Called
+ * before the threads start.
+ */
+static void s_restore_queue(ag_learner_t *l, const char *dir)
+{
+    const uint64_t want = l->st.queue_count;
+    if (want == 0)
+        return;
+    char path[PATH_LEN], why[256];
+    s_path(path, l, dir, "queue.bin");
+    uint8_t *data = NULL;
+    size_t len = 0, n = 0, queued = 0, skipped = 0;
+    ag_queue_rec_t *recs = NULL;
+    uint32_t crc = 0;
+    int rc = s_read_file(path, &data, &len);
+    if (rc < 0) {
+        ag_warn("learner",
+                "resume: %s: %s; the %" PRIu64 " trajectories queued at the checkpoint are lost",
+                path, strerror(-rc), want);
+        goto done;
+    }
+    if (ag_queue_decode(data, len, &recs, &n, &crc, why, sizeof why) < 0) {
+        ag_warn("learner",
+                "resume: %s: %s; the %" PRIu64 " trajectories queued at the checkpoint are lost",
+                path, why, want);
+        goto done;
+    }
+    if (n != want || crc != l->st.queue_crc32) {
+        ag_warn("learner",
+                "resume: %s holds %zu trajectories (CRC-32 %08" PRIx32 ") but state.json "
+                "was saved with %" PRIu64 " (%08" PRIx32 "): not the same checkpoint; the "
+                "queued trajectories are lost",
+                path, n, crc, want, l->st.queue_crc32);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (l->q_len == l->q_cap) {
+            ag_warn("learner",
+                    "resume: the queue holds %zu trajectories (learner.max_pending); the last "
+                    "%zu of queue.bin are dropped",
+                    l->q_cap, n - i);
+            break;
+        }
+        Agora__V1__Trajectory *pb = (Agora__V1__Trajectory *)ag_codec_decode(
+            &agora__v1__trajectory__descriptor, recs[i].data, recs[i].len, &s_traj_limits, why,
+            sizeof why);
+        ag_traj_t *t = NULL;
+        rc = pb ? ag_traj_from_pb(pb, l->o.model.vocab, l->o.model.ctx, &t, why, sizeof why)
+                : -EINVAL;
+        if (pb)
+            ag_codec_free(&pb->base);
+        if (rc < 0) {
+            ag_warn("learner", "resume: queue.bin record %zu skipped: %s", i,
+                    rc == -ENOMEM ? "out of memory" : why);
+            skipped++;
+            continue;
+        }
+        t->arrival = l->arrivals++;
+        l->q[(l->q_head + l->q_len) % l->q_cap] = t;
+        l->q_len++;
+        queued++;
+    }
+    if (queued && l->gated && s_queued_actors(l) >= (size_t)l->o.min_actors) {
+        l->gated = false;
+        ag_info("learner", "trajectories from %ld actors are queued: PPO starts", l->o.min_actors);
+    }
+    ag_info("learner", "resume: %zu trajectories queued again from %s (%zu skipped)", queued, path,
+            skipped);
+done:
+    free(recs);
+    free(data);
+}
+
+/* Loads the resume state from dir into l (models, optimizer, counters,
+ * league, the queue). */
 static int s_resume(ag_learner_t *l, const char *dir)
 {
     char path[PATH_LEN], err[512];
@@ -1087,11 +1259,16 @@ static int s_resume(ag_learner_t *l, const char *dir)
         ag_error("learner", "resume: %s", err);
         return -1;
     }
-    if (info.step != l->st.version)
+    if (info.step != l->st.version) {
+        /* A crash between policy.ckpt and state.json: the saved queue is from
+         * before the newer policy, which may have trained on part of it. */
         ag_warn("learner",
                 "resume: policy.ckpt holds version %" PRIu64 " but state.json says %" PRIu64
-                "; using the checkpoint's",
-                info.step, l->st.version);
+                "; using the checkpoint's; the %" PRIu64
+                " trajectories of queue.bin saved with state.json are lost",
+                info.step, l->st.version, l->st.queue_count);
+        l->st.queue_count = 0;
+    }
     l->st.version = info.step;
     if (l->ref) {
         s_path(path, l, dir, "reference.ckpt");
@@ -1106,6 +1283,7 @@ static int s_resume(ag_learner_t *l, const char *dir)
         ag_error("learner", "resume: bad de-duplication state");
         return -1;
     }
+    s_restore_queue(l, dir);
     /* League snapshots back into memory, through a scratch model. */
     ag_model_t *tmp = ag_model_create(&l->o.model, 0, 1);
     if (!tmp)
@@ -1178,7 +1356,11 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     ag_rng_seed(&l->ws_rng, o->seed ^ 0x5753ULL);
     char err[256], path[PATH_LEN];
 
-    l->q_cap = (size_t)o->max_pending + MAX_SUBMIT;
+    /* Room for a full queue plus the trainer's batch: a checkpoint saves both,
+     * and --resume puts both back in the queue. */
+    l->q_cap =
+        (size_t)o->max_pending +
+        ((size_t)o->batch_trajectories > MAX_SUBMIT ? (size_t)o->batch_trajectories : MAX_SUBMIT);
     l->q = calloc(l->q_cap, sizeof *l->q);
     l->gated = o->min_actors > 1;
     l->dedup = ag_dedup_create(4096);

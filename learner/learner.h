@@ -16,8 +16,9 @@
  * gives the same updates (the resume-equivalence test relies on it).
  *
  * Output directory (learner.out): metrics.jsonl, reference.ckpt,
- * policy.ckpt (+ optimizer), state.json, league/VERSION.ckpt. --resume DIR
- * continues from DIR's policy.ckpt, reference.ckpt, state.json and league.
+ * policy.ckpt (+ optimizer), queue.bin (the queued, untrained trajectories),
+ * state.json, league/VERSION.ckpt. --resume DIR continues from DIR's
+ * policy.ckpt, reference.ckpt, queue.bin, state.json and league.
  */
 #ifndef AG_LEARNER_H
 #define AG_LEARNER_H

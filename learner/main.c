@@ -25,7 +25,8 @@ static const ag_option_t s_options[] = {
     {"learner.env", "env", "tcp://127.0.0.1:5570",
      "comma-separated env servers the warm start fetches Demo transcripts from"},
     {"learner.out", "out", "learner-out",
-     "output directory: metrics.jsonl, reference.ckpt, policy.ckpt, state.json, league/"},
+     "output directory: metrics.jsonl, reference.ckpt, policy.ckpt, queue.bin, state.json, "
+     "league/"},
     {"learner.resume", "resume", "",
      "continue the run saved in this directory (policy, optimizer, RNG, league, counters)"},
     {"learner.seed", "seed", "1",
@@ -38,7 +39,7 @@ static const ag_option_t s_options[] = {
     {"learner.max_seconds", "max-seconds", "0",
      "stop after this many seconds of this process (0 = never)"},
     {"learner.checkpoint_interval_s", "checkpoint-interval", "120",
-     "write policy.ckpt and state.json this often (seconds; 0 = only at the end)"},
+     "write policy.ckpt, queue.bin and state.json this often (seconds; 0 = only at the end)"},
     {"learner.max_staleness", "max-staleness", "4",
      "drop trajectories whose oldest trainable turn is more versions behind than this"},
     {"learner.max_pending", "max-pending", "1024",

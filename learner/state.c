@@ -1,6 +1,7 @@
 /*
  * state.c - the learner's resume state as JSON (see state.h). 64-bit values
- * that may exceed JSON's safe integers (RNG words) are hex strings.
+ * that may exceed JSON's safe integers (RNG words, counters) are strings;
+ * the queue's count and CRC-32 are plain JSON integers.
  */
 #include "state.h"
 
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "crc32.h"
 
 void ag_state_init(ag_learner_state_t *st)
 {
@@ -66,11 +69,15 @@ char *ag_state_dump(const ag_learner_state_t *st)
 {
     json_t *o = json_object();
     json_t *rng = json_array(), *league = json_array(), *actors = json_object();
-    if (!o || !rng || !league || !actors) {
+    /* Built first: without it the state would silently read back as "no queue". */
+    json_t *queue = json_pack("{s:I,s:I}", "count", (json_int_t)st->queue_count, "crc32",
+                              (json_int_t)st->queue_crc32);
+    if (!o || !rng || !league || !actors || !queue) {
         json_decref(o);
         json_decref(rng);
         json_decref(league);
         json_decref(actors);
+        json_decref(queue);
         return NULL;
     }
     for (int i = 0; i < 4; i++) {
@@ -98,6 +105,7 @@ char *ag_state_dump(const ag_learner_state_t *st)
     json_object_set_new(o, "league", league);
     json_object_set_new(o, "actors", actors);
     json_object_set_new(o, "dedup", st->dedup ? json_incref(st->dedup) : json_array());
+    json_object_set_new(o, "queue", queue);
     char *text = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
     json_decref(o);
     return text;
@@ -177,10 +185,126 @@ int ag_state_load(const char *path, ag_learner_state_t *st, char *err, size_t er
             goto done;
         }
     }
+    /* A state written before the queue was saved has no key: an empty queue. */
+    const json_t *queue = json_object_get(o, "queue");
+    if (queue) {
+        const json_t *count = json_object_get(queue, "count");
+        const json_t *crc = json_object_get(queue, "crc32");
+        if (!json_is_integer(count) || !json_is_integer(crc) || json_integer_value(count) < 0 ||
+            json_integer_value(crc) < 0 || json_integer_value(crc) > (json_int_t)UINT32_MAX) {
+            snprintf(err, err_len, "%s: bad \"queue\" (count and crc32 must be integers)", path);
+            rc = -EINVAL;
+            goto done;
+        }
+        st->queue_count = (uint64_t)json_integer_value(count);
+        st->queue_crc32 = (uint32_t)json_integer_value(crc);
+    }
     st->dedup = json_incref((json_t *)dedup);
 done:
     json_decref(o);
     if (rc < 0)
         ag_state_finish(st);
     return rc;
+}
+
+static void s_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t s_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int ag_queue_encode(const ag_queue_rec_t *recs, size_t n, uint8_t **out, size_t *out_len,
+                    uint32_t *crc)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (n > UINT32_MAX)
+        return -EINVAL;
+    size_t len = AG_QUEUE_MAGIC_LEN + 4 + 4;
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].len > UINT32_MAX || recs[i].len > SIZE_MAX - len - 4)
+            return -EINVAL;
+        len += 4 + recs[i].len;
+    }
+    uint8_t *b = malloc(len);
+    if (!b)
+        return -ENOMEM;
+    uint8_t *p = b;
+    memcpy(p, AG_QUEUE_MAGIC, AG_QUEUE_MAGIC_LEN);
+    p += AG_QUEUE_MAGIC_LEN;
+    s_put_u32(p, (uint32_t)n);
+    p += 4;
+    for (size_t i = 0; i < n; i++) {
+        s_put_u32(p, (uint32_t)recs[i].len);
+        p += 4;
+        if (recs[i].len)
+            memcpy(p, recs[i].data, recs[i].len);
+        p += recs[i].len;
+    }
+    *crc = ag_crc32(0, b, len - 4);
+    s_put_u32(p, *crc);
+    *out = b;
+    *out_len = len;
+    return 0;
+}
+
+int ag_queue_decode(const uint8_t *data, size_t len, ag_queue_rec_t **recs, size_t *n,
+                    uint32_t *crc, char *why, size_t why_len)
+{
+    *recs = NULL;
+    *n = 0;
+    if (len < AG_QUEUE_MAGIC_LEN + 8) {
+        snprintf(why, why_len, "%zu bytes: too short", len);
+        return -EBADMSG;
+    }
+    if (memcmp(data, AG_QUEUE_MAGIC, AG_QUEUE_MAGIC_LEN)) {
+        snprintf(why, why_len, "bad magic (not a queue file)");
+        return -EBADMSG;
+    }
+    const size_t end = len - 4; /* where the records must stop */
+    const uint32_t want = s_get_u32(data + end), got = ag_crc32(0, data, end);
+    if (want != got) {
+        snprintf(why, why_len,
+                 "CRC-32 %08" PRIx32 " does not match the recorded %08" PRIx32 " (damaged or cut)",
+                 got, want);
+        return -EBADMSG;
+    }
+    const uint32_t count = s_get_u32(data + AG_QUEUE_MAGIC_LEN);
+    size_t pos = AG_QUEUE_MAGIC_LEN + 4;
+    /* Every record takes at least its 4-byte length: bounds the array below. */
+    if (count > (end - pos) / 4) {
+        snprintf(why, why_len, "%" PRIu32 " records cannot fit in %zu bytes", count, len);
+        return -EBADMSG;
+    }
+    ag_queue_rec_t *r = malloc((count ? count : 1) * sizeof *r);
+    if (!r) {
+        snprintf(why, why_len, "out of memory");
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        if (end - pos < 4 || end - pos - 4 < s_get_u32(data + pos)) {
+            free(r);
+            snprintf(why, why_len, "record %" PRIu32 " runs past the end of the file", i);
+            return -EBADMSG;
+        }
+        r[i].len = s_get_u32(data + pos);
+        r[i].data = data + pos + 4;
+        pos += 4 + r[i].len;
+    }
+    if (pos != end) {
+        free(r);
+        snprintf(why, why_len, "%zu bytes after the last record", end - pos);
+        return -EBADMSG;
+    }
+    *recs = r;
+    *n = count;
+    *crc = got;
+    return 0;
 }

@@ -169,6 +169,13 @@ int ag_traj_from_pb(const Agora__V1__Trajectory *pb, int vocab, int ctx, ag_traj
     t->n_returns = pb->n_returns;
     if (pb->n_returns)
         memcpy(t->returns, pb->returns, pb->n_returns * sizeof *t->returns);
+    t->pb_len = agora__v1__trajectory__get_packed_size(pb);
+    t->pb = malloc(t->pb_len ? t->pb_len : 1);
+    if (!t->pb) {
+        ag_traj_free(&t);
+        return -ENOMEM;
+    }
+    agora__v1__trajectory__pack(pb, t->pb);
     for (size_t i = 0; i < pb->n_metrics && t->n_metrics < AG_TRAJ_MAX_METRICS; i++) {
         const Agora__V1__Metric *m = pb->metrics[i];
         if (!m->name || !m->name[0] || strlen(m->name) >= AG_TRAJ_METRIC_NAME ||
@@ -188,6 +195,7 @@ void ag_traj_free(ag_traj_t **self)
         return;
     for (size_t i = 0; i < (*self)->n_seats; i++)
         ag_seq_finish(&(*self)->seats[i]);
+    free((*self)->pb);
     free(*self);
     *self = NULL;
 }

@@ -7,7 +7,9 @@
  * (seq.h), so a decoded request can be freed as soon as it is acknowledged.
  * Seats that are not trainable (bots, league opponents) are not kept: the
  * learner never trains on them, and their context is already inside the
- * trainable seat's own observations.
+ * trainable seat's own observations. The message itself is kept packed, so
+ * the learner can save a queued trajectory exactly as it arrived and read it
+ * back on --resume (queue.bin).
  */
 #ifndef AG_TRAJ_H
 #define AG_TRAJ_H
@@ -42,14 +44,16 @@ typedef struct ag_traj {
     size_t n_metrics;
     ag_traj_metric_t metrics[AG_TRAJ_MAX_METRICS];
     bool truncated;
+    uint8_t *pb; /* the Trajectory it was built from, packed; owned */
+    size_t pb_len;
 } ag_traj_t;
 
 /*
- * Validates pb and copies it into a new ag_traj_t (free with ag_traj_free).
- * vocab and ctx are the model's: every token must be below vocab and not
- * PAD or reserved, and a trainable seat may hold at most ctx tokens. Returns
- * 0, or -EINVAL with a one-line reason in why (the trajectory is then
- * "rejected"), or -ENOMEM.
+ * Validates pb and copies it into a new ag_traj_t (free with ag_traj_free),
+ * packed bytes of the whole message included. vocab and ctx are the model's:
+ * every token must be below vocab and not PAD or reserved, and a trainable
+ * seat may hold at most ctx tokens. Returns 0, or -EINVAL with a one-line
+ * reason in why (the trajectory is then "rejected"), or -ENOMEM.
  */
 int ag_traj_from_pb(const Agora__V1__Trajectory *pb, int vocab, int ctx, ag_traj_t **out, char *why,
                     size_t why_len);

@@ -4,13 +4,18 @@
  * pre-built trajectories by a DEALER, inspected through its control socket,
  * its weights PUB and its output files.
  *
+ *   queue.bin:  its encoding, and damaged images refused (in process);
  *   protocol:   bad frames, garbage, version mismatch, weights snapshot with
  *               checksum, league, status, a PUB update per version;
  *   resend:     a resent trajectory is acknowledged "duplicate" and trained once;
  *   stale:      too old (or future) versions are acknowledged "stale"; one
  *               that turns stale while queued is dropped at batch time;
  *   resume:     4 updates straight = 2 updates, SIGTERM, --resume, 2 updates
- *               (bit-identical weights).
+ *               (bit-identical weights); trajectories acknowledged but not yet
+ *               trained survive SIGTERM + --resume (queue.bin) and are trained
+ *               as in a straight run; a damaged, missing or mismatched
+ *               queue.bin is a warning and an empty queue; a queue longer than
+ *               the resumed learner's is cut with a warning.
  *
  * Usage: test_learner PATH/TO/agora-learner
  */
@@ -33,6 +38,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
 #include <zmq.h>
 
 #include "ckpt.h"
@@ -40,6 +46,7 @@
 #include "crc32.h"
 #include "model.h"
 #include "seq.h"
+#include "state.h"
 #include "traj.h"
 #include "trajectory.pb-c.h"
 #include "weights.pb-c.h"
@@ -47,7 +54,9 @@
 static const char *s_exe;
 /* Every learner started, so a failed test does not leave one running. */
 static pid_t s_children[16];
-static const char *s_min_actors = "1"; /* --min-actors of the next learner started */
+static const char *s_min_actors = "1";  /* --min-actors of the next learner started */
+static const char *s_max_pending = "8"; /* --max-pending of the next learner started */
+static const char *s_log = NULL;        /* if set, the next learner's stderr goes there */
 static size_t s_n_children;
 
 typedef struct learner {
@@ -119,9 +128,19 @@ static void s_close_frames(zmq_msg_t *frames, int n)
 static void s_start(learner_t *l, const char *dir, const char *resume)
 {
     char p1[16], p2[16], p3[16];
-    snprintf(p1, sizeof p1, "%d", s_free_port());
-    snprintf(p2, sizeof p2, "%d", s_free_port());
-    snprintf(p3, sizeof p3, "%d", s_free_port());
+    /* A port is free again once probed: the three must still differ. */
+    int port[3];
+    for (int i = 0; i < 3;) {
+        port[i] = s_free_port();
+        int dup = 0;
+        for (int k = 0; k < i; k++)
+            dup |= port[k] == port[i];
+        if (!dup)
+            i++;
+    }
+    snprintf(p1, sizeof p1, "%d", port[0]);
+    snprintf(p2, sizeof p2, "%d", port[1]);
+    snprintf(p3, sizeof p3, "%d", port[2]);
     snprintf(l->traj, sizeof l->traj, "tcp://127.0.0.1:%s", p1);
     snprintf(l->weights, sizeof l->weights, "tcp://127.0.0.1:%s", p2);
     snprintf(l->control, sizeof l->control, "tcp://127.0.0.1:%s", p3);
@@ -161,7 +180,7 @@ static void s_start(learner_t *l, const char *dir, const char *resume)
                               "--max-staleness",
                               "3",
                               "--max-pending",
-                              "8",
+                              s_max_pending,
                               "--min-actors",
                               s_min_actors,
                               "--checkpoint-interval",
@@ -175,6 +194,12 @@ static void s_start(learner_t *l, const char *dir, const char *resume)
                               "--resume",
                               resume ? resume : "",
                               NULL};
+        if (s_log) {
+            int fd = open(s_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(126);
+            close(fd);
+        }
         execv(s_exe, (char *const *)argv);
         _exit(127);
     }
@@ -766,7 +791,8 @@ static void s_feed(learner_t *l, uint64_t from, uint64_t to)
     }
 }
 
-static float *s_load_params(const char *dir, size_t *n)
+/* The parameters of dir/policy.ckpt, which must hold version `version`. */
+static float *s_load_params(const char *dir, uint64_t version, size_t *n)
 {
     char path[300], err[256];
     snprintf(path, sizeof path, "%s/policy.ckpt", dir);
@@ -778,10 +804,20 @@ static float *s_load_params(const char *dir, size_t *n)
     *n = ag_model_num_params(m);
     float *p = malloc(*n * sizeof(float));
     memcpy(p, ag_model_params(m), *n * sizeof(float));
-    assert_int_equal(info.step, 5);
+    assert_int_equal(info.step, version);
     assert_true(info.has_optimizer);
     ag_model_destroy(&m);
     return p;
+}
+
+/* The straight run a resumed one is compared with: trajectories [0, n) in dir, then stop. */
+static void s_straight(const char *dir, uint64_t n)
+{
+    learner_t l = {0};
+    s_start(&l, dir, NULL);
+    s_wait_ready(&l);
+    s_feed(&l, 0, n);
+    assert_int_equal(s_stop(&l), 0);
 }
 
 static void test_resume_equivalence(void **state)
@@ -790,13 +826,8 @@ static void test_resume_equivalence(void **state)
     char da[256], db[256];
     s_tmpdir(da, sizeof da, "straight");
     s_tmpdir(db, sizeof db, "resumed");
+    s_straight(da, 16);
     learner_t l = {0};
-    s_start(&l, da, NULL);
-    s_wait_ready(&l);
-    s_feed(&l, 0, 16);
-    assert_int_equal(s_stop(&l), 0);
-
-    memset(&l, 0, sizeof l);
     s_start(&l, db, NULL);
     s_wait_ready(&l);
     s_feed(&l, 0, 8);
@@ -817,7 +848,7 @@ static void test_resume_equivalence(void **state)
     assert_int_equal(s_stop(&l), 0);
 
     size_t na, nb;
-    float *pa = s_load_params(da, &na), *pb = s_load_params(db, &nb);
+    float *pa = s_load_params(da, 5, &na), *pb = s_load_params(db, 5, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(pa, pb, na * sizeof(float));
     /* and training did move the weights away from the initial policy */
@@ -831,6 +862,354 @@ static void test_resume_equivalence(void **state)
     free(pb);
     s_rmdir(da);
     s_rmdir(db);
+}
+
+/* Rewrites the CRC-32 at the end of a queue.bin image, so the structural checks
+ * behind it are reached. */
+static void s_reseal(uint8_t *q, size_t len)
+{
+    uint32_t c = ag_crc32(0, q, len - 4);
+    for (int i = 0; i < 4; i++)
+        q[len - 4 + (size_t)i] = (uint8_t)(c >> (8 * i));
+}
+
+/* queue.bin's encoding read back, and every damaged image refused without a read
+ * outside it (the sanitizer build checks that part). */
+static void test_queue_file(void **state)
+{
+    (void)state;
+    const uint8_t a[] = {1, 2, 3}, c[] = {9};
+    const ag_queue_rec_t in[3] = {{a, sizeof a}, {NULL, 0}, {c, sizeof c}};
+    uint8_t *q;
+    size_t len, n;
+    uint32_t crc, crc2;
+    ag_queue_rec_t *out;
+    char why[256];
+    assert_int_equal(ag_queue_encode(in, 3, &q, &len, &crc), 0);
+    assert_int_equal(len, 8 + 4 + (4 + 3) + 4 + (4 + 1) + 4);
+    assert_memory_equal(q, "agoraQ1\n\x03\0\0\0\x03\0\0\0", 16);
+    assert_int_equal(crc, ag_crc32(0, q, len - 4));
+    assert_int_equal(ag_queue_decode(q, len, &out, &n, &crc2, why, sizeof why), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(crc2, crc);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(out[i].len, in[i].len);
+        if (in[i].len)
+            assert_memory_equal(out[i].data, in[i].data, in[i].len);
+    }
+    free(out);
+
+    /* every truncation, in a buffer of its own size */
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *t = malloc(cut ? cut : 1);
+        memcpy(t, q, cut);
+        assert_int_equal(ag_queue_decode(t, cut, &out, &n, &crc2, why, sizeof why), -EBADMSG);
+        assert_null(out);
+        free(t);
+    }
+    /* valid checksums over bad structure: magic, a count too large or too small,
+     * a record running past the end, trailing bytes */
+    uint8_t *t = malloc(len + 1);
+    const struct {
+        size_t at;
+        uint8_t v;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {0, 'A', len, "magic"},         {8, 200, len, "cannot fit"},
+        {8, 4, len, "past the end"},    {8, 2, len, "after the last record"},
+        {12, 250, len, "past the end"}, {len - 4, 0, len + 1, "after the last record"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(t, q, len);
+        if (bad[i].len > len)
+            memmove(t + len - 3, t + len - 4, 4);
+        t[bad[i].at] = bad[i].v;
+        s_reseal(t, bad[i].len);
+        assert_int_equal(ag_queue_decode(t, bad[i].len, &out, &n, &crc2, why, sizeof why),
+                         -EBADMSG);
+        if (!strstr(why, bad[i].why))
+            fail_msg("case %zu: \"%s\" does not say \"%s\"", i, why, bad[i].why);
+    }
+    free(t);
+    /* an empty queue is a valid file too */
+    free(q);
+    assert_int_equal(ag_queue_encode(NULL, 0, &q, &len, &crc), 0);
+    assert_int_equal(len, 16);
+    assert_int_equal(ag_queue_decode(q, len, &out, &n, &crc2, why, sizeof why), 0);
+    assert_int_equal(n, 0);
+    free(out);
+    free(q);
+}
+
+/* A whole file in a new buffer, or NULL if it cannot be read. */
+static uint8_t *s_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)size + 1);
+    assert_non_null(b);
+    *len = fread(b, 1, (size_t)size, f);
+    b[*len] = '\0';
+    fclose(f);
+    assert_int_equal(*len, (size_t)size);
+    return b;
+}
+
+static void s_spit(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int s_file_has(const char *path, const char *needle)
+{
+    size_t len;
+    uint8_t *b = s_slurp(path, &len);
+    assert_non_null(b);
+    int found = strstr((char *)b, needle) != NULL;
+    free(b);
+    return found;
+}
+
+/* The queue a checkpoint saved in dir: state.json's count and CRC-32, and
+ * queue.bin's records (decoded; free with s_free_saved). */
+typedef struct saved {
+    ag_learner_state_t st;
+    uint8_t *file;
+    size_t len;
+    ag_queue_rec_t *recs;
+    size_t n;
+    uint32_t crc;
+} saved_t;
+
+static void s_load_saved(const char *dir, saved_t *sv)
+{
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    if (ag_state_load(path, &sv->st, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    snprintf(path, sizeof path, "%s/queue.bin", dir);
+    sv->file = s_slurp(path, &sv->len);
+    assert_non_null(sv->file);
+    if (ag_queue_decode(sv->file, sv->len, &sv->recs, &sv->n, &sv->crc, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(sv->n, sv->st.queue_count);
+    assert_int_equal(sv->crc, sv->st.queue_crc32);
+}
+
+static void s_free_saved(saved_t *sv)
+{
+    ag_state_finish(&sv->st);
+    free(sv->recs);
+    free(sv->file);
+}
+
+static double s_pending(learner_t *l, uint64_t *updates)
+{
+    Agora__V1__ControlReply *rep = s_status(l);
+    double p = s_metric(rep->status, "pending");
+    if (updates)
+        *updates = rep->status->updates;
+    agora__v1__control_reply__free_unpacked(rep, NULL);
+    return p;
+}
+
+/* Resumes a copy of src whose queue.bin is damaged (variant 0: one byte
+ * flipped), missing (1), a valid file of another checkpoint (2, a crash
+ * between queue.bin and state.json), whose state.json predates the saved
+ * queue (3, no "queue" key), or whose state.json is older than policy.ckpt
+ * (4, a crash between policy.ckpt and queue.bin). The learner starts with an
+ * empty queue, warns but in case 3, and serves. */
+static void s_resume_broken(const char *src, int variant)
+{
+    char dir[256], name[32], cmd[800], path[300], log[300], err[256];
+    snprintf(name, sizeof name, "q-broken-%d", variant);
+    s_tmpdir(dir, sizeof dir, name);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, src, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/queue.bin", dir);
+    saved_t sv = {0};
+    s_load_saved(dir, &sv);
+    assert_true(sv.n >= 2);
+    if (variant == 0) {
+        sv.file[sv.len / 2] ^= 0x40;
+        s_spit(path, sv.file, sv.len);
+    } else if (variant == 1) {
+        assert_int_equal(unlink(path), 0);
+    } else if (variant == 2) {
+        uint8_t *other;
+        size_t other_len;
+        uint32_t crc;
+        assert_int_equal(ag_queue_encode(sv.recs, 1, &other, &other_len, &crc), 0);
+        s_spit(path, other, other_len);
+        free(other);
+    } else {
+        snprintf(path, sizeof path, "%s/state.json", dir);
+        json_error_t je;
+        json_t *o = json_load_file(path, 0, &je);
+        assert_non_null(o);
+        if (variant == 3)
+            assert_int_equal(json_object_del(o, "queue"), 0);
+        else
+            assert_int_equal(json_object_set_new(o, "version", json_string("1")), 0);
+        assert_int_equal(json_dump_file(o, path, JSON_INDENT(1)), 0);
+        json_decref(o);
+    }
+    s_free_saved(&sv);
+
+    snprintf(log, sizeof log, "%s.log", dir);
+    learner_t l = {0};
+    s_log = log;
+    s_start(&l, dir, dir);
+    s_log = NULL;
+    s_wait_ready(&l);
+    uint64_t updates;
+    assert_float_equal(s_pending(&l, &updates), 0.0, 0.0);
+    assert_int_equal(updates, 1);
+    assert_int_equal(s_stop(&l), 0);
+    int warned = s_file_has(log, "queue.bin") && s_file_has(log, "are lost");
+    assert_int_equal(warned, variant != 3);
+    /* and the learner's own checkpoint is whole again */
+    ag_learner_state_t st;
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    if (ag_state_load(path, &st, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    assert_int_equal(st.queue_count, 0);
+    ag_state_finish(&st);
+    unlink(log);
+    s_rmdir(dir);
+}
+
+/* Straight: 8 trajectories, 2 updates. Resumed: 4 (1 update) and 2 more
+ * acknowledged but not trained, SIGTERM, --resume: the 2 are queued again,
+ * their resend is a duplicate, 2 more make the second update, and the
+ * weights are bit-identical to the straight run's. */
+static void test_resume_keeps_queue(void **state)
+{
+    (void)state;
+    char da[256], db[256];
+    s_tmpdir(da, sizeof da, "q-straight");
+    s_tmpdir(db, sizeof db, "q-resumed");
+    s_straight(da, 8);
+    learner_t l = {0};
+    s_start(&l, db, NULL);
+    s_wait_ready(&l);
+    s_feed(&l, 0, 4);
+    built_t b[4];
+    for (int i = 0; i < 4; i++)
+        s_build(&b[i], "actor-r", 4 + (uint64_t)i, 1, 0);
+    assert_int_equal(s_submit(&l, b, 2).accepted, 2);
+    usleep(300 * 1000);
+    uint64_t updates;
+    assert_float_equal(s_pending(&l, &updates), 2.0, 0.0);
+    assert_int_equal(updates, 1);
+    assert_int_equal(s_stop(&l), 0);
+
+    /* state.json vouches for queue.bin, which holds the two as they were sent */
+    saved_t sv = {0};
+    s_load_saved(db, &sv);
+    assert_int_equal(sv.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = agora__v1__trajectory__get_packed_size(&b[i].t);
+        uint8_t *packed = malloc(len);
+        agora__v1__trajectory__pack(&b[i].t, packed);
+        assert_int_equal(sv.recs[i].len, len);
+        assert_memory_equal(sv.recs[i].data, packed, len);
+        free(packed);
+    }
+    s_free_saved(&sv);
+
+    for (int variant = 0; variant < 5; variant++)
+        s_resume_broken(db, variant);
+
+    memset(&l, 0, sizeof l);
+    s_start(&l, db, db);
+    s_wait_ready(&l);
+    assert_float_equal(s_pending(&l, &updates), 2.0, 0.0);
+    assert_int_equal(updates, 1);
+    assert_int_equal(s_submit(&l, &b[0], 1).duplicate, 1);
+    assert_int_equal(s_submit(&l, &b[2], 2).accepted, 2);
+    s_wait_updates(&l, 2);
+    Agora__V1__ControlReply *rep = s_status(&l);
+    assert_int_equal(rep->status->trajectories, 8);
+    assert_float_equal(s_metric(rep->status, "trained_trajectories"), 8.0, 0.0);
+    assert_float_equal(s_metric(rep->status, "actor:actor-r"), 8.0, 0.0);
+    assert_float_equal(s_metric(rep->status, "pending"), 0.0, 0.0);
+    assert_float_equal(s_metric(rep->status, "duplicates_total"), 1.0, 0.0);
+    agora__v1__control_reply__free_unpacked(rep, NULL);
+    assert_int_equal(s_stop(&l), 0);
+    for (int i = 0; i < 4; i++)
+        s_unbuild(&b[i]);
+
+    size_t na, nb;
+    float *pa = s_load_params(da, 3, &na), *pb = s_load_params(db, 3, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(pa, pb, na * sizeof(float));
+    free(pa);
+    free(pb);
+    s_rmdir(da);
+    s_rmdir(db);
+}
+
+/* A learner resumed with a smaller queue (learner.max_pending lowered) keeps
+ * the first trajectories of the saved queue and warns about the rest. Two
+ * actors are required, so the queue of one actor is never trained. */
+static void test_resume_queue_cut(void **state)
+{
+    (void)state;
+    enum { N = 70 };
+    char dir[256], log[300];
+    s_tmpdir(dir, sizeof dir, "q-cut");
+    snprintf(log, sizeof log, "%s.log", dir);
+    built_t *b = calloc(N, sizeof *b);
+    assert_non_null(b);
+    for (int i = 0; i < N; i++)
+        s_build(&b[i], "actor-c", (uint64_t)i, 1, 0);
+    learner_t l = {0};
+    s_min_actors = "2";
+    s_max_pending = "200";
+    s_start(&l, dir, NULL);
+    s_wait_ready(&l);
+    assert_int_equal(s_submit(&l, b, 64).accepted, 64);
+    assert_int_equal(s_submit(&l, &b[64], N - 64).accepted, N - 64);
+    assert_float_equal(s_pending(&l, NULL), (double)N, 0.0);
+    assert_int_equal(s_stop(&l), 0);
+
+    /* --max-pending 4: a queue of 4 + 64 (a request's worth of slack) */
+    memset(&l, 0, sizeof l);
+    s_max_pending = "4";
+    s_log = log;
+    s_start(&l, dir, dir);
+    s_log = NULL;
+    s_max_pending = "8";
+    s_min_actors = "1";
+    s_wait_ready(&l);
+    assert_float_equal(s_pending(&l, NULL), 68.0, 0.0);
+    assert_int_equal(s_stop(&l), 0);
+    assert_true(s_file_has(log, "the last 2 of queue.bin are dropped"));
+    saved_t sv = {0};
+    s_load_saved(dir, &sv);
+    assert_int_equal(sv.n, 68);
+    for (size_t i = 0; i < sv.n; i++) {
+        Agora__V1__Trajectory *t =
+            agora__v1__trajectory__unpack(NULL, sv.recs[i].len, sv.recs[i].data);
+        assert_non_null(t);
+        assert_int_equal(t->id->sequence, i);
+        agora__v1__trajectory__free_unpacked(t, NULL);
+    }
+    s_free_saved(&sv);
+    for (int i = 0; i < N; i++)
+        s_unbuild(&b[i]);
+    free(b);
+    unlink(log);
+    s_rmdir(dir);
 }
 
 static int s_kill_children(void **state)
@@ -853,9 +1232,10 @@ int main(int argc, char **argv)
     s_exe = argv[1];
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_protocol),           cmocka_unit_test(test_resend_trained_once),
-        cmocka_unit_test(test_stale_dropped),      cmocka_unit_test(test_min_actors),
-        cmocka_unit_test(test_resume_equivalence),
+        cmocka_unit_test(test_queue_file),          cmocka_unit_test(test_protocol),
+        cmocka_unit_test(test_resend_trained_once), cmocka_unit_test(test_stale_dropped),
+        cmocka_unit_test(test_min_actors),          cmocka_unit_test(test_resume_equivalence),
+        cmocka_unit_test(test_resume_keeps_queue),  cmocka_unit_test(test_resume_queue_cut),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
 }
