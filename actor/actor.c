@@ -98,7 +98,8 @@ static const ag_option_t s_options[] = {
      "start no new action while this many trajectories wait for an acknowledgement"},
     {"actor.flush_ms", "flush-ms", "100", "how often finished trajectories are sent"},
     {"actor.poll_ms", "poll-ms", "5000", "how often the learner's status is checked"},
-    {"actor.league_refresh_s", "league-refresh-s", "60", "draw another league opponent this often"},
+    {"actor.league_refresh_s", "league-refresh-s", "60",
+     "draw another league opponent this often (seconds, 0.05 or more)"},
     {"actor.log_interval_s", "log-interval-s", "5", "throughput log line period"},
     {"actor.metrics", "metrics", "", "append one JSON record per log line to this file"},
     {"actor.drain_ms", "drain-ms", "3000", "on stop, wait this long for acknowledgements"},
@@ -149,7 +150,8 @@ typedef struct actor {
     ag_signals_t *signals;
     ag_model_t *model[2];
     bool has_self, has_league;
-    long threads, league_refresh_s, log_interval_s, drain_ms;
+    long threads, log_interval_s, drain_ms;
+    double league_refresh_s;
     uint64_t version;
     uint64_t swaps;
     uint64_t league_version, league_swaps; /* the league opponent in use; its changes */
@@ -602,8 +604,9 @@ static int s_setup(actor_t *a)
         snprintf(label, sizeof label, "league:%llu", (unsigned long long)v);
         rc = ag_runner_set_policy(a->runner, POL_LEAGUE, a->model[POL_LEAGUE], v, label, false);
         a->league_version = v;
-        uv_timer_start(&a->league_timer, s_on_league_timer, 1000,
-                       (uint64_t)a->league_refresh_s * 1000);
+        const uint64_t every_ms = (uint64_t)(a->league_refresh_s * 1000.0);
+        uv_timer_start(&a->league_timer, s_on_league_timer, every_ms < 1000 ? every_ms : 1000,
+                       every_ms);
     }
     if (rc == 0)
         rc = ag_runner_start(a->runner);
@@ -721,7 +724,7 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.max_per_version", 0, 1L << 30, &a.max_per_version) < 0 ||
         ag_config_long(a.cfg, "actor.flush_ms", 1, 60000, &flush_ms) < 0 ||
         ag_config_long(a.cfg, "actor.poll_ms", 10, 3600000, &poll_ms) < 0 ||
-        ag_config_long(a.cfg, "actor.league_refresh_s", 1, 86400, &a.league_refresh_s) < 0 ||
+        ag_config_double(a.cfg, "actor.league_refresh_s", 0.05, 86400, &a.league_refresh_s) < 0 ||
         ag_config_long(a.cfg, "actor.log_interval_s", 1, 86400, &a.log_interval_s) < 0 ||
         ag_config_long(a.cfg, "actor.drain_ms", 0, 3600000, &a.drain_ms) < 0 ||
         ag_config_long(a.cfg, "actor.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||

@@ -5,7 +5,8 @@
  * and writes the report. The test then reads what the run left behind:
  * summary.json has the expected keys and a completed status, metrics.jsonl
  * has PPO records, and the learner's per-actor counts ("actors" in its
- * records) show that it trained on trajectories from both actors.
+ * records) show that it trained on trajectories from both actors, whose
+ * seat 1 played past versions drawn from the learner's league.
  *
  * usage: test_smoke PATH/TO/agora PATH/TO/smoke.ini
  */
@@ -57,8 +58,9 @@ static int s_run_job(void **state)
     if (!mkdtemp(s_tmp))
         return -1;
     snprintf(s_out, sizeof s_out, "%s/run", s_tmp);
-    char *argv[] = {(char *)s_agora, "run", (char *)s_runfile, "--out", s_out,
-                    "--learner.max_updates", SMOKE_UPDATES_TEXT, NULL};
+    char *argv[] = {
+        (char *)s_agora,    "run", (char *)s_runfile, "--out", s_out, "--learner.max_updates",
+        SMOKE_UPDATES_TEXT, NULL};
     pid_t pid;
     double t0 = s_now();
     if (posix_spawn(&pid, s_agora, NULL, NULL, argv, environ) != 0)
@@ -183,6 +185,44 @@ static void test_metrics_and_both_actors(void **state)
     s_passed++;
 }
 
+/* Seat 1 is `league`: each actor played against past snapshots fetched from the learner's
+ * league and drew new ones during the run (its last metrics record says which and how often). */
+static void test_league(void **state)
+{
+    (void)state;
+    long long swaps = 0, newest = 0;
+    for (int i = 0; i < 2; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/logs/actor-%d.jsonl", s_out, i);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char line[1 << 14];
+        json_t *last = NULL;
+        while (fgets(line, sizeof line, f)) {
+            json_t *rec = json_loads(line, 0, NULL);
+            assert_true(json_is_object(rec));
+            json_decref(last);
+            last = rec;
+        }
+        fclose(f);
+        assert_non_null(last);
+        json_t *v = json_object_get(last, "league_version");
+        json_t *n = json_object_get(last, "league_swaps");
+        assert_true(json_is_integer(v) && json_is_integer(n));
+        fprintf(stderr, "smoke: actor-%d: league opponent version %lld, %lld swaps\n", i,
+                json_integer_value(v), json_integer_value(n));
+        assert_true(json_integer_value(v) >= 1);
+        if (json_integer_value(v) > newest)
+            newest = json_integer_value(v);
+        swaps += json_integer_value(n);
+        json_decref(last);
+    }
+    /* a swap happened, and an opponent came from a snapshot after the first weights */
+    assert_true(swaps >= 1);
+    assert_true(newest > 1);
+    s_passed++;
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -204,7 +244,7 @@ static void test_files(void **state)
 static int s_cleanup(void **state)
 {
     (void)state;
-    if (s_passed == 4) {
+    if (s_passed == 5) {
         char cmd[sizeof s_tmp + 16];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
         if (system(cmd) != 0)
@@ -227,6 +267,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_run_succeeds),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_metrics_and_both_actors),
+        cmocka_unit_test(test_league),
         cmocka_unit_test(test_files),
     };
     return cmocka_run_group_tests(tests, s_run_job, s_cleanup);
