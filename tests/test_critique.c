@@ -343,6 +343,7 @@ static void test_options(void **state)
                {"improve_bonus", "inf"},
                {"k", "1"},
                {"invalid_action", "warn"},
+               {"critic", "steps"},
                {"seed", "3"}};
     char err[AG_GAME_ERR_CAP];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -363,9 +364,156 @@ static void test_options(void **state)
     assert_int_equal(g->num_players, 2);
     assert_string_equal(g->roles[0], "solver");
     assert_string_equal(g->roles[1], "critic");
-    assert_int_equal(g->num_options, 6);
+    assert_int_equal(g->num_options, 7);
+    /* critic=steps bounds the turns a game can take */
+    ag_episode_t *ep = NULL;
+    ag_game_kv_t many[] = {{"critic", "redo"}, {"k", "8"}, {"rounds", "3"}};
+    assert_int_equal(
+        ag_episode_create(&ep, &ag_game_critique, 1, many, 3, NULL, 0, NULL, err, sizeof err),
+        AG_GAME_EBADOPT);
+    assert_non_null(strstr(err, "critic=redo"));
+    ag_game_kv_t fits[] = {{"critic", "redo"}, {"k", "7"}, {"rounds", "3"}};
+    assert_int_equal(
+        ag_episode_create(&ep, &ag_game_critique, 1, fits, 3, NULL, 0, NULL, err, sizeof err), 0);
+    ag_episode_destroy(&ep);
     assert_string_equal(g->demo_bots[0], "solver");
     assert_string_equal(g->demo_bots[1], "critic-perfect");
+}
+
+/* critic=redo: the check observation of step i of chain text "d d ... d". */
+static void expect_check_obs(const match_t *m, bool first, int i, const char *chain)
+{
+    char expect[64];
+    char prev = i == 1 ? (char)('0' + m->task.x0) : chain[2 * (i - 2)];
+    snprintf(expect, sizeof expect, "%s\n%d: %c%c%d=", first ? "critique" : "", i, prev,
+             m->task.op[i - 1], m->task.arg[i - 1]);
+    assert_int_equal(m->res.to_act, 1);
+    assert_string_equal(m->res.observation, expect);
+}
+
+/* The critic's answer for step i of chain text: the right result from the chain's step i-1
+ * (bumped by `off`, so off = 1 is a wrong result), as text. */
+static const char *redo(const match_t *m, int i, const char *chain, int off)
+{
+    static char buf[4];
+    uint8_t prev = i == 1 ? m->task.x0 : (uint8_t)(chain[2 * (i - 2)] - '0');
+    uint8_t r = ag_task_apply(m->task.op[i - 1], m->task.arg[i - 1], prev);
+    snprintf(buf, sizeof buf, "%d", (r + off) % 10);
+    return buf;
+}
+
+/* critic=redo: one step redone per turn, each paid +1 right / -1 wrong; the first result
+ * that differs from the chain's is the verdict `step i`, after a revision from step i the
+ * checks resume at step i. */
+static void test_redo_fix(void **state)
+{
+    (void)state;
+    const char *opts[] = {"critic", "redo", "improve_bonus", "0.5", NULL};
+    match_t m;
+    start(&m, 2, opts);
+    char wrong[AG_CHAIN_TEXT_CAP], right[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 3, wrong);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    expect_check_obs(&m, true, 1, wrong);
+    char padded[8];
+    snprintf(padded, sizeof padded, " %s\n", redo(&m, 1, wrong, 0));
+    assert_int_equal(act(&m, 1, padded), 0);
+    expect_rewards(&m, 0, 1);
+    expect_check_obs(&m, false, 2, wrong);
+    assert_int_equal(act(&m, 1, redo(&m, 2, wrong, 0)), 0);
+    expect_check_obs(&m, false, 3, wrong);
+    assert_int_equal(act(&m, 1, redo(&m, 3, wrong, 0)), 0); /* differs from the chain's 3 */
+    expect_rewards(&m, 0, 1);
+    expect_revise_obs(&m, 3, wrong);
+    assert_int_equal(act(&m, 0, right + 4), 0);
+    for (int i = 3; i <= 6; i++) {
+        expect_check_obs(&m, false, i, right);
+        assert_false(m.res.terminated);
+        assert_int_equal(act(&m, 1, redo(&m, i, right, 0)), 0);
+    }
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 1.5f, 1);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "verdicts"), "step 3,ok");
+    assert_string_equal(info(o, "reason"), "ok");
+    assert_true(metric(o, "fixed") == 1 && metric(o, "critic_tp") == 1 &&
+                metric(o, "critic_tn") == 1 && metric(o, "critic_correct_verdicts") == 2);
+    assert_true(metric(o, "critic_checks") == 7 && metric(o, "critic_right_checks") == 7);
+    assert_true(m.total[1] == 7.0f);
+    ag_episode_destroy(&m.ep);
+}
+
+/* critic=redo: a wrong result equal to the chain's wrong step misses it (the later checks go
+ * on from the chain's own values); a wrong result on a correct step is a false alarm; bad
+ * answers are refused or penalised. */
+static void test_redo_errors(void **state)
+{
+    (void)state;
+    const char *opts[] = {"critic", "redo", "rounds", "1", NULL};
+    match_t m;
+    char wrong[AG_CHAIN_TEXT_CAP], right[AG_CHAIN_TEXT_CAP];
+    start(&m, 5, opts);
+    chain_with_error(&m, 2, wrong);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    const char *bad[] = {"", "ok", "no", "12", "1 2", "x", "-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(act(&m, 1, bad[i]), AG_GAME_EINVAL);
+        assert_non_null(strstr(m.err, "one digit 0-9, the result of step 1"));
+    }
+    assert_int_equal(act(&m, 1, redo(&m, 1, wrong, 0)), 0);
+    /* step 2 is the chain's bumped digit: the same wrong digit agrees with it (missed) */
+    assert_int_equal(act(&m, 1, redo(&m, 2, wrong, 1)), 0);
+    expect_rewards(&m, 0, -1);
+    /* step 3 is right from the wrong 2; a wrong result there is a false alarm on it */
+    assert_int_equal(act(&m, 1, redo(&m, 3, wrong, 5)), 0);
+    expect_rewards(&m, 0, -1);
+    expect_revise_obs(&m, 3, wrong);
+    assert_int_equal(act(&m, 0, wrong + 4), 0);
+    for (int i = 3; i <= 5; i++)
+        assert_int_equal(act(&m, 1, redo(&m, i, wrong, 0)), 0);
+    assert_int_equal(act(&m, 1, redo(&m, 6, wrong, 2)), 0); /* rounds used up: the end */
+    assert_true(m.res.terminated);
+    expect_rewards(&m, 0, -1);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "verdicts"), "step 3,step 6");
+    assert_string_equal(info(o, "reason"), "rounds");
+    assert_true(metric(o, "critic_tp") == 2 && metric(o, "critic_correct_verdicts") == 0);
+    assert_true(metric(o, "critic_checks") == 7 && metric(o, "critic_right_checks") == 4);
+    ag_episode_destroy(&m.ep);
+
+    const char *pen[] = {"critic", "redo", "invalid_action", "penalize", NULL};
+    start(&m, 6, pen);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(act(&m, 0, right), 0);
+    assert_int_equal(act(&m, 1, "maybe"), 0);
+    assert_true(m.res.terminated && m.res.invalid_action);
+    expect_rewards(&m, 1, -1);
+    ag_episode_destroy(&m.ep);
+}
+
+/* critic=redo demos: the perfect critic gets every check right, finds every wrong chain's
+ * first wrong step, and a game never takes more turns than a transcript holds. */
+static void test_redo_demos(void **state)
+{
+    (void)state;
+    static ag_transcript_t tr;
+    ag_game_kv_t opts[] = {{"critic", "redo"}, {"solver_error", "0.3"}};
+    char err[AG_GAME_ERR_CAP];
+    double flagged = 0, wrong_first = 0;
+    for (uint64_t seed = 0; seed < 300; seed++) {
+        assert_int_equal(
+            ag_episode_demo(&ag_game_critique, seed, opts, 2, NULL, 0, &tr, err, sizeof err), 0);
+        const ag_game_outcome_t *o = &tr.outcome;
+        assert_true(metric(o, "critic_checks") >= 1);
+        assert_true(metric(o, "critic_right_checks") == metric(o, "critic_checks"));
+        assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
+        assert_true(tr.num_turns <= AG_GAME_MAX_TURNS);
+        flagged += metric(o, "critic_tp") > 0;
+        wrong_first += metric(o, "first_correct") == 0;
+    }
+    assert_true(wrong_first > 100 && flagged == wrong_first);
 }
 
 int main(void)
@@ -379,6 +527,9 @@ int main(void)
         cmocka_unit_test(test_invalid_error_mode),
         cmocka_unit_test(test_invalid_penalize_mode),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_redo_fix),
+        cmocka_unit_test(test_redo_errors),
+        cmocka_unit_test(test_redo_demos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,12 @@
  * shaping improve_bonus * (r_final - r_first), which pays for fixing and
  * charges for breaking a first answer, so "never change anything" is not a
  * free equilibrium.
+ *
+ * With critic=redo the critic checks the chain one step per turn by doing
+ * the step again: it is shown "i: a+d=" (the chain's previous value and
+ * operation i) and answers the result; the first step where its result and
+ * the solver's differ is its verdict. Each check is then local, the same
+ * skill as solving, and each is rewarded on its own.
  */
 #include <string.h>
 
@@ -42,6 +48,10 @@ typedef struct critique {
     double revision_error; /* the solver bot's per-step error rate when it revises */
     double improve_bonus;
     bool penalize;
+    bool redo;  /* critic=redo: one step redone per critic turn */
+    int cursor; /* redo: the step the critic checks next (1-based) */
+    int checks; /* redo: checks made */
+    int right_checks;
 } critique_t;
 
 static const char *const s_roles[] = {"solver", "critic"};
@@ -49,6 +59,7 @@ static const char *const s_bots[] = {"solver", "critic-random", "critic-perfect"
 static const int s_bot_seats[] = {SEAT_SOLVER, SEAT_CRITIC, SEAT_CRITIC};
 static const char *const s_demo_bots[] = {"solver", "critic-perfect"};
 static const char *const s_invalid_modes[] = {"error", "penalize", NULL};
+static const char *const s_critic_modes[] = {"chain", "redo", NULL};
 static const char *const s_ends[] = {"", "ok", "rounds", "invalid"};
 
 static const ag_game_option_t s_options[] = {
@@ -62,6 +73,9 @@ static const ag_game_option_t s_options[] = {
     {"invalid_action", "error",
      "error: an invalid action is refused and may be retried | penalize: the seat gets -1 and "
      "the game ends"},
+    {"critic", "chain",
+     "chain: the critic reads the chain and answers `ok` or `step i` | redo: the critic checks "
+     "one step per turn by redoing it: shown `i: a+d=`, it answers the result digit"},
 };
 
 static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *options,
@@ -69,7 +83,7 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
 {
     critique_t *c = state;
     const ag_game_t *g = &ag_game_critique;
-    int k, rounds, mode;
+    int k, rounds, mode, critic;
     double solver_error, revision_error, improve_bonus;
     if (ag_game_check_options(g, options, num_options, err, err_cap) < 0 ||
         ag_game_option_int("k", ag_game_option_value(g, options, num_options, "k"), 2,
@@ -80,15 +94,25 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
                               ag_game_option_value(g, options, num_options, "solver_error"), 0.0,
                               1.0, &solver_error, err, err_cap) < 0 ||
         ag_game_option_double("revision_error",
-                              ag_game_option_value(g, options, num_options, "revision_error"),
-                              -1.0, 1.0, &revision_error, err, err_cap) < 0 ||
+                              ag_game_option_value(g, options, num_options, "revision_error"), -1.0,
+                              1.0, &revision_error, err, err_cap) < 0 ||
         ag_game_option_double("improve_bonus",
                               ag_game_option_value(g, options, num_options, "improve_bonus"), 0.0,
                               10.0, &improve_bonus, err, err_cap) < 0 ||
         ag_game_option_choice("invalid_action",
                               ag_game_option_value(g, options, num_options, "invalid_action"),
-                              s_invalid_modes, &mode, err, err_cap) < 0)
+                              s_invalid_modes, &mode, err, err_cap) < 0 ||
+        ag_game_option_choice("critic", ag_game_option_value(g, options, num_options, "critic"),
+                              s_critic_modes, &critic, err, err_cap) < 0)
         return AG_GAME_EBADOPT;
+    /* every chain, first and revised, may take k checks, plus the solver's turns */
+    if (critic == 1 && (rounds + 1) * (k + 1) > AG_GAME_MAX_TURNS) {
+        ag_game_errorf(err, err_cap,
+                       "critic=redo: (rounds + 1) * (k + 1) turns must be at most %d (k=%d, "
+                       "rounds=%d)",
+                       AG_GAME_MAX_TURNS, k, rounds);
+        return AG_GAME_EBADOPT;
+    }
 
     memset(c, 0, sizeof *c);
     ag_rng_t rng;
@@ -102,6 +126,7 @@ static int critique_reset(void *state, uint64_t seed, const ag_game_kv_t *option
     c->revision_error = revision_error < 0 ? solver_error : revision_error;
     c->improve_bonus = improve_bonus;
     c->penalize = mode == 1;
+    c->redo = critic == 1;
     return 0;
 }
 
@@ -119,6 +144,26 @@ static int critique_to_act(const void *state)
     }
 }
 
+/*
+ * critic=redo: the step under check, "\ni: a+d=" (the game's first text
+ * starts with "critique"): step i's number, the chain's previous value (x0
+ * for step 1) and operation i; the critic answers the result.
+ */
+static void observe_check(const critique_t *c, ag_text_t *t)
+{
+    const int i = c->cursor;
+    if (c->checks == 0)
+        ag_text_str(t, "critique");
+    ag_text_str(t, "\n");
+    ag_text_int(t, i);
+    ag_text_str(t, ": ");
+    ag_text_int(t, i == 1 ? c->task.x0 : c->chain[i - 2]);
+    const char op[2] = {c->task.op[i - 1], '\0'};
+    ag_text_str(t, op);
+    ag_text_int(t, c->task.arg[i - 1]);
+    ag_text_str(t, "=");
+}
+
 static size_t critique_observe(const void *state, char *buf, size_t cap)
 {
     const critique_t *c = state;
@@ -130,6 +175,10 @@ static size_t critique_observe(const void *state, char *buf, size_t cap)
         ag_text_str(&t, "\nyour chain: ");
         break;
     case PHASE_VERDICT:
+        if (c->redo) {
+            observe_check(c, &t);
+            break;
+        }
         if (c->num_verdicts == 0) {
             ag_text_str(&t, "critique\ntask: ");
             ag_text_str(&t, c->task_text);
@@ -179,15 +228,37 @@ static void finish(critique_t *c, int end, bool pay_solver, ag_game_step_t *out)
     }
 }
 
+/*
+ * An invalid action by seat: refused (the seat may try again), or with
+ * invalid_action=penalize consumed, -1 for the seat, and the game ends (the
+ * solver still paid for its chain when pay_solver).
+ */
+static int invalid(critique_t *c, int seat, bool pay_solver, ag_game_step_t *out)
+{
+    if (!c->penalize)
+        return AG_GAME_EINVAL;
+    out->invalid_action = true;
+    out->rewards[seat] -= 1.0f;
+    finish(c, END_INVALID, pay_solver, out);
+    return 0;
+}
+
+/* Strips surrounding whitespace from [*s, *s + len); returns the new length. */
+static size_t trim(const char **s, size_t len)
+{
+    const char *p = *s, *end = p + len;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    *s = p;
+    return (size_t)(end - p);
+}
+
 /* "ok" -> 0, "step i" -> i (1..k), with surrounding whitespace; else -1. */
 static int parse_verdict(const char *s, size_t len, int k)
 {
-    const char *end = s + len;
-    while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
-        s++;
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
-        end--;
-    size_t n = (size_t)(end - s);
+    size_t n = trim(&s, len);
     if (n == 2 && memcmp(s, "ok", 2) == 0)
         return 0;
     int i;
@@ -195,6 +266,81 @@ static int parse_verdict(const char *s, size_t len, int k)
         ag_parse_int(s + 4, n - 4, 1, k, &i) == 0)
         return i;
     return -1;
+}
+
+/*
+ * Records a verdict on the current chain (0 = ok, i = step i), counts it and
+ * moves the game on: the end after `ok` or when the revisions are used up,
+ * else the solver's revision. Returns the verdict's reward in the chain
+ * view: +1 right (ok on a correct chain, or its first wrong step), -1 false
+ * alarm or missed error, 0 a wrong chain blamed on another step.
+ */
+static float apply_verdict(critique_t *c, int verdict, ag_game_step_t *out)
+{
+    int wrong = ag_task_first_wrong(&c->task, c->chain);
+    float r;
+    if (verdict == 0) {
+        r = wrong == 0 ? 1.0f : -1.0f;
+        c->tn += wrong == 0;
+        c->fn += wrong != 0;
+    } else {
+        r = wrong == 0 ? -1.0f : verdict == wrong ? 1.0f : 0.0f;
+        c->fp += wrong == 0;
+        c->tp += wrong != 0;
+    }
+    c->correct_verdicts += r > 0.0f;
+    c->verdicts[c->num_verdicts++] = verdict;
+    if (verdict == 0)
+        finish(c, END_OK, true, out);
+    else if (c->revisions == c->rounds)
+        finish(c, END_ROUNDS, true, out);
+    else
+        c->phase = PHASE_REVISE;
+    return r;
+}
+
+/* The right result of step i from the current chain's step i-1 (x0 for i = 1). */
+static uint8_t step_result(const critique_t *c, int i)
+{
+    uint8_t prev = i == 1 ? c->task.x0 : c->chain[i - 2];
+    return ag_task_apply(c->task.op[i - 1], c->task.arg[i - 1], prev);
+}
+
+/* One digit with surrounding whitespace -> 0..9; else -1. */
+static int parse_digit(const char *s, size_t len)
+{
+    size_t n = trim(&s, len);
+    return n == 1 && s[0] >= '0' && s[0] <= '9' ? s[0] - '0' : -1;
+}
+
+/*
+ * critic=redo: one check of step `cursor`: the critic's result, paid on its
+ * own (+1 if it is the step's right result, -1 if not). A result other than
+ * the chain's step is the verdict `step cursor`; agreeing on the last step
+ * is the verdict `ok`; any other agreement moves on to the next step. A
+ * chain verdict reached this way is counted as in the chain view (tp, fp,
+ * fn, tn, correct verdicts), but only the checks are paid.
+ */
+static int check_step(critique_t *c, const char *action, size_t len, bool too_long,
+                      ag_game_step_t *out, char *err, size_t err_cap)
+{
+    const int i = c->cursor;
+    int digit = too_long ? -1 : parse_digit(action, len);
+    if (digit < 0) {
+        ag_game_errorf(err, err_cap, "expected one digit 0-9, the result of step %d", i);
+        return invalid(c, SEAT_CRITIC, true, out);
+    }
+    const bool right = digit == step_result(c, i);
+    c->checks++;
+    c->right_checks += right;
+    out->rewards[SEAT_CRITIC] += right ? 1.0f : -1.0f;
+    if (digit != c->chain[i - 1])
+        apply_verdict(c, c->cursor, out);
+    else if (c->cursor == c->task.k)
+        apply_verdict(c, 0, out);
+    else
+        c->cursor++;
+    return 0;
 }
 
 static int critique_step(void *state, const char *action, size_t len, ag_game_step_t *out,
@@ -213,12 +359,7 @@ static int critique_step(void *state, const char *action, size_t len, ag_game_st
             ag_game_errorf(err, err_cap,
                            "expected %d digits 0-9 separated by spaces (steps %d..%d)",
                            k - from + 1, from, k);
-            if (!c->penalize)
-                return AG_GAME_EINVAL;
-            out->invalid_action = true;
-            out->rewards[SEAT_SOLVER] -= 1.0f;
-            finish(c, END_INVALID, false, out);
-            return 0;
+            return invalid(c, SEAT_SOLVER, false, out);
         }
         memcpy(c->chain + from - 1, digits, (size_t)(k - from + 1));
         if (c->phase == PHASE_SOLVE) {
@@ -228,39 +369,18 @@ static int critique_step(void *state, const char *action, size_t len, ag_game_st
             c->revisions++;
         }
         c->phase = PHASE_VERDICT;
+        c->cursor = from; /* steps before it are unchanged and were checked ok */
         return 0;
     }
 
+    if (c->redo)
+        return check_step(c, action, len, too_long, out, err, err_cap);
     int verdict = too_long ? -1 : parse_verdict(action, len, k);
     if (verdict < 0) {
         ag_game_errorf(err, err_cap, "expected 'ok' or 'step i' with i in 1..%d", k);
-        if (!c->penalize)
-            return AG_GAME_EINVAL;
-        out->invalid_action = true;
-        out->rewards[SEAT_CRITIC] -= 1.0f;
-        finish(c, END_INVALID, true, out);
-        return 0;
+        return invalid(c, SEAT_CRITIC, true, out);
     }
-    int wrong = ag_task_first_wrong(&c->task, c->chain);
-    float r;
-    if (verdict == 0) {
-        r = wrong == 0 ? 1.0f : -1.0f;
-        c->tn += wrong == 0;
-        c->fn += wrong != 0;
-    } else {
-        r = wrong == 0 ? -1.0f : verdict == wrong ? 1.0f : 0.0f;
-        c->fp += wrong == 0;
-        c->tp += wrong != 0;
-    }
-    c->correct_verdicts += r > 0.0f;
-    out->rewards[SEAT_CRITIC] += r;
-    c->verdicts[c->num_verdicts++] = verdict;
-    if (verdict == 0)
-        finish(c, END_OK, true, out);
-    else if (c->revisions == c->rounds)
-        finish(c, END_ROUNDS, true, out);
-    else
-        c->phase = PHASE_REVISE;
+    out->rewards[SEAT_CRITIC] += apply_verdict(c, verdict, out);
     return 0;
 }
 
@@ -289,6 +409,12 @@ static size_t critique_bot_act(const void *state, int bot, ag_rng_t *rng, char *
         memcpy(chain, c->chain, (size_t)k);
         solve_from(c, from, rng, chain);
         ag_text_chain(&t, chain + from - 1, k - from + 1);
+        return t.len;
+    }
+    if (c->redo) {
+        /* the perfect critic redoes the step right; the random one answers a random digit */
+        ag_text_int(&t,
+                    bot == BOT_CRITIC_PERFECT ? step_result(c, c->cursor) : ag_rng_below(rng, 10));
         return t.len;
     }
     int step = 0;
@@ -352,6 +478,10 @@ static void critique_outcome(const void *state, ag_game_outcome_t *out)
     ag_game_outcome_metric(out, "critic_fn", c->fn);
     ag_game_outcome_metric(out, "critic_tn", c->tn);
     ag_game_outcome_metric(out, "critic_correct_verdicts", c->correct_verdicts);
+    if (c->redo) {
+        ag_game_outcome_metric(out, "critic_checks", c->checks);
+        ag_game_outcome_metric(out, "critic_right_checks", c->right_checks);
+    }
 }
 
 const ag_game_t ag_game_critique = {
