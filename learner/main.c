@@ -73,6 +73,9 @@ static const ag_option_t s_options[] = {
     {"warmstart.epochs", NULL, "4", "passes over the demos"},
     {"warmstart.lr", NULL, "1e-3", "peak learning rate (cosine decay to 0.1x)"},
     {"warmstart.batch", NULL, "32", "sequences per minibatch"},
+    {"warmstart.observation_weight", NULL, "0",
+     "weight of the loss on predicting the observations' tokens (0 = the actions' only): "
+     "reading the game's texts as a language model teaches the task's structure sooner"},
     {"ppo.batch_trajectories", "batch", "128", "trajectories (games) per PPO update"},
     {"ppo.epochs", NULL, "2", "passes over each batch"},
     {"ppo.minibatch", NULL, "32", "sequences (seats) per minibatch / optimizer step"},
@@ -115,7 +118,7 @@ int main(int argc, char **argv)
     ag_ppo_config_default(&o.ppo);
     long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms,
         mp, mina, li, lm, hwm;
-    double maxs, ckpt, wlr, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
+    double maxs, ckpt, wlr, wow, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
     bool whiten;
     if (ag_config_long(cfg, "learner.seed", 0, 0x7fffffffffffffffL, &seed) < 0 ||
         ag_config_long(cfg, "learner.threads", 0, 256, &threads) < 0 ||
@@ -139,6 +142,7 @@ int main(int argc, char **argv)
         ag_config_long(cfg, "warmstart.epochs", 0, 10000, &wep) < 0 ||
         ag_config_double(cfg, "warmstart.lr", 0, 10, &wlr) < 0 ||
         ag_config_long(cfg, "warmstart.batch", 1, 65536, &wbs) < 0 ||
+        ag_config_double(cfg, "warmstart.observation_weight", 0, 1, &wow) < 0 ||
         ag_config_long(cfg, "ppo.batch_trajectories", 1, 1L << 20, &bt) < 0 ||
         ag_config_long(cfg, "ppo.epochs", 1, 1000, &ep) < 0 ||
         ag_config_long(cfg, "ppo.minibatch", 1, 65536, &mb) < 0 ||
@@ -229,6 +233,7 @@ int main(int argc, char **argv)
     o.ws.epochs = (int)wep;
     o.ws.lr = (float)wlr;
     o.ws.batch = (int)wbs;
+    o.ws.obs_weight = (float)wow;
 
     uv_loop_t loop;
     uv_loop_init(&loop);

@@ -374,7 +374,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
                     size_t o = (size_t)k * (size_t)T + (size_t)t;
                     tok[o] = t < L ? s->tokens[t] : AG_TOK_PAD;
                     tgt[o] = t < L ? s->tokens[t + 1] : AG_TOK_PAD;
-                    mask[o] = t < L && s->generated[t + 1] ? 1.0f : 0.0f;
+                    mask[o] = t >= L ? 0.0f : s->generated[t + 1] ? 1.0f : c->obs_weight;
                 }
             }
             rc = ag_model_forward(m, B, T, tok, 0);

@@ -33,9 +33,10 @@ typedef struct ag_warmstart_config {
     const char *options; /* "k=8,invalid_action=penalize" */
     int epochs;
     float lr;
-    int batch;      /* sequences per minibatch */
-    int threads;    /* compute threads during the warm start (0 = all CPUs) */
-    int timeout_ms; /* per Demo request */
+    int batch;        /* sequences per minibatch */
+    float obs_weight; /* weight of the observation tokens' loss (actions: 1) */
+    int threads;      /* compute threads during the warm start (0 = all CPUs) */
+    int timeout_ms;   /* per Demo request */
 } ag_warmstart_config_t;
 
 /* Parses "K=V,K=V" into at most max pairs of pointers into buf (a copy of s
