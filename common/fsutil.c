@@ -1,5 +1,5 @@
 /*
- * fsutil.c - atomic file writes (see fsutil.h).
+ * fsutil.c - atomic file writes and whole-file reads (see fsutil.h).
  */
 #include "fsutil.h"
 
@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int ag_write_atomic(const char *path, const void *data, size_t len)
@@ -49,5 +51,35 @@ int ag_write_atomic(const char *path, const void *data, size_t len)
         fsync(dfd);
         close(dfd);
     }
+    return 0;
+}
+
+int ag_read_file(const char *path, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return -EINVAL;
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    size_t got = fread(b, 1, n, f);
+    int rc = ferror(f) ? -EIO : 0;
+    fclose(f);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    *out = b;
+    *len = got; /* a file cut short meanwhile is the caller's to detect (a CRC) */
     return 0;
 }

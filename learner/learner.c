@@ -1132,37 +1132,6 @@ static int s_mkdir(const char *path)
     return -1;
 }
 
-/* Reads a whole file (bounded by what fits in memory) into a new buffer. */
-static int s_read_file(const char *path, uint8_t **out, size_t *len)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    struct stat sb;
-    if (fstat(fileno(f), &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return -EINVAL;
-    }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) {
-        fclose(f);
-        return -ENOMEM;
-    }
-    size_t got = fread(b, 1, n, f);
-    int rc = ferror(f) ? -EIO : 0;
-    fclose(f);
-    if (rc < 0) {
-        free(b);
-        return rc;
-    }
-    *out = b;
-    *len = got; /* a file cut short meanwhile fails the CRC */
-    return 0;
-}
-
 /*
  * Puts the trajectories of dir/queue.bin back in the queue, in their saved
  * order, under new arrival numbers. A queue.bin that is missing, damaged or
@@ -1184,7 +1153,7 @@ static void s_restore_queue(ag_learner_t *l, const char *dir)
     size_t len = 0, n = 0, queued = 0, skipped = 0;
     ag_queue_rec_t *recs = NULL;
     uint32_t crc = 0;
-    int rc = s_read_file(path, &data, &len);
+    int rc = ag_read_file(path, &data, &len);
     if (rc < 0) {
         ag_warn("learner",
                 "resume: %s: %s; the %" PRIu64 " trajectories queued at the checkpoint are lost",

@@ -207,19 +207,6 @@ done:
     return rc;
 }
 
-static void s_put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t s_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int ag_queue_encode(const ag_queue_rec_t *recs, size_t n, uint8_t **out, size_t *out_len,
                     uint32_t *crc)
 {
@@ -239,17 +226,17 @@ int ag_queue_encode(const ag_queue_rec_t *recs, size_t n, uint8_t **out, size_t 
     uint8_t *p = b;
     memcpy(p, AG_QUEUE_MAGIC, AG_QUEUE_MAGIC_LEN);
     p += AG_QUEUE_MAGIC_LEN;
-    s_put_u32(p, (uint32_t)n);
+    ag_put_u32le(p, (uint32_t)n);
     p += 4;
     for (size_t i = 0; i < n; i++) {
-        s_put_u32(p, (uint32_t)recs[i].len);
+        ag_put_u32le(p, (uint32_t)recs[i].len);
         p += 4;
         if (recs[i].len)
             memcpy(p, recs[i].data, recs[i].len);
         p += recs[i].len;
     }
     *crc = ag_crc32(0, b, len - 4);
-    s_put_u32(p, *crc);
+    ag_put_u32le(p, *crc);
     *out = b;
     *out_len = len;
     return 0;
@@ -269,14 +256,14 @@ int ag_queue_decode(const uint8_t *data, size_t len, ag_queue_rec_t **recs, size
         return -EBADMSG;
     }
     const size_t end = len - 4; /* where the records must stop */
-    const uint32_t want = s_get_u32(data + end), got = ag_crc32(0, data, end);
+    const uint32_t want = ag_get_u32le(data + end), got = ag_crc32(0, data, end);
     if (want != got) {
         snprintf(why, why_len,
                  "CRC-32 %08" PRIx32 " does not match the recorded %08" PRIx32 " (damaged or cut)",
                  got, want);
         return -EBADMSG;
     }
-    const uint32_t count = s_get_u32(data + AG_QUEUE_MAGIC_LEN);
+    const uint32_t count = ag_get_u32le(data + AG_QUEUE_MAGIC_LEN);
     size_t pos = AG_QUEUE_MAGIC_LEN + 4;
     /* Every record takes at least its 4-byte length: bounds the array below. */
     if (count > (end - pos) / 4) {
@@ -289,12 +276,12 @@ int ag_queue_decode(const uint8_t *data, size_t len, ag_queue_rec_t **recs, size
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < count; i++) {
-        if (end - pos < 4 || end - pos - 4 < s_get_u32(data + pos)) {
+        if (end - pos < 4 || end - pos - 4 < ag_get_u32le(data + pos)) {
             free(r);
             snprintf(why, why_len, "record %" PRIu32 " runs past the end of the file", i);
             return -EBADMSG;
         }
-        r[i].len = s_get_u32(data + pos);
+        r[i].len = ag_get_u32le(data + pos);
         r[i].data = data + pos + 4;
         pos += 4 + r[i].len;
     }
