@@ -512,6 +512,8 @@ out:
     char path[96];
     snprintf(path, sizeof path, "%s/default.ckpt", dir);
     unlink(path);
+    snprintf(path, sizeof path, "%s/default.labels", dir);
+    unlink(path);
     snprintf(path, sizeof path, "%s/reward-state.json", dir);
     unlink(path);
     rmdir(dir);

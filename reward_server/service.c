@@ -26,6 +26,7 @@
 
 #include "ckpt.h"
 #include "codec.h"
+#include "crc32.h"
 #include "fsutil.h"
 #include "log.h"
 #include "optim.h"
@@ -177,10 +178,17 @@ static slabel_t *s_ring_push(ring_t *r, slabel_t *x)
     return dropped;
 }
 
-static void s_ring_finish(ring_t *r)
+/* Frees every label, keeping the ring. */
+static void s_ring_clear(ring_t *r)
 {
     for (size_t i = 0; r->v && i < r->len; i++)
         free(s_ring_at(r, i));
+    r->head = r->len = 0;
+}
+
+static void s_ring_finish(ring_t *r)
+{
+    s_ring_clear(r);
     free(r->v);
     memset(r, 0, sizeof *r);
 }
@@ -229,10 +237,11 @@ static bool s_held_out(double fraction, int kind, float target, const char *firs
     return (double)(h >> 11) * (1.0 / 9007199254740992.0) < fraction;
 }
 
-static slabel_t *s_label_new(int kind, int preferred, float target, float weight, const char *a,
-                             const char *b, int ctx)
+/* A stored label of transcripts a (la bytes) and b (lb, 0 for an outcome),
+ * keeping only what the model reads of each. */
+static slabel_t *s_label_make(int kind, int preferred, float target, float weight, const uint8_t *a,
+                              size_t la, const uint8_t *b, size_t lb, int ctx)
 {
-    size_t la = strlen(a), lb = b ? strlen(b) : 0;
     size_t ka = ag_rm_kept_bytes(la, ctx), kb = ag_rm_kept_bytes(lb, ctx);
     slabel_t *l = malloc(sizeof *l + ka + kb);
     if (!l)
@@ -250,6 +259,13 @@ static slabel_t *s_label_new(int kind, int preferred, float target, float weight
     if (kb)
         memcpy(l->bytes + ka, b + (lb - kb), kb);
     return l;
+}
+
+static slabel_t *s_label_new(int kind, int preferred, float target, float weight, const char *a,
+                             const char *b, int ctx)
+{
+    return s_label_make(kind, preferred, target, weight, (const uint8_t *)a, strlen(a),
+                        (const uint8_t *)b, b ? strlen(b) : 0, ctx);
 }
 
 static const char *s_text(const Agora__V1__ScoreItem *item)
@@ -701,7 +717,255 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
     return 1;
 }
 
-/* Writes NAME.ckpt for every model and then reward-state.json. */
+/* --------------------------------------------------------- saved labels */
+
+/*
+ * NAME.labels holds a model's replay buffer and held-out set, so a resumed
+ * server trains on the labels it had and evaluates the same held-out set.
+ * All integers little-endian:
+ *
+ *   "agoraL1\n", u32 count, count records, u32 CRC-32 of everything before;
+ *   record: u8 set (0 buffer, 1 held out), u8 kind (0 outcome, 1 preference),
+ *           u8 preferred, f32 target, f32 weight, then the transcripts as
+ *           stored (already cut to what the model reads), each u32 length +
+ *           bytes: one for an outcome, a then b for a preference.
+ *
+ * The buffer comes first, then the held-out set, each oldest first, so
+ * pushing the records back in file order rebuilds both rings as they were.
+ * That is all a stored label holds besides its held-out bookkeeping (id,
+ * result), which is rebuilt: results belong to the weights, and a resumed
+ * trainer evaluates the whole set again at once. The file is paired with
+ * reward-state.json by its count and CRC-32, so one left by another
+ * checkpoint (a crash between the two writes) is recognised.
+ */
+#define LABELS_MAGIC "agoraL1\n"
+#define LABELS_MAGIC_LEN 8
+#define RECORD_HEAD 11 /* set, kind, preferred, target, weight */
+
+static int s_n_texts(int kind)
+{
+    return kind == AG_RM_PREFERENCE ? 2 : 1;
+}
+
+static size_t s_record_len(const slabel_t *l)
+{
+    size_t n = RECORD_HEAD;
+    for (int t = 0; t < s_n_texts(l->kind); t++)
+        n += 4 + (size_t)l->len[t];
+    return n;
+}
+
+/* Bytes of m's NAME.labels image (under the lock). */
+static size_t s_labels_len(const rmodel_t *m)
+{
+    size_t n = LABELS_MAGIC_LEN + 4 + 4;
+    for (size_t i = 0; i < m->buf.len; i++)
+        n += s_record_len(s_ring_at(&m->buf, i));
+    for (size_t i = 0; i < m->held.len; i++)
+        n += s_record_len(s_ring_at(&m->held, i));
+    return n;
+}
+
+static uint8_t *s_put_record(uint8_t *p, const slabel_t *l, uint8_t set)
+{
+    p[0] = set;
+    p[1] = l->kind;
+    p[2] = l->preferred;
+    ag_put_f32le(p + 3, l->target);
+    ag_put_f32le(p + 7, l->weight);
+    p += RECORD_HEAD;
+    const uint8_t *src = l->bytes;
+    for (int t = 0; t < s_n_texts(l->kind); t++) {
+        ag_put_u32le(p, l->len[t]);
+        memcpy(p + 4, src, l->len[t]);
+        p += 4 + l->len[t];
+        src += l->len[t];
+    }
+    return p;
+}
+
+/* What a checkpoint saves of one model besides its weights. */
+typedef struct msave {
+    uint64_t version, labels, updates, rejected;
+    double pending; /* training uses owed to the buffer */
+    uint8_t *image; /* NAME.labels, the caller's to free */
+    size_t len;
+    uint32_t count, crc;
+} msave_t;
+
+/* Copies m's counters and owed uses into sv (under the lock). */
+static void s_counters_copy(const rmodel_t *m, msave_t *sv)
+{
+    sv->version = m->version;
+    sv->labels = m->labels;
+    sv->updates = m->updates;
+    sv->rejected = m->rejected;
+    sv->pending = m->credits > 0 ? m->credits : 0;
+}
+
+/*
+ * Copies m's counters, owed uses and labels (as the NAME.labels image) at
+ * one instant. The loop thread adds labels and drops old ones meanwhile, so
+ * this follows the trainer's discipline: copy under the lock, nothing else.
+ * The copy is the image itself (a memcpy per label, no second pass); its
+ * memory is allocated and faulted in outside the lock at a size measured
+ * under it (labels that arrive in between cost one more round), and the CRC
+ * and the write happen after. Returns 0, -ENOMEM, or -EFBIG for more labels
+ * than the format counts.
+ */
+static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
+{
+    memset(sv, 0, sizeof *sv);
+    size_t cap = 0;
+    uint8_t *b = NULL;
+    for (;;) {
+        uv_mutex_lock(&s->lk);
+        const size_t need = s_labels_len(m);
+        if (need <= cap)
+            break;
+        uv_mutex_unlock(&s->lk);
+        free(b);
+        cap = need + need / 8;
+        b = malloc(cap);
+        if (!b)
+            return -ENOMEM;
+        memset(b, 0, cap);
+    }
+    const size_t count = m->buf.len + m->held.len;
+    if (count > UINT32_MAX) {
+        uv_mutex_unlock(&s->lk);
+        free(b);
+        return -EFBIG;
+    }
+    uint8_t *p = b;
+    memcpy(p, LABELS_MAGIC, LABELS_MAGIC_LEN);
+    ag_put_u32le(p + LABELS_MAGIC_LEN, (uint32_t)count);
+    p += LABELS_MAGIC_LEN + 4;
+    for (size_t i = 0; i < m->buf.len; i++)
+        p = s_put_record(p, s_ring_at(&m->buf, i), 0);
+    for (size_t i = 0; i < m->held.len; i++)
+        p = s_put_record(p, s_ring_at(&m->held, i), 1);
+    s_counters_copy(m, sv);
+    uv_mutex_unlock(&s->lk);
+
+    sv->len = (size_t)(p - b) + 4;
+    sv->crc = ag_crc32(0, b, sv->len - 4);
+    ag_put_u32le(p, sv->crc);
+    sv->image = b;
+    sv->count = (uint32_t)count;
+    return 0;
+}
+
+/* One record of a NAME.labels image, pointing into it. */
+typedef struct record {
+    uint8_t set, kind, preferred;
+    float target, weight;
+    const uint8_t *text[2];
+    uint32_t len[2];
+} record_t;
+
+/* Reads the record at *pos (the records end at end). Returns 0, or -1 when it
+ * does not fit: the file's structure is broken, not just this label. */
+static int s_record_read(const uint8_t *d, size_t end, size_t *pos, record_t *r)
+{
+    size_t p = *pos;
+    if (end - p < RECORD_HEAD)
+        return -1;
+    r->set = d[p];
+    r->kind = d[p + 1];
+    r->preferred = d[p + 2];
+    r->target = ag_get_f32le(d + p + 3);
+    r->weight = ag_get_f32le(d + p + 7);
+    p += RECORD_HEAD;
+    /* The kind says how many transcripts follow: without it nothing after
+     * this record can be found. */
+    if (r->kind != AG_RM_OUTCOME && r->kind != AG_RM_PREFERENCE)
+        return -1;
+    r->text[1] = NULL;
+    r->len[1] = 0;
+    for (int t = 0; t < s_n_texts(r->kind); t++) {
+        if (end - p < 4 || end - p - 4 < ag_get_u32le(d + p))
+            return -1;
+        r->len[t] = ag_get_u32le(d + p);
+        r->text[t] = d + p + 4;
+        p += 4 + r->len[t];
+    }
+    *pos = p;
+    return 0;
+}
+
+/* Why a record would have been refused as a network label, or NULL. */
+static const char *s_record_refused(const record_t *r)
+{
+    if (r->set > 1)
+        return "set is neither 0 (buffer) nor 1 (held out)";
+    if (!s_weight_ok(r->weight))
+        return "weight is negative or not finite";
+    if (r->kind == AG_RM_PREFERENCE && r->preferred > 1)
+        return "preferred is neither 0 nor 1";
+    if (r->kind == AG_RM_OUTCOME &&
+        !(isfinite(r->target) && r->target >= 0.0f && r->target <= 1.0f))
+        return "outcome label outside [0, 1]";
+    /* fields a network label of that kind leaves at 0 */
+    if ((r->kind == AG_RM_OUTCOME && r->preferred != 0) ||
+        (r->kind == AG_RM_PREFERENCE && r->target != 0.0f))
+        return "preferred set on an outcome, or target on a preference";
+    for (int t = 0; t < s_n_texts(r->kind); t++) {
+        if (r->len[t] > AG_REWARD_MAX_TRANSCRIPT)
+            return "transcript longer than the protocol allows";
+        /* a transcript crosses the wire as a C string: it cannot hold a NUL */
+        if (r->len[t] && memchr(r->text[t], 0, r->len[t]))
+            return "transcript holds a NUL byte";
+    }
+    return NULL;
+}
+
+/*
+ * Checks a NAME.labels image: magic, CRC-32, every record inside the file
+ * and the last one ending where the CRC starts. Returns 0 with its count
+ * and CRC, or -1 with why.
+ */
+static int s_labels_check(const uint8_t *d, size_t len, uint32_t *count, uint32_t *crc, char *why,
+                          size_t why_len)
+{
+    if (len < LABELS_MAGIC_LEN + 8 || memcmp(d, LABELS_MAGIC, LABELS_MAGIC_LEN)) {
+        snprintf(why, why_len, "not a labels file (%zu bytes, bad magic or too short)", len);
+        return -1;
+    }
+    const size_t end = len - 4;
+    const uint32_t want = ag_get_u32le(d + end), got = ag_crc32(0, d, end);
+    if (want != got) {
+        snprintf(why, why_len,
+                 "CRC-32 %08" PRIx32 " does not match the recorded %08" PRIx32 " (damaged or cut)",
+                 got, want);
+        return -1;
+    }
+    const uint32_t n = ag_get_u32le(d + LABELS_MAGIC_LEN);
+    size_t pos = LABELS_MAGIC_LEN + 4;
+    record_t r;
+    for (uint32_t i = 0; i < n; i++)
+        if (s_record_read(d, end, &pos, &r) < 0) {
+            snprintf(why, why_len,
+                     "record %" PRIu32 " of %" PRIu32 " has an unknown kind or runs past the end",
+                     i, n);
+            return -1;
+        }
+    if (pos != end) {
+        snprintf(why, why_len, "%zu bytes after the last record", end - pos);
+        return -1;
+    }
+    *count = n;
+    *crc = got;
+    return 0;
+}
+
+/*
+ * Writes, per model, NAME.ckpt and NAME.labels, then reward-state.json,
+ * which records each NAME.labels by count and CRC-32: each file is atomic,
+ * and the state file, written last, says which labels file belongs to it.
+ * A model whose labels could not be saved gets no record, so a resume
+ * starts it with no labels rather than with another checkpoint's.
+ */
 static int s_checkpoint(ag_reward_service_t *s)
 {
     char path[PATH_LEN], err[512];
@@ -709,20 +973,39 @@ static int s_checkpoint(ag_reward_service_t *s)
     json_t *models = json_object();
     for (size_t i = 0; i < s->n_models; i++) {
         rmodel_t *m = &s->models[i];
-        uv_mutex_lock(&s->lk);
-        const uint64_t version = m->version, labels = m->labels, updates = m->updates,
-                       rejected = m->rejected;
-        uv_mutex_unlock(&s->lk);
+        msave_t sv;
+        int cr = s_save_copy(s, m, &sv);
+        if (cr < 0) {
+            ag_error("reward", "checkpoint: the labels of model %s: %s", m->name, strerror(-cr));
+            rc = -EIO;
+            uv_mutex_lock(&s->lk);
+            s_counters_copy(m, &sv);
+            uv_mutex_unlock(&s->lk);
+        }
         s_path(path, s->out, m->name, ".ckpt");
-        if (ag_ckpt_save(path, ag_rm_model(m->train), m->opt, updates, err, sizeof err) < 0) {
+        if (ag_ckpt_save(path, ag_rm_model(m->train), m->opt, sv.updates, err, sizeof err) < 0) {
             ag_error("reward", "checkpoint: %s", err);
+            free(sv.image);
             rc = -EIO;
             continue;
         }
-        json_object_set_new(models, m->name,
-                            json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)version, "labels",
-                                      (json_int_t)labels, "updates", (json_int_t)updates,
-                                      "rejected", (json_int_t)rejected));
+        json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)sv.version, "labels",
+                              (json_int_t)sv.labels, "updates", (json_int_t)sv.updates, "rejected",
+                              (json_int_t)sv.rejected);
+        if (sv.image) {
+            s_path(path, s->out, m->name, ".labels");
+            int wr = ag_write_atomic(path, sv.image, sv.len);
+            if (wr < 0) {
+                ag_error("reward", "checkpoint: %s: %s", path, strerror(-wr));
+                rc = -EIO;
+            } else {
+                json_object_set_new(j, "label_file",
+                                    json_pack("{s:I,s:I,s:f}", "count", (json_int_t)sv.count,
+                                              "crc32", (json_int_t)sv.crc, "pending", sv.pending));
+            }
+            free(sv.image);
+        }
+        json_object_set_new(models, m->name, j);
     }
     json_t *root = json_pack("{s:o}", "models", models);
     char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
@@ -1009,7 +1292,120 @@ static void s_state_counters(json_t *root, rmodel_t *m)
         m->rejected = (uint64_t)v;
 }
 
-/* Loads DIR/NAME.ckpt for the models that have one, and the counters. */
+/*
+ * Puts the labels of DIR/NAME.labels back into m's buffer and held-out set,
+ * with the training uses the buffer was owed, as recorded in m's entry j of
+ * reward-state.json. A file that is missing, damaged or not the one j
+ * records (another checkpoint's) is a warning and leaves m with no labels;
+ * so is running out of memory. A record that fails the checks of a network
+ * label is skipped with a warning. A buffer saved larger than reward.buffer
+ * keeps its newest labels. The uses owed come back as saved but at most
+ * reward.reuse per label kept, the same cap Label keeps, so no use is owed
+ * to a label that is gone. Called before the threads start.
+ */
+static void s_restore_labels(ag_reward_service_t *s, rmodel_t *m, const json_t *j)
+{
+    const json_t *rec = json_object_get(j, "label_file");
+    if (!rec) {
+        ag_warn("reward",
+                "resume: %s has no saved labels for model %s: its buffer and held-out set "
+                "start empty",
+                STATE_FILE, m->name);
+        return;
+    }
+    const json_t *jn = json_object_get(rec, "count"), *jc = json_object_get(rec, "crc32"),
+                 *jp = json_object_get(rec, "pending");
+    if (!json_is_integer(jn) || !json_is_integer(jc) || !json_is_number(jp) ||
+        json_integer_value(jn) < 0 || json_integer_value(jn) > UINT32_MAX ||
+        json_integer_value(jc) < 0 || json_integer_value(jc) > UINT32_MAX ||
+        !isfinite(json_number_value(jp)) || json_number_value(jp) < 0) {
+        ag_warn("reward",
+                "resume: %s: model %s: bad \"label_file\" (count, crc32: 32-bit integers; "
+                "pending: a number >= 0): its buffer and held-out set start empty",
+                STATE_FILE, m->name);
+        return;
+    }
+    const uint32_t want_n = (uint32_t)json_integer_value(jn);
+    const uint32_t want_crc = (uint32_t)json_integer_value(jc);
+    const double pending = json_number_value(jp);
+    if (want_n == 0)
+        return;
+
+    char path[PATH_LEN], why[256];
+    s_path(path, s->resume, m->name, ".labels");
+    uint8_t *d = NULL;
+    size_t len = 0;
+    uint32_t n = 0, crc = 0;
+    int rc = ag_read_file(path, &d, &len);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "%s", strerror(-rc));
+    } else if ((rc = s_labels_check(d, len, &n, &crc, why, sizeof why)) == 0 &&
+               (n != want_n || crc != want_crc)) {
+        snprintf(why, sizeof why,
+                 "holds %" PRIu32 " labels (CRC-32 %08" PRIx32 ") but %s was saved with %" PRIu32
+                 " (%08" PRIx32 "): not the same checkpoint",
+                 n, crc, STATE_FILE, want_n, want_crc);
+        rc = -1;
+    }
+    if (rc < 0) {
+        ag_warn("reward", "resume: %s: %s; model %s starts with no labels (%" PRIu32 " lost)", path,
+                why, m->name, want_n);
+        free(d);
+        return;
+    }
+
+    const int ctx = s->o.model.ctx;
+    size_t pos = LABELS_MAGIC_LEN + 4, skipped = 0, dropped = 0;
+    const char *first = NULL;
+    bool oom = false;
+    for (uint32_t i = 0; i < n && !oom; i++) {
+        record_t r;
+        s_record_read(d, len - 4, &pos, &r); /* s_labels_check walked them all */
+        const char *bad = s_record_refused(&r);
+        if (bad) {
+            if (!skipped++)
+                first = bad;
+            continue;
+        }
+        slabel_t *l = s_label_make(r.kind, r.preferred, r.target, r.weight, r.text[0], r.len[0],
+                                   r.text[1], r.len[1], ctx);
+        if (!l) {
+            oom = true;
+            break;
+        }
+        slabel_t *out;
+        if (r.set) {
+            l->id = m->next_held_id++;
+            out = s_ring_push(&m->held, l);
+        } else {
+            out = s_ring_push(&m->buf, l);
+        }
+        dropped += out != NULL;
+        free(out);
+    }
+    free(d);
+    if (oom) {
+        s_ring_clear(&m->buf);
+        s_ring_clear(&m->held);
+        m->next_held_id = 0;
+        ag_warn("reward", "resume: %s: out of memory; model %s starts with no labels", path,
+                m->name);
+        return;
+    }
+    if (skipped)
+        ag_warn("reward", "resume: %s: %zu of %" PRIu32 " labels skipped (the first: %s)", path,
+                skipped, n, first);
+    if (dropped)
+        ag_info("reward", "resume: %s: the oldest %zu labels do not fit reward.buffer = %ld", path,
+                dropped, s->o.buffer);
+    const double most = (double)m->buf.len * s->o.reuse;
+    m->credits = pending < most ? pending : most;
+    ag_info("reward",
+            "resume: model %s: %zu labels in the buffer (%.0f training uses owed), %zu held out",
+            m->name, m->buf.len, ceil(m->credits), m->held.len);
+}
+
+/* Loads DIR/NAME.ckpt for the models that have one, with their counters and labels. */
 static int s_resume(ag_reward_service_t *s)
 {
     char path[PATH_LEN], err[512];
@@ -1024,7 +1420,10 @@ static int s_resume(ag_reward_service_t *s)
             return -1;
         }
     } else {
-        ag_warn("reward", "resume: no %s: counters start from the checkpoints", path);
+        ag_warn("reward",
+                "resume: no %s: counters start from the checkpoints, buffers and held-out "
+                "sets empty",
+                path);
     }
     size_t loaded = 0;
     for (size_t i = 0; i < s->n_models; i++) {
@@ -1043,6 +1442,8 @@ static int s_resume(ag_reward_service_t *s)
         }
         m->updates = info.step;
         s_state_counters(root, m);
+        if (root)
+            s_restore_labels(s, m, json_object_get(json_object_get(root, "models"), m->name));
         loaded++;
     }
     json_decref(root);

@@ -24,10 +24,12 @@
  * request's labels would leave more uses owed than a whole buffer's worth
  * (training is a buffer behind), Label answers ERROR_OVERLOADED.
  *
- * Output (opts.out): NAME.ckpt per model (weights and AdamW state, atomic)
- * and reward-state.json (version, labels, updates, rejected per model),
- * every opts.checkpoint_interval_s and when the service stops. opts.resume
- * loads both from a directory. Buffers and held-out sets are not saved.
+ * Output (opts.out): per model NAME.ckpt (weights and AdamW state) and
+ * NAME.labels (its replay buffer and held-out set), then reward-state.json
+ * (version, labels, updates, rejected, and the NAME.labels it goes with),
+ * each written atomically, every opts.checkpoint_interval_s and when the
+ * service stops. opts.resume loads them from a directory, so a resumed
+ * model trains on the same labels and is evaluated on the same held-out set.
  */
 #ifndef AG_REWARD_SERVICE_H
 #define AG_REWARD_SERVICE_H

@@ -12,11 +12,19 @@
  *             accuracy far above chance, and Score keeps answering quickly
  *             while the model trains;
  *   resume:   once training idles, scores are taken, SIGTERM exits 0 with
- *             NAME.ckpt and reward-state.json written, and a server started
- *             with --resume gives bit-identical scores for the same batch
- *             and the same counters;
+ *             NAME.ckpt, NAME.labels and reward-state.json written, and a
+ *             server started with --resume gives bit-identical scores for the
+ *             same batch, the same counters, the same buffer and held-out
+ *             set, and once it has evaluated that set again the same held-out
+ *             pairs and accuracy; a damaged NAME.labels costs the labels
+ *             (buffer, held-out set, pending 0), not the resume or Score;
  *   overload: labels that would leave training more than a buffer behind
- *             are refused with ERROR_OVERLOADED while Score still answers.
+ *             are refused with ERROR_OVERLOADED while Score still answers;
+ *             resumed, the buffer is still owed its training uses; resumed
+ *             with a smaller reward.buffer, it keeps its newest labels (read
+ *             back from NAME.labels, format and CRC checked here) and owes
+ *             at most reward.reuse uses each; a NAME.labels of another
+ *             checkpoint is recognised and ignored.
  *
  * Usage: test_reward_service PATH/TO/agora-reward
  */
@@ -48,6 +56,11 @@
 
 static const char *s_exe;
 
+/* What Stats says of a model's labels. */
+typedef struct {
+    double buffer, heldout, pending, pairs, outcomes, pair_acc, outcome_acc;
+} label_figures_t;
+
 typedef struct {
     ag_server_proc_t srv;
     reward_peer_t c;
@@ -57,6 +70,7 @@ typedef struct {
     float fixed_scores[N_FIXED];
     uint64_t version, labels, updates;
     double rejected;
+    label_figures_t figures;
 } fixture_t;
 
 static const char *const s_fixed[N_FIXED] = {
@@ -387,6 +401,44 @@ static void s_snapshot(fixture_t *fx, float *scores, uint64_t *version, uint64_t
     agora__v1__reward_reply__free_unpacked(r, NULL);
 }
 
+static void s_figures_of(const Agora__V1__RewardModelStats *m, label_figures_t *f)
+{
+    f->buffer = reward_metric(m, "buffer", -1);
+    f->heldout = reward_metric(m, "heldout", -1);
+    f->pending = reward_metric(m, "pending", -1);
+    f->pairs = reward_metric(m, "heldout_pairs", -1);
+    f->outcomes = reward_metric(m, "heldout_outcomes", -1);
+    f->pair_acc = reward_metric(m, "pairwise_accuracy", -1);
+    f->outcome_acc = reward_metric(m, "outcome_accuracy", -1);
+}
+
+static label_figures_t s_figures_now(fixture_t *fx)
+{
+    label_figures_t f;
+    Agora__V1__RewardReply *r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+    assert_non_null(r);
+    s_figures_of(s_model_stats(r, "default"), &f);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    return f;
+}
+
+/* The label figures of "default" once every held-out label has a result and
+ * two Stats 300 ms apart agree: an idle trainer evaluates the set until the
+ * results match its weights. */
+static void s_figures(fixture_t *fx, label_figures_t *f)
+{
+    label_figures_t prev = {0};
+    for (int i = 0; i < 60; i++) {
+        *f = s_figures_now(fx);
+        if (i > 0 && f->pairs + f->outcomes == f->heldout && !memcmp(f, &prev, sizeof *f))
+            return;
+        prev = *f;
+        usleep(300 * 1000);
+    }
+    fail_msg("held-out figures did not settle: %.0f of %.0f held-out labels evaluated",
+             f->pairs + f->outcomes, f->heldout);
+}
+
 static void test_resume(void **state)
 {
     fixture_t *fx = *state;
@@ -395,12 +447,17 @@ static void test_resume(void **state)
     /* the winners' transcripts score above the losers' */
     assert_true(fx->fixed_scores[0] > fx->fixed_scores[1]);
     assert_true(fx->fixed_scores[3] > fx->fixed_scores[4]);
+    label_figures_t *before = &fx->figures;
+    s_figures(fx, before);
+    assert_true(before->buffer > 0 && before->pairs >= 100 && before->outcomes >= 30);
+    assert_float_equal(before->pending, 0, 0);
     assert_int_equal(s_stop(fx), 0);
 
     char path[sizeof fx->dir + 32];
     struct stat st;
-    const char *const files[] = {"default.ckpt", "second.ckpt", "reward-state.json"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *const files[] = {"default.ckpt", "second.ckpt", "default.labels", "second.labels",
+                                 "reward-state.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", fx->dir, files[i]);
         if (stat(path, &st) != 0 || st.st_size == 0)
             fail_msg("%s was not written", path);
@@ -419,6 +476,81 @@ static void test_resume(void **state)
     assert_int_equal(labels, fx->labels);
     assert_int_equal(updates, fx->updates);
     assert_float_equal(rejected, fx->rejected, 0);
+
+    /* the same buffer and held-out set; evaluated again with the same
+     * weights, the same figures (a near tie may fall the other way in a
+     * differently composed evaluation batch: one label's worth of slack) */
+    label_figures_t after;
+    s_figures(fx, &after);
+    print_message("  before the stop: buffer %.0f, held out %.0f (%.0f pairs, accuracy %.4f; "
+                  "%.0f outcomes, %.4f); resumed: buffer %.0f, held out %.0f (%.0f pairs, "
+                  "%.4f; %.0f outcomes, %.4f)\n",
+                  before->buffer, before->heldout, before->pairs, before->pair_acc,
+                  before->outcomes, before->outcome_acc, after.buffer, after.heldout, after.pairs,
+                  after.pair_acc, after.outcomes, after.outcome_acc);
+    assert_float_equal(after.buffer, before->buffer, 0);
+    assert_float_equal(after.heldout, before->heldout, 0);
+    assert_float_equal(after.pending, 0, 0);
+    assert_float_equal(after.pairs, before->pairs, 0);
+    assert_float_equal(after.outcomes, before->outcomes, 0);
+    assert_float_equal(after.pair_acc, before->pair_acc, 1.0 / before->pairs + 1e-9);
+    assert_float_equal(after.outcome_acc, before->outcome_acc, 1.0 / before->outcomes + 1e-9);
+    assert_int_equal(s_stop(fx), 0);
+}
+
+/* Reads a whole file; NULL if it cannot. */
+static uint8_t *s_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    uint8_t *b = NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (b = malloc((size_t)st.st_size + 1)))
+        *len = fread(b, 1, (size_t)st.st_size, f);
+    fclose(f);
+    return b;
+}
+
+static void s_spit(const char *path, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A damaged NAME.labels: the model resumes its weights and counters with no
+ * labels, and still serves. */
+static void test_labels_damaged(void **state)
+{
+    fixture_t *fx = *state;
+    char path[sizeof fx->dir + 32];
+    snprintf(path, sizeof path, "%s/default.labels", fx->dir);
+    size_t len = 0;
+    uint8_t *data = s_slurp(path, &len);
+    assert_non_null(data);
+    assert_true(len > 64);
+    data[len / 2] ^= 0x10;
+    s_spit(path, data, len);
+    free(data);
+
+    assert_int_equal(s_start(fx, fx->dir, NULL), 0);
+    label_figures_t f = s_figures_now(fx);
+    assert_float_equal(f.buffer, 0, 0);
+    assert_float_equal(f.heldout, 0, 0);
+    assert_float_equal(f.pending, 0, 0);
+    assert_float_equal(f.pairs, 0, 0);
+    Agora__V1__RewardReply *r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+    assert_int_equal(r->score->n_scores, N_FIXED);
+    assert_memory_equal(r->score->scores, fx->fixed_scores, sizeof fx->fixed_scores);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(s_model_stats(r, "default")->labels, fx->labels);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
     assert_int_equal(s_stop(fx), 0);
 }
 
@@ -515,6 +647,144 @@ static void test_overloaded(void **state)
     assert_int_equal(s_stop(fx), 0);
 }
 
+/* A NAME.labels file, walked by the format of reward_server/README.md. */
+#define MAX_RECORDS 64
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    uint32_t count;
+    size_t off[MAX_RECORDS], size[MAX_RECORDS];
+} labels_file_t;
+
+static uint32_t s_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static float s_lef32(const uint8_t *p)
+{
+    uint32_t v = s_le32(p);
+    float f;
+    memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+/* CRC-32 (IEEE, reflected), bit by bit: not the server's table. */
+static uint32_t s_crc32(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    }
+    return ~c;
+}
+
+static void s_labels_read(const char *path, labels_file_t *lf)
+{
+    memset(lf, 0, sizeof *lf);
+    lf->data = s_slurp(path, &lf->len);
+    if (!lf->data)
+        fail_msg("%s: cannot read it", path);
+    assert_true(lf->len >= 16);
+    assert_memory_equal(lf->data, "agoraL1\n", 8);
+    const size_t end = lf->len - 4;
+    assert_int_equal(s_le32(lf->data + end), s_crc32(lf->data, end));
+    lf->count = s_le32(lf->data + 8);
+    assert_true(lf->count <= MAX_RECORDS);
+    size_t pos = 12;
+    for (uint32_t i = 0; i < lf->count; i++) {
+        assert_true(end - pos >= 11);
+        const uint8_t kind = lf->data[pos + 1];
+        assert_true(kind <= 1);
+        size_t q = pos + 11;
+        for (int t = 0; t <= kind; t++) {
+            assert_true(end - q >= 4 && end - q - 4 >= s_le32(lf->data + q));
+            q += 4 + s_le32(lf->data + q);
+        }
+        lf->off[i] = pos;
+        lf->size[i] = q - pos;
+        pos = q;
+    }
+    assert_int_equal(pos, end);
+}
+
+/*
+ * Follows test_overloaded (16 outcome labels, label 1, each owed 100000
+ * uses): resumed, the buffer keeps its labels and the uses they are owed;
+ * resumed with reward.buffer 8, its 8 newest labels, owed at most 100000
+ * uses each; and a NAME.labels left by another checkpoint is ignored.
+ */
+static void test_labels_resume(void **state)
+{
+    fixture_t *fx = *state;
+    char path[sizeof fx->dir + 32], state_path[sizeof fx->dir + 32];
+    snprintf(path, sizeof path, "%s/default.labels", fx->dir);
+    snprintf(state_path, sizeof state_path, "%s/reward-state.json", fx->dir);
+    labels_file_t old, kept;
+    s_labels_read(path, &old);
+    assert_int_equal(old.count, 16);
+    for (uint32_t i = 0; i < old.count; i++) {
+        const uint8_t *rec = old.data + old.off[i];
+        assert_int_equal(rec[0], 0); /* in the buffer */
+        assert_int_equal(rec[1], 0); /* an outcome */
+        assert_float_equal(s_lef32(rec + 3), 1.0, 0);
+        assert_float_equal(s_lef32(rec + 7), 1.0, 0);
+        assert_int_equal(old.size[i], 15 + s_le32(rec + 11));
+        assert_memory_equal(rec + 15, "table ", 6); /* s_transcript's, shorter than ctx */
+    }
+    /* reward-state.json records that very file ("default" sorts first) */
+    size_t state_len = 0;
+    char *json = (char *)s_slurp(state_path, &state_len);
+    assert_non_null(json);
+    json[state_len] = '\0';
+    double count = -1, crc = -1, pending = -1;
+    assert_int_equal(harness_json_num(json, "count", &count), 0);
+    assert_int_equal(harness_json_num(json, "crc32", &crc), 0);
+    assert_int_equal(harness_json_num(json, "pending", &pending), 0);
+    free(json);
+    assert_float_equal(count, 16, 0);
+    assert_float_equal(crc, s_le32(old.data + old.len - 4), 0);
+    assert_true(pending > 1e6);
+
+    const char *const same[] = {
+        "--reward.buffer", "16", "--reward.reuse", "100000", "--reward.holdout", "0", NULL};
+    assert_int_equal(s_start(fx, fx->dir, same), 0);
+    label_figures_t f = s_figures_now(fx);
+    assert_float_equal(f.buffer, 16, 0);
+    assert_true(f.pending > 1e6 && f.pending <= ceil(pending));
+    assert_int_equal(s_stop(fx), 0);
+
+    const char *const smaller[] = {
+        "--reward.buffer", "8", "--reward.reuse", "100000", "--reward.holdout", "0", NULL};
+    assert_int_equal(s_start(fx, fx->dir, smaller), 0);
+    f = s_figures_now(fx);
+    assert_float_equal(f.buffer, 8, 0);
+    assert_true(f.pending > 7e5 && f.pending <= 8e5);
+    assert_int_equal(s_stop(fx), 0);
+    s_labels_read(path, &kept);
+    assert_int_equal(kept.count, 8);
+    for (uint32_t i = 0; i < 8; i++) {
+        assert_int_equal(kept.size[i], old.size[8 + i]);
+        assert_memory_equal(kept.data + kept.off[i], old.data + old.off[8 + i], kept.size[i]);
+    }
+
+    /* the 16-label file back: intact, but not the one reward-state.json records */
+    s_spit(path, old.data, old.len);
+    assert_int_equal(s_start(fx, fx->dir, smaller), 0);
+    f = s_figures_now(fx);
+    assert_float_equal(f.buffer, 0, 0);
+    assert_float_equal(f.pending, 0, 0);
+    Agora__V1__RewardReply *r = reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    assert_int_equal(s_stop(fx), 0);
+    free(old.data);
+    free(kept.data);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -523,9 +793,10 @@ int main(int argc, char **argv)
     }
     s_exe = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_serving),    cmocka_unit_test(test_learns),
-        cmocka_unit_test(test_resume),     cmocka_unit_test(test_init),
-        cmocka_unit_test(test_overloaded),
+        cmocka_unit_test(test_serving),       cmocka_unit_test(test_learns),
+        cmocka_unit_test(test_resume),        cmocka_unit_test(test_labels_damaged),
+        cmocka_unit_test(test_init),          cmocka_unit_test(test_overloaded),
+        cmocka_unit_test(test_labels_resume),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
