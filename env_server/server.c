@@ -530,6 +530,15 @@ static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
         return;
     }
     s->stats.steps++;
+    if (res.invalid_action) { /* penalised, not refused: the reason is only here */
+        char shown[4 * 40 + 1];
+        size_t n = 0;
+        for (const unsigned char *a = (const unsigned char *)req->action; *a && n < 40 * 4 - 3; a++)
+            n += (size_t)snprintf(shown + n, sizeof shown - n,
+                                  *a >= 0x20 && *a < 0x7f ? "%c" : "\\x%02x", *a);
+        ag_debug("env", "episode %" PRIu64 ": invalid action of seat %d \"%s\": %s",
+                 req->episode_id, player, shown, err);
+    }
     if (res.ruling_pending) {
         s_ask_judge(s, e, peer, rid, req->episode_id);
         return;
