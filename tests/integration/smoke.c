@@ -30,8 +30,8 @@
 extern char **environ;
 
 /* The test fixes the number of PPO updates itself, whatever smoke.ini says. */
-#define SMOKE_UPDATES 20
-#define SMOKE_UPDATES_TEXT "20"
+#define SMOKE_UPDATES 60
+#define SMOKE_UPDATES_TEXT "60"
 
 /* The job must end well inside the two minutes the test is given. */
 enum { RUN_TIMEOUT_S = 110 };
