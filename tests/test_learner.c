@@ -42,6 +42,7 @@
 #include <zmq.h>
 
 #include "ckpt.h"
+#include "harness.h"
 #include "control.pb-c.h"
 #include "crc32.h"
 #include "model.h"
@@ -942,36 +943,10 @@ static void test_queue_file(void **state)
     free(q);
 }
 
-/* A whole file in a new buffer, or NULL if it cannot be read. */
-static uint8_t *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    assert_non_null(b);
-    *len = fread(b, 1, (size_t)size, f);
-    b[*len] = '\0';
-    fclose(f);
-    assert_int_equal(*len, (size_t)size);
-    return b;
-}
-
-static void s_spit(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
 static int s_file_has(const char *path, const char *needle)
 {
     size_t len;
-    uint8_t *b = s_slurp(path, &len);
+    uint8_t *b = harness_read_file(path, &len);
     assert_non_null(b);
     int found = strstr((char *)b, needle) != NULL;
     free(b);
@@ -996,7 +971,7 @@ static void s_load_saved(const char *dir, saved_t *sv)
     if (ag_state_load(path, &sv->st, err, sizeof err) < 0)
         fail_msg("%s", err);
     snprintf(path, sizeof path, "%s/queue.bin", dir);
-    sv->file = s_slurp(path, &sv->len);
+    sv->file = harness_read_file(path, &sv->len);
     assert_non_null(sv->file);
     if (ag_queue_decode(sv->file, sv->len, &sv->recs, &sv->n, &sv->crc, err, sizeof err) < 0)
         fail_msg("%s", err);
@@ -1040,7 +1015,7 @@ static void s_resume_broken(const char *src, int variant)
     assert_true(sv.n >= 2);
     if (variant == 0) {
         sv.file[sv.len / 2] ^= 0x40;
-        s_spit(path, sv.file, sv.len);
+        assert_int_equal(harness_write_file(path, sv.file, sv.len), 0);
     } else if (variant == 1) {
         assert_int_equal(unlink(path), 0);
     } else if (variant == 2) {
@@ -1048,7 +1023,7 @@ static void s_resume_broken(const char *src, int variant)
         size_t other_len;
         uint32_t crc;
         assert_int_equal(ag_queue_encode(sv.recs, 1, &other, &other_len, &crc), 0);
-        s_spit(path, other, other_len);
+        assert_int_equal(harness_write_file(path, other, other_len), 0);
         free(other);
     } else {
         snprintf(path, sizeof path, "%s/state.json", dir);

@@ -498,28 +498,6 @@ static void test_resume(void **state)
     assert_int_equal(s_stop(fx), 0);
 }
 
-/* Reads a whole file; NULL if it cannot. */
-static uint8_t *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    uint8_t *b = NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (b = malloc((size_t)st.st_size + 1)))
-        *len = fread(b, 1, (size_t)st.st_size, f);
-    fclose(f);
-    return b;
-}
-
-static void s_spit(const char *path, const uint8_t *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* A damaged NAME.labels: the model resumes its weights and counters with no
  * labels, and still serves. */
 static void test_labels_damaged(void **state)
@@ -528,11 +506,11 @@ static void test_labels_damaged(void **state)
     char path[sizeof fx->dir + 32];
     snprintf(path, sizeof path, "%s/default.labels", fx->dir);
     size_t len = 0;
-    uint8_t *data = s_slurp(path, &len);
+    uint8_t *data = harness_read_file(path, &len);
     assert_non_null(data);
     assert_true(len > 64);
     data[len / 2] ^= 0x10;
-    s_spit(path, data, len);
+    assert_int_equal(harness_write_file(path, data, len), 0);
     free(data);
 
     assert_int_equal(s_start(fx, fx->dir, NULL), 0);
@@ -684,7 +662,7 @@ static uint32_t s_crc32(const uint8_t *p, size_t n)
 static void s_labels_read(const char *path, labels_file_t *lf)
 {
     memset(lf, 0, sizeof *lf);
-    lf->data = s_slurp(path, &lf->len);
+    lf->data = harness_read_file(path, &lf->len);
     if (!lf->data)
         fail_msg("%s: cannot read it", path);
     assert_true(lf->len >= 16);
@@ -736,9 +714,8 @@ static void test_labels_resume(void **state)
     }
     /* reward-state.json records that very file ("default" sorts first) */
     size_t state_len = 0;
-    char *json = (char *)s_slurp(state_path, &state_len);
+    char *json = (char *)harness_read_file(state_path, &state_len);
     assert_non_null(json);
-    json[state_len] = '\0';
     double count = -1, crc = -1, pending = -1;
     assert_int_equal(harness_json_num(json, "count", &count), 0);
     assert_int_equal(harness_json_num(json, "crc32", &crc), 0);
@@ -771,7 +748,7 @@ static void test_labels_resume(void **state)
     }
 
     /* the 16-label file back: intact, but not the one reward-state.json records */
-    s_spit(path, old.data, old.len);
+    assert_int_equal(harness_write_file(path, old.data, old.len), 0);
     assert_int_equal(s_start(fx, fx->dir, smaller), 0);
     f = s_figures_now(fx);
     assert_float_equal(f.buffer, 0, 0);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,4 +163,35 @@ int harness_json_num(const char *json, const char *key, double *out)
     p += strlen(pat);
     *out = strncmp(p, "null", 4) ? strtod(p, NULL) : NAN;
     return 0;
+}
+
+uint8_t *harness_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct stat st;
+    uint8_t *b = NULL;
+    if (fstat(fileno(f), &st) == 0 && (b = malloc((size_t)st.st_size + 1))) {
+        *len = fread(b, 1, (size_t)st.st_size, f);
+        if (*len != (size_t)st.st_size) {
+            free(b);
+            b = NULL;
+        } else {
+            b[*len] = '\0';
+        }
+    }
+    fclose(f);
+    return b;
+}
+
+int harness_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -errno;
+    int rc = fwrite(data, 1, len, f) == len ? 0 : -EIO;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
 }

@@ -51,6 +51,15 @@ int harness_mkdtemp(char *out, size_t cap, const char *name);
 void harness_rmtree(const char *dir);
 
 /*
+ * The whole file path in a new buffer (free() it) of *len bytes, followed by
+ * a NUL so text can be read as a string; NULL when it cannot be read whole.
+ */
+uint8_t *harness_read_file(const char *path, size_t *len);
+
+/* Writes len bytes to path (created or truncated). Returns 0 or -errno. */
+int harness_write_file(const char *path, const void *data, size_t len);
+
+/*
  * The number after "key": in a one-line JSON object (NAN for null).
  * Returns 0, or -ENOENT when the key is not there.
  */
