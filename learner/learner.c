@@ -261,6 +261,15 @@ static size_t s_queued_actors(const ag_learner_t *l)
     return n;
 }
 
+/* Opens the min_actors gate once the queue holds that many actors (under lk). */
+static void s_open_gate(ag_learner_t *l)
+{
+    if (l->gated && s_queued_actors(l) >= (size_t)l->o.min_actors) {
+        l->gated = false;
+        ag_info("learner", "trajectories from %ld actors are queued: PPO starts", l->o.min_actors);
+    }
+}
+
 /* Before the first update, an actor may fill only its share of the queue, so
  * a fast actor cannot keep the others out while the learner waits for them. */
 static bool s_over_quota(const ag_learner_t *l, const char *actor_id)
@@ -375,10 +384,8 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
         }
         lists[verdict[i]][counts[verdict[i]]++] = id;
     }
-    if (counts[0] && l->gated && s_queued_actors(l) >= (size_t)l->o.min_actors) {
-        l->gated = false;
-        ag_info("learner", "trajectories from %ld actors are queued: PPO starts", l->o.min_actors);
-    }
+    if (counts[0])
+        s_open_gate(l);
     if (counts[0])
         uv_cond_broadcast(&l->cv);
     uv_mutex_unlock(&l->lk);
@@ -1201,10 +1208,8 @@ static void s_restore_queue(ag_learner_t *l, const char *dir)
         l->q_len++;
         queued++;
     }
-    if (queued && l->gated && s_queued_actors(l) >= (size_t)l->o.min_actors) {
-        l->gated = false;
-        ag_info("learner", "trajectories from %ld actors are queued: PPO starts", l->o.min_actors);
-    }
+    if (queued)
+        s_open_gate(l);
     ag_info("learner", "resume: %zu trajectories queued again from %s (%zu skipped)", queued, path,
             skipped);
 done:

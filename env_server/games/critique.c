@@ -144,6 +144,12 @@ static int critique_to_act(const void *state)
     }
 }
 
+/* The value step i starts from: the current chain's step i-1 (x0 for i = 1). */
+static uint8_t step_input(const critique_t *c, int i)
+{
+    return i == 1 ? c->task.x0 : c->chain[i - 2];
+}
+
 /*
  * critic=redo: the step under check, "\ni: a+d=" (the game's first text
  * starts with "critique"): step i's number, the chain's previous value (x0
@@ -157,7 +163,7 @@ static void observe_check(const critique_t *c, ag_text_t *t)
     ag_text_str(t, "\n");
     ag_text_int(t, i);
     ag_text_str(t, ": ");
-    ag_text_int(t, i == 1 ? c->task.x0 : c->chain[i - 2]);
+    ag_text_int(t, step_input(c, i));
     const char op[2] = {c->task.op[i - 1], '\0'};
     ag_text_str(t, op);
     ag_text_int(t, c->task.arg[i - 1]);
@@ -196,7 +202,7 @@ static size_t critique_observe(const void *state, char *buf, size_t cap)
         ag_text_str(&t, "\nrevise from step ");
         ag_text_int(&t, i);
         ag_text_str(&t, "\ntask: ");
-        ag_text_int(&t, i == 1 ? c->task.x0 : c->chain[i - 2]);
+        ag_text_int(&t, step_input(c, i));
         /* task_text is "x0 op1 op2 ...", three bytes per " op": operations i..k are its tail */
         ag_text_str(&t, c->task_text + 1 + 3 * (i - 1));
         ag_text_str(&t, "\nyour chain: ");
@@ -302,8 +308,7 @@ static float apply_verdict(critique_t *c, int verdict, ag_game_step_t *out)
 /* The right result of step i from the current chain's step i-1 (x0 for i = 1). */
 static uint8_t step_result(const critique_t *c, int i)
 {
-    uint8_t prev = i == 1 ? c->task.x0 : c->chain[i - 2];
-    return ag_task_apply(c->task.op[i - 1], c->task.arg[i - 1], prev);
+    return ag_task_apply(c->task.op[i - 1], c->task.arg[i - 1], step_input(c, i));
 }
 
 /* One digit with surrounding whitespace -> 0..9; else -1. */
