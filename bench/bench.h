@@ -2,8 +2,21 @@
 #ifndef AG_BENCH_H
 #define AG_BENCH_H
 
+#include "model.h"
+
 int bench_env_main(int argc, char **argv);
 int bench_model_main(int argc, char **argv);
+int bench_pipeline_main(int argc, char **argv);
 int bench_reward_main(int argc, char **argv);
+
+/*
+ * The isolated rates agora-bench model reports, for a model of config cfg
+ * on threads compute threads (0 = all CPUs): training steps and scoring
+ * passes over the same B x T random tokens, each timed for about seconds
+ * after two warm-up calls. Writes tokens/s of each to *train and *score.
+ * Returns 0, or -1 (both 0) on a bad config, no memory or a failed call.
+ */
+int bench_model_rates(const ag_model_config_t *cfg, int threads, int B, int T, double seconds,
+                      double *train, double *score);
 
 #endif

@@ -1,11 +1,14 @@
 /*
  * agora-bench model - throughput of the model core on this machine:
  * training (forward, PPO + value loss, backward, AdamW) on B x T tokens,
- * batched KV-cache sampling of S sequences, the sgemm peak of the same
- * process with the same thread count, and the model FLOP utilisation of both
- * against that peak. The workload mirrors the PyTorch baselines
- * (shared/bench/torch_gpt_step.py, torch_gpt_sample.py): same model, same
- * losses, same token counting, so their tokens/s can be compared directly.
+ * the learner's scoring pass (forward and log-probs, no gradient) on the
+ * same tokens, batched KV-cache sampling of S sequences, the sgemm peak of
+ * the same process with the same thread count, and the model FLOP
+ * utilisation of training and sampling against that peak. The workload
+ * mirrors the PyTorch baselines (shared/bench/torch_gpt_step.py,
+ * torch_gpt_sample.py): same model, same losses, same token counting, so
+ * their tokens/s can be compared directly. bench_model_rates gives the
+ * training and scoring figures to agora-bench pipeline.
  */
 #include <getopt.h>
 #include <math.h>
@@ -49,6 +52,11 @@ static void s_usage(FILE *out)
             "  train_tokens_per_s     B*T tokens per training step (forward, PPO clipped\n"
             "                         surrogate + 0.5 * value MSE, backward, AdamW with\n"
             "                         gradient clipping) / step time\n"
+            "  score_tokens_per_s     B*T tokens per scoring pass / pass time: the no-gradient\n"
+            "                         pass the learner runs before each PPO update for the\n"
+            "                         proximal log-probs and values (and again with the frozen\n"
+            "                         reference model when a KL term is on): forward, log-probs\n"
+            "                         of the targets, values copied out; same tokens and model\n"
             "  sample_tokens_per_s    S sequences each fed a %d-token prompt in one call, then\n"
             "                         sampled one token per step up to T; S*T positions / time\n"
             "                         (the counting of torch_gpt_sample.py);\n"
@@ -137,60 +145,146 @@ static int s_parse(int argc, char **argv, opts_t *o)
     return 0;
 }
 
-/* ------------------------------------------------------------- training */
+/* ------------------------------------------ training and scoring rates */
 
-static double s_bench_train(ag_model_t *m, const opts_t *o, double *step_ms)
+/*
+ * One B x T workload of random tokens, shared by the training step and the
+ * scoring pass so both figures come from the same tokens and the same model.
+ */
+typedef struct {
+    ag_model_t *m;
+    ag_adamw_t *opt;
+    int B, T;
+    int32_t *tok, *act;
+    float *adv, *old, *ret, *mask, *lp, *values;
+    ag_loss_config_t train_lc, score_lc;
+} work_t;
+
+static void s_work_free(work_t *w)
 {
-    const int B = o->batch, T = o->ctx, R = B * T;
-    int32_t *tok = malloc(sizeof(int32_t) * R), *act = malloc(sizeof(int32_t) * R);
-    float *adv = malloc(sizeof(float) * R), *old = malloc(sizeof(float) * R),
-          *ret = malloc(sizeof(float) * R);
-    ag_rng_t r;
-    ag_rng_seed(&r, 1);
-    for (int i = 0; i < R; i++) {
-        tok[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
-        act[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
-        adv[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
-        old[i] = (float)(ag_rng_double(&r) * 0.2 - 4.1);
-        ret[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
-    }
-    ag_loss_batch_t b = {.targets = act, .advantages = adv, .old_logprobs = old, .returns = ret};
-    ag_loss_config_t lc;
-    ag_loss_config_default(&lc);
-    lc.vf_clip = 0.0f;
+    ag_adamw_destroy(&w->opt);
+    free(w->tok);
+    free(w->act);
+    free(w->adv);
+    free(w->old);
+    free(w->ret);
+    free(w->mask);
+    free(w->lp);
+    free(w->values);
+}
+
+static int s_work_init(work_t *w, ag_model_t *m, int B, int T)
+{
+    const size_t R = (size_t)B * (size_t)T;
+    *w = (work_t){.m = m, .B = B, .T = T};
+    w->tok = malloc(sizeof(int32_t) * R);
+    w->act = malloc(sizeof(int32_t) * R);
+    w->adv = malloc(sizeof(float) * R);
+    w->old = malloc(sizeof(float) * R);
+    w->ret = malloc(sizeof(float) * R);
+    w->mask = malloc(sizeof(float) * R);
+    w->lp = malloc(sizeof(float) * R);
+    w->values = malloc(sizeof(float) * R);
     ag_adamw_config_t oc;
     ag_adamw_config_default(&oc);
     oc.lr = 1e-4f;
-    ag_adamw_t *opt = ag_adamw_create(m, &oc);
-    double rate = 0.0;
-    if (!opt || ag_model_reserve(m, B, T) != 0) {
-        fprintf(stderr, "agora-bench model: out of memory\n");
-        goto out;
+    w->opt = ag_adamw_create(m, &oc);
+    if (!w->tok || !w->act || !w->adv || !w->old || !w->ret || !w->mask || !w->lp || !w->values ||
+        !w->opt || ag_model_reserve(m, B, T) != 0) {
+        s_work_free(w);
+        return -1;
     }
+    ag_rng_t r;
+    ag_rng_seed(&r, 1);
+    for (size_t i = 0; i < R; i++) {
+        w->tok[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
+        w->act[i] = (int32_t)ag_rng_below(&r, AG_VOCAB_SIZE);
+        w->adv[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
+        w->old[i] = (float)(ag_rng_double(&r) * 0.2 - 4.1);
+        w->ret[i] = (float)(ag_rng_double(&r) * 2.0 - 1.0);
+        w->mask[i] = 1.0f;
+    }
+    ag_loss_config_default(&w->train_lc);
+    w->train_lc.vf_clip = 0.0f;
+    /* The learner's scoring configuration (learner/ppo.c): every coefficient
+     * zero, so the loss only produces the log-probs. */
+    memset(&w->score_lc, 0, sizeof w->score_lc);
+    w->score_lc.kl_estimator = AG_KL_K3;
+    return 0;
+}
+
+/* One training step: forward, PPO + value loss, backward, AdamW. */
+static int s_train_step(work_t *w)
+{
+    if (ag_model_forward(w->m, w->B, w->T, w->tok, 0) != 0)
+        return -1;
+    ag_loss_batch_t b = {
+        .targets = w->act, .advantages = w->adv, .old_logprobs = w->old, .returns = w->ret};
+    ag_model_zero_grad(w->m);
+    if (ag_model_loss_backward(w->m, &b, &w->train_lc, NULL) != 0)
+        return -1;
+    ag_adamw_step(w->opt, w->m, NULL);
+    return 0;
+}
+
+/* One scoring pass as the learner runs it for the proximal and reference
+ * log-probs: forward, log-probs of the targets, values copied out. */
+static int s_score_step(work_t *w)
+{
+    if (ag_model_forward(w->m, w->B, w->T, w->tok, 0) != 0)
+        return -1;
+    ag_loss_batch_t b = {.targets = w->act, .mask = w->mask, .out_logprobs = w->lp};
+    if (ag_model_loss(w->m, &b, &w->score_lc, NULL) != 0)
+        return -1;
+    memcpy(w->values, ag_model_values(w->m), sizeof(float) * (size_t)w->B * (size_t)w->T);
+    return 0;
+}
+
+/* Seconds per call of step: two warm-up calls, then as many as fit in
+ * seconds (at least one). Negative if a call failed. */
+static double s_time_steps(int (*step)(work_t *), work_t *w, double seconds)
+{
     int steps = 0;
     double t0 = 0.0;
     for (int i = -2; i < steps + 1; i++) {
         if (i == 0)
             t0 = s_now();
-        if (ag_model_forward(m, B, T, tok, 0) != 0)
-            goto out;
-        ag_model_zero_grad(m);
-        ag_model_loss_backward(m, &b, &lc, NULL);
-        ag_adamw_step(opt, m, NULL);
-        if (i >= 0 && s_now() - t0 < o->seconds)
+        if (step(w) != 0)
+            return -1.0;
+        if (i >= 0 && s_now() - t0 < seconds)
             steps++;
     }
-    double dt = (s_now() - t0) / (steps + 1);
-    *step_ms = dt * 1e3;
-    rate = R / dt;
-out:
-    ag_adamw_destroy(&opt);
-    free(tok);
-    free(act);
-    free(adv);
-    free(old);
-    free(ret);
-    return rate;
+    return (s_now() - t0) / (steps + 1);
+}
+
+/* Training and scoring tokens/s of m on B x T tokens, each timed for
+ * seconds. Returns 0, or -1 (rates 0) when memory or a call fails. */
+static int s_rates(ag_model_t *m, int B, int T, double seconds, double *train, double *score)
+{
+    work_t w;
+    *train = *score = 0.0;
+    if (s_work_init(&w, m, B, T) != 0)
+        return -1;
+    double dt_train = s_time_steps(s_train_step, &w, seconds);
+    double dt_score = dt_train > 0.0 ? s_time_steps(s_score_step, &w, seconds) : -1.0;
+    s_work_free(&w);
+    if (dt_train <= 0.0 || dt_score <= 0.0)
+        return -1;
+    *train = (double)B * T / dt_train;
+    *score = (double)B * T / dt_score;
+    return 0;
+}
+
+int bench_model_rates(const ag_model_config_t *cfg, int threads, int B, int T, double seconds,
+                      double *train, double *score)
+{
+    *train = *score = 0.0;
+    ag_model_t *m = ag_model_create(cfg, 1, threads);
+    if (!m)
+        return -1;
+    int rc = s_rates(m, B, T, seconds, train, score);
+    ag_model_destroy(&m);
+    return rc;
 }
 
 /* ------------------------------------------------------------- sampling */
@@ -351,22 +445,25 @@ int bench_model_main(int argc, char **argv)
     /* The peak is the best of runs before and after the model's, so that a
      * machine busier during the peak runs cannot inflate the MFU. */
     double peak = s_sgemm_peak(o.threads, 1);
-    double step_ms = 0.0, gen_rate = 0.0, sample_flops = 0.0;
-    double train = s_bench_train(m, &o, &step_ms);
+    double gen_rate = 0.0, sample_flops = 0.0, train = 0.0, score = 0.0;
+    if (s_rates(m, o.batch, o.ctx, o.seconds, &train, &score) != 0)
+        fprintf(stderr, "agora-bench model: the training or scoring run failed (out of memory?)\n");
+    double step_ms = train > 0.0 ? (double)o.batch * o.ctx / train * 1e3 : 0.0;
     double sample = s_bench_sample(m, &o, &gen_rate, &sample_flops);
     peak = fmax(peak, s_sgemm_peak(o.threads, 0));
     double train_gflops = train * ag_model_train_flops_per_token(&cfg, o.ctx) / 1e9;
     double sample_gflops = sample_flops / 1e9;
     printf("{\"bench\":\"model\",\"d_model\":%d,\"layers\":%d,\"heads\":%d,\"ctx\":%d,"
            "\"batch\":%d,\"sample_batch\":%d,\"threads\":%d,\"params\":%zu,"
-           "\"train_tokens_per_s\":%.0f,\"train_step_ms\":%.2f,\"sample_tokens_per_s\":%.0f,"
+           "\"train_tokens_per_s\":%.0f,\"train_step_ms\":%.2f,\"score_tokens_per_s\":%.0f,"
+           "\"sample_tokens_per_s\":%.0f,"
            "\"sample_generated_tokens_per_s\":%.0f,\"sgemm_peak_gflops\":%.1f,"
            "\"train_gflops\":%.1f,\"sample_gflops\":%.1f,\"train_mfu\":%.3f,"
            "\"sample_mfu\":%.3f,\"loadavg_1m\":%.2f}\n",
            o.d_model, o.layers, o.heads, o.ctx, o.batch, o.sample_batch, o.threads,
-           ag_model_num_params(m), train, step_ms, sample, gen_rate, peak, train_gflops,
+           ag_model_num_params(m), train, step_ms, score, sample, gen_rate, peak, train_gflops,
            sample_gflops, peak > 0 ? train_gflops / peak : 0.0,
            peak > 0 ? sample_gflops / peak : 0.0, load);
     ag_model_destroy(&m);
-    return train > 0.0 && sample > 0.0 ? 0 : 1;
+    return train > 0.0 && score > 0.0 && sample > 0.0 ? 0 : 1;
 }

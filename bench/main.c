@@ -15,9 +15,11 @@ static void usage(FILE *out)
             "usage: agora-bench SUBCOMMAND [OPTIONS]\n"
             "\n"
             "subcommands:\n"
-            "  env     environment-server step rate and round-trip latency over loopback\n"
-            "  model   model-core training and sampling throughput, sgemm peak, MFU\n"
-            "  reward  reward-server Score throughput and latency, with and without training\n"
+            "  env       environment-server step rate and round-trip latency over loopback\n"
+            "  model     model-core training, scoring and sampling throughput, sgemm peak, MFU\n"
+            "  pipeline  a finished run's trained tokens/s against the rate its model's\n"
+            "            isolated figures predict, and where the rest of the time went\n"
+            "  reward    reward-server Score throughput and latency, with and without training\n"
             "\n"
             "agora-bench SUBCOMMAND --help describes each one's options.\n");
 }
@@ -36,6 +38,8 @@ int main(int argc, char **argv)
         return bench_env_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "model"))
         return bench_model_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "pipeline"))
+        return bench_pipeline_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "reward"))
         return bench_reward_main(argc - 1, argv + 1);
     fprintf(stderr, "agora-bench: unknown subcommand '%s'\n", argv[1]);
