@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,7 +69,8 @@ struct ag_learner {
     uv_async_t async;
     uv_timer_t ckpt_timer;
     ag_signals_t *signals;
-    uv_thread_t thread;
+    uv_thread_t thread, ref_thread;
+    uv_mutex_t ref_lk; /* the reference model's activations: one forward at a time */
     bool thread_started;
     bool closing;
     int exit_code;
@@ -86,6 +89,7 @@ struct ag_learner {
     json_t *status; /* the latest metrics record */
     snap_t *outbox;
     bool trainer_done;
+    bool ref_thread_on, ref_quit; /* the reference thread runs / must stop */
     atomic_int stop;
     atomic_int ckpt_req;
 
@@ -854,19 +858,29 @@ static void s_game_metrics(json_t *rec, ag_traj_t *const *b, size_t n)
 static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
 {
     const ag_seq_t *rows[MAX_SUBMIT * 8 + 1];
-    const ag_seq_t **rp = n * AG_TRAJ_MAX_SEATS <= sizeof rows / sizeof rows[0]
-                              ? rows
-                              : malloc(n * AG_TRAJ_MAX_SEATS * sizeof *rp);
-    if (!rp)
+    const float *refs[MAX_SUBMIT * 8 + 1];
+    const bool small = n * AG_TRAJ_MAX_SEATS <= sizeof rows / sizeof rows[0];
+    const ag_seq_t **rp = small ? rows : malloc(n * AG_TRAJ_MAX_SEATS * sizeof *rp);
+    const float **rr = small ? refs : malloc(n * AG_TRAJ_MAX_SEATS * sizeof *rr);
+    if (!rp || !rr) {
+        if (!small) {
+            free(rp);
+            free(rr);
+        }
         return -ENOMEM;
+    }
     size_t nr = 0;
+    bool all_ref = true; /* every row scored ahead by the reference thread */
     uv_mutex_lock(&l->lk);
     const uint64_t version = l->st.version;
     uv_mutex_unlock(&l->lk);
     double st_sum = 0, st_max = 0;
     for (size_t i = 0; i < n; i++) {
-        for (size_t s = 0; s < b[i]->n_seats; s++)
+        for (size_t s = 0; s < b[i]->n_seats; s++) {
+            all_ref = all_ref && b[i]->ref[s];
+            rr[nr] = b[i]->ref[s];
             rp[nr++] = &b[i]->seats[s];
+        }
         double stl = (double)(version - b[i]->min_version);
         st_sum += stl;
         if (stl > st_max)
@@ -874,10 +888,16 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     }
     const double t0 = s_now();
     ag_ppo_stats_t ps;
-    int rc = ag_ppo_update(l->ppo, rp, nr, &ps);
+    if (!all_ref)
+        uv_mutex_lock(&l->ref_lk); /* the update runs the reference pass itself */
+    int rc = ag_ppo_update(l->ppo, rp, all_ref ? rr : NULL, nr, &ps);
+    if (!all_ref)
+        uv_mutex_unlock(&l->ref_lk);
     const double t1 = s_now();
-    if (rp != rows)
+    if (!small) {
         free(rp);
+        free(rr);
+    }
     if (rc < 0) {
         ag_error("learner", "PPO update failed: %s", strerror(-rc));
         return rc;
@@ -907,6 +927,12 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     const double passes = ps.tokens * l->o.ppo.epochs;
     json_object_set_new(rec, "train_tokens", json_real(passes));
     json_object_set_new(rec, "train_tokens_per_s", json_real(compute > 0 ? passes / compute : 0));
+    json_object_set_new(rec, "score_passes", json_integer(ps.score_passes));
+    json_object_set_new(rec, "reference_ahead", json_integer(all_ref ? 1 : 0));
+    json_object_set_new(rec, "score_s", json_real(ps.score_s));
+    json_object_set_new(rec, "train_s", json_real(ps.train_s));
+    json_object_set_new(rec, "score_positions", json_real(ps.score_positions));
+    json_object_set_new(rec, "train_positions", json_real(ps.train_positions));
     json_object_set_new(rec, "policy_loss", json_real(ps.policy_loss));
     json_object_set_new(rec, "value_loss", json_real(ps.value_loss));
     json_object_set_new(rec, "entropy", json_real(ps.entropy));
@@ -963,6 +989,81 @@ static bool s_time_up(const ag_learner_t *l)
     return l->o.max_seconds > 0 && s_now() - l->t_start >= l->o.max_seconds;
 }
 
+/*
+ * The reference pass, ahead of the trainer: the frozen reference model scores
+ * queued trajectories, oldest first, while the trainer trains on the batch
+ * before them, so the update itself runs only the proximal pass (the
+ * reference log-probs do not depend on the policy being trained). Each
+ * trajectory is scored in a forward of its own, so its figures are the same
+ * whatever else was queued with it. The trainer takes only scored
+ * trajectories; one that cannot be scored (no memory) leaves the update to
+ * run the reference pass itself. Trajectories already too stale to train are
+ * skipped.
+ */
+static void s_ref_thread(void *arg)
+{
+    ag_learner_t *l = arg;
+    /* It only has to keep ahead of the trainer: where the cores are short, the
+     * trainer (and the actors feeding it) go first. On Linux a thread has a
+     * nice value of its own; elsewhere this is a no-op. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
+        ag_debug("learner", "reference thread: cannot lower its priority: %s", strerror(errno));
+    uv_mutex_lock(&l->lk);
+    while (!l->ref_quit) {
+        ag_traj_t *t = NULL;
+        for (size_t i = 0; i < l->q_len && !t; i++) {
+            ag_traj_t *c = l->q[(l->q_head + i) % l->q_cap];
+            if (c->ref_state != AG_REF_TODO)
+                continue;
+            if (l->st.version - c->min_version > (uint64_t)l->o.max_staleness)
+                c->ref_state = AG_REF_DONE; /* dropped when the trainer gets to it */
+            else
+                t = c;
+        }
+        if (!t) {
+            uv_cond_wait(&l->cv, &l->lk);
+            continue;
+        }
+        t->ref_state = AG_REF_BUSY;
+        uv_mutex_unlock(&l->lk);
+        const ag_seq_t *rows[AG_TRAJ_MAX_SEATS];
+        for (size_t s = 0; s < t->n_seats; s++)
+            rows[s] = &t->seats[s];
+        uv_mutex_lock(&l->ref_lk);
+        if (t->n_seats && ag_ppo_score_rows(l->ref, rows, t->n_seats, t->ref) < 0)
+            ag_warn("learner", "reference pass ahead of the update: out of memory");
+        uv_mutex_unlock(&l->ref_lk);
+        uv_mutex_lock(&l->lk);
+        t->ref_state = AG_REF_DONE;
+        uv_cond_broadcast(&l->cv);
+    }
+    uv_mutex_unlock(&l->lk);
+}
+
+static void s_ref_thread_start(ag_learner_t *l)
+{
+    if (!l->ref)
+        return;
+    uv_mutex_lock(&l->lk);
+    l->ref_quit = false;
+    l->ref_thread_on = uv_thread_create(&l->ref_thread, s_ref_thread, l) == 0;
+    uv_mutex_unlock(&l->lk);
+    if (!l->ref_thread_on)
+        ag_warn("learner", "no reference thread: each update runs its reference pass itself");
+}
+
+static void s_ref_thread_stop(ag_learner_t *l)
+{
+    uv_mutex_lock(&l->lk);
+    const bool on = l->ref_thread_on;
+    l->ref_quit = true;
+    l->ref_thread_on = false;
+    uv_cond_broadcast(&l->cv);
+    uv_mutex_unlock(&l->lk);
+    if (on)
+        uv_thread_join(&l->ref_thread);
+}
+
 static void s_trainer(void *arg)
 {
     ag_learner_t *l = arg;
@@ -986,6 +1087,7 @@ static void s_trainer(void *arg)
     uv_mutex_lock(&l->lk);
     l->phase = "ppo";
     uv_mutex_unlock(&l->lk);
+    s_ref_thread_start(l);
     l->t_last = s_now();
     for (;;) {
         if (l->o.max_updates > 0) {
@@ -1002,6 +1104,8 @@ static void s_trainer(void *arg)
             /* Take queued trajectories in arrival order, dropping the stale ones. */
             while (!l->gated && have < want && l->q_len > 0) {
                 ag_traj_t *t = l->q[l->q_head];
+                if (l->ref_thread_on && t->ref_state != AG_REF_DONE)
+                    break; /* its reference pass is still to come */
                 l->q_head = (l->q_head + 1) % l->q_cap;
                 l->q_len--;
                 if (l->st.version - t->min_version > (uint64_t)l->o.max_staleness) {
@@ -1038,6 +1142,7 @@ static void s_trainer(void *arg)
             goto finish;
     }
 finish:
+    s_ref_thread_stop(l);
     if (l->o.progress)
         fputc('\n', stderr);
     uv_mutex_lock(&l->lk);
@@ -1324,6 +1429,7 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     l->t_start = s_now();
     l->resumed = l->resume[0] != '\0';
     uv_mutex_init(&l->lk);
+    uv_mutex_init(&l->ref_lk);
     uv_cond_init(&l->cv);
     atomic_init(&l->stop, 0);
     atomic_init(&l->ckpt_req, 0);
@@ -1353,6 +1459,10 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
         goto fail_early;
     }
     l->ppo = ag_ppo_create(l->policy, l->ref, &o->ppo, o->seed ^ 0x50504fULL);
+    /* The reference thread scores a trajectory's seats in one forward. */
+    if (l->ppo && l->ref && o->ppo.minibatch < AG_TRAJ_MAX_SEATS &&
+        ag_model_reserve(l->ref, AG_TRAJ_MAX_SEATS, o->model.ctx) < 0)
+        ag_ppo_destroy(&l->ppo);
     if (!l->ppo) {
         ag_error("learner", "cannot set up PPO (bad [ppo] values or no memory)");
         goto fail_early;
@@ -1455,6 +1565,7 @@ void ag_learner_destroy(ag_learner_t **self)
     ag_model_destroy(&l->policy);
     uv_cond_destroy(&l->cv);
     uv_mutex_destroy(&l->lk);
+    uv_mutex_destroy(&l->ref_lk);
     free(l);
     *self = NULL;
 }

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ag_ppo {
     ag_model_t *policy;
@@ -77,6 +78,13 @@ static void s_mb_free(mb_t *m)
     memset(m, 0, sizeof *m);
 }
 
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* Copies rows idx[0..n) of b into m, cut to the longest of them. */
 static void s_gather(mb_t *m, const ag_batch_t *b, const int *idx, int n)
 {
@@ -113,7 +121,9 @@ static void s_longest_first(const ag_batch_t *b, int *order)
     }
 }
 
-int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float *values)
+/* ag_ppo_score, also counting the positions computed (padding included). */
+static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float *values,
+                   double *positions)
 {
     mb_t mb;
     int rc = s_mb_alloc(&mb, chunk, b->T);
@@ -132,6 +142,7 @@ int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float
         int n = b->B - r0 < chunk ? b->B - r0 : chunk;
         const int *idx = order + r0;
         s_gather(&mb, b, idx, n);
+        *positions += (double)mb.B * mb.T;
         rc = ag_model_forward(m, mb.B, mb.T, mb.tokens, 0);
         if (rc < 0)
             break;
@@ -149,6 +160,38 @@ int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float
     }
     s_mb_free(&mb);
     free(order);
+    return rc;
+}
+
+int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float *values)
+{
+    double positions = 0;
+    return s_score(m, b, chunk, lp, values, &positions);
+}
+
+int ag_ppo_score_rows(ag_model_t *m, const ag_seq_t *const *rows, size_t n, float **lp)
+{
+    for (size_t i = 0; i < n; i++)
+        lp[i] = NULL;
+    ag_batch_t b;
+    int rc = ag_batch_init(&b, rows, n);
+    if (rc < 0)
+        return rc;
+    double positions = 0;
+    rc = s_score(m, &b, b.B, b.ref, NULL, &positions);
+    for (int i = 0; i < b.B && rc == 0; i++) {
+        lp[i] = malloc((size_t)b.len[i] * sizeof(float));
+        if (!lp[i])
+            rc = -ENOMEM;
+        else
+            memcpy(lp[i], b.ref + (size_t)i * (size_t)b.T, (size_t)b.len[i] * sizeof(float));
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++) {
+            free(lp[i]);
+            lp[i] = NULL;
+        }
+    ag_batch_finish(&b);
     return rc;
 }
 
@@ -240,8 +283,8 @@ static void s_batch_stats(const ag_ppo_t *p, const ag_batch_t *b, int use_ref, a
     st->generated_tokens = cnt;
 }
 
-int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_batch_t *b,
-                   ag_ppo_stats_t *st)
+int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *ref, size_t n,
+                   ag_batch_t *b, ag_ppo_stats_t *st)
 {
     const ag_ppo_config_t *c = &p->c;
     const int use_ref = p->ref && (p->kl_coef > 0.0 || c->kl_target > 0.0f);
@@ -249,9 +292,16 @@ int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_batch_
     int rc = ag_batch_init(b, rows, n);
     if (rc < 0)
         return rc;
-    rc = ag_ppo_score(p->policy, b, c->minibatch, b->prox, b->values);
-    if (rc == 0 && use_ref)
-        rc = ag_ppo_score(p->ref, b, c->minibatch, b->ref, NULL);
+    const double t0 = s_now();
+    rc = s_score(p->policy, b, c->minibatch, b->prox, b->values, &st->score_positions);
+    if (rc == 0 && use_ref && ref) {
+        for (int i = 0; i < b->B; i++)
+            memcpy(b->ref + (size_t)i * (size_t)b->T, ref[i], (size_t)b->len[i] * sizeof(float));
+    } else if (rc == 0 && use_ref) {
+        rc = s_score(p->ref, b, c->minibatch, b->ref, NULL, &st->score_positions);
+    }
+    st->score_s = s_now() - t0;
+    st->score_passes = use_ref && !ref ? 2 : 1;
     if (rc == 0)
         rc = ag_batch_gae(b, rows, &c->gae);
     if (rc < 0) {
@@ -279,7 +329,8 @@ int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_batch_
     return 0;
 }
 
-int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_stats_t *st)
+int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *ref, size_t n,
+                  ag_ppo_stats_t *st)
 {
     ag_ppo_stats_t local;
     if (!st)
@@ -292,7 +343,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_sta
     ag_batch_t b;
     mb_t mb = {0};
     int *perm = NULL;
-    int rc = ag_ppo_prepare(p, rows, n, &b, st);
+    int rc = ag_ppo_prepare(p, rows, ref, n, &b, st);
     if (rc < 0)
         return rc;
 
@@ -311,6 +362,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_sta
     lc.kl_coef = use_ref ? (float)p->kl_coef : 0.0f;
     lc.kl_estimator = c->kl_estimator;
     double wtot = 0, kl_train = 0;
+    const double t0 = s_now();
     for (int e = 0; e < c->epochs; e++) {
         for (int i = 0; i < b.B; i++)
             perm[i] = i;
@@ -323,6 +375,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_sta
         for (int r0 = 0; r0 < b.B; r0 += c->minibatch) {
             int m = b.B - r0 < c->minibatch ? b.B - r0 : c->minibatch;
             s_gather(&mb, &b, perm + r0, m);
+            st->train_positions += (double)mb.B * mb.T;
             rc = ag_model_forward(p->policy, mb.B, mb.T, mb.tokens, 0);
             if (rc < 0)
                 goto done;
@@ -364,6 +417,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_sta
             st->steps++;
         }
     }
+    st->train_s = s_now() - t0;
     if (wtot > 0) {
         st->policy_loss /= wtot;
         st->value_loss /= wtot;

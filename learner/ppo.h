@@ -65,6 +65,12 @@ typedef struct ag_ppo_stats {
     long steps;               /* optimizer steps taken */
     double tokens;            /* non-padding positions of the batch */
     double generated_tokens;  /* positions trained by the policy loss */
+    /* Where the update's time goes: the scoring passes (forward only: proximal,
+     * and reference when there is a KL term) and the training minibatches, with
+     * the positions each computed (rows x padded length, so padding included). */
+    int score_passes;
+    double score_s, train_s;
+    double score_positions, train_positions;
 } ag_ppo_stats_t;
 
 typedef struct ag_ppo ag_ppo_t;
@@ -75,17 +81,21 @@ ag_ppo_t *ag_ppo_create(ag_model_t *policy, ag_model_t *ref, const ag_ppo_config
                         uint64_t seed);
 void ag_ppo_destroy(ag_ppo_t **self);
 
-/* One update from n rows (seats, each 2..ctx tokens). Returns 0, or a
- * negative errno (the parameters may then be partly updated only if a model
- * call failed mid-way, which valid rows never cause). */
-int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_ppo_stats_t *st);
+/* One update from n rows (seats, each 2..ctx tokens). ref is NULL, or per row
+ * the reference log-probs ag_ppo_score_rows gave for that very row, scored
+ * ahead (the learner does it on a thread of its own while it trains): the
+ * reference pass is then skipped. Returns 0, or a negative errno (the
+ * parameters may then be partly updated only if a model call failed mid-way,
+ * which valid rows never cause). */
+int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *ref, size_t n,
+                  ag_ppo_stats_t *st);
 
 /* Steps 1-2 of an update, exposed for tests and tools: builds the batch
  * (caller finishes it with ag_batch_finish) with proximal log-probs and
  * values, reference log-probs, and the final (whitened, importance-weighted)
  * advantages and returns; fills the batch part of st. */
-int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, size_t n, ag_batch_t *b,
-                   ag_ppo_stats_t *st);
+int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *ref, size_t n,
+                   ag_batch_t *b, ag_ppo_stats_t *st);
 
 ag_adamw_t *ag_ppo_optimizer(ag_ppo_t *p);
 ag_rng_t *ag_ppo_rng(ag_ppo_t *p);
@@ -99,5 +109,14 @@ void ag_ppo_set_kl_coef(ag_ppo_t *p, double coef);
  * The model must have room for chunk x b->T (ag_model_reserve).
  */
 int ag_ppo_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, float *values);
+
+/*
+ * Runs model (no gradient) over rows[0..n) in one chunk and gives each row's
+ * log p(target) at its positions in batch layout (ag_batch_init: the row's
+ * len positions, 0 where not generated) in a new array lp[i] (free() it).
+ * The model must have room for n x ctx. Returns 0 or a negative errno (then
+ * no array is left).
+ */
+int ag_ppo_score_rows(ag_model_t *m, const ag_seq_t *const *rows, size_t n, float **lp);
 
 #endif

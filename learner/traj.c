@@ -193,8 +193,10 @@ void ag_traj_free(ag_traj_t **self)
 {
     if (!self || !*self)
         return;
-    for (size_t i = 0; i < (*self)->n_seats; i++)
+    for (size_t i = 0; i < (*self)->n_seats; i++) {
         ag_seq_finish(&(*self)->seats[i]);
+        free((*self)->ref[i]);
+    }
     free((*self)->pb);
     free(*self);
     *self = NULL;

@@ -31,6 +31,8 @@ typedef struct ag_traj_metric {
     double value;
 } ag_traj_metric_t;
 
+enum { AG_REF_TODO, AG_REF_BUSY, AG_REF_DONE };
+
 typedef struct ag_traj {
     char actor_id[AG_TRAJ_MAX_ACTOR + 1];
     uint64_t run_id;
@@ -44,6 +46,12 @@ typedef struct ag_traj {
     size_t n_metrics;
     ag_traj_metric_t metrics[AG_TRAJ_MAX_METRICS];
     bool truncated;
+    /* Reference log-probs of each seat (ag_ppo_score_rows), scored ahead of
+     * the update by the learner's reference thread; NULL until then, or if
+     * scoring failed. ref_state (under the learner's lock) says where that
+     * stands. */
+    float *ref[AG_TRAJ_MAX_SEATS];
+    int ref_state;
     uint8_t *pb; /* the Trajectory it was built from, packed; owned */
     size_t pb_len;
 } ag_traj_t;

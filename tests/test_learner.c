@@ -676,6 +676,9 @@ static void test_resend_trained_once(void **state)
         assert_non_null(strstr(line, "\"phase\":\"ppo\""));
         assert_non_null(strstr(line, "\"actors\":{\"actor-a\":"));
         assert_non_null(strstr(line, "\"judge_accuracy\""));
+        /* a KL term (the default): the reference thread scored every row ahead */
+        assert_non_null(strstr(line, "\"score_passes\":1,"));
+        assert_non_null(strstr(line, "\"reference_ahead\":1,"));
     }
     fclose(fp);
     assert_int_equal(lines, 2);

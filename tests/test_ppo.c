@@ -128,12 +128,12 @@ static void test_truncated_importance_weights(void **state)
     const ag_seq_t *rows[1] = {&s};
     ag_batch_t b;
     ag_ppo_stats_t st;
-    assert_int_equal(ag_ppo_prepare(p, rows, 1, &b, &st), 0);
+    assert_int_equal(ag_ppo_prepare(p, rows, NULL, 1, &b, &st), 0);
     const float prox_a = b.prox[1], prox_eot = b.prox[2];
     ag_batch_finish(&b);
     s.logprobs[2] = prox_a + 0.5f;   /* behaviour more likely: w = e^-0.5 */
     s.logprobs[3] = prox_eot - 0.5f; /* less likely: e^0.5 truncated to 1 */
-    assert_int_equal(ag_ppo_prepare(p, rows, 1, &b, &st), 0);
+    assert_int_equal(ag_ppo_prepare(p, rows, NULL, 1, &b, &st), 0);
     assert_float_equal(b.prox[1], prox_a, 0.0);
     const double w_a = exp(-0.5), w_eot = 1.0;
     assert_float_equal(b.adv[1], (2.0 - b.values[1]) * w_a, 1e-5);
@@ -215,7 +215,7 @@ static void test_bandit_learns(void **state)
             rows[i] = &seqs[i];
         }
         ag_ppo_stats_t st;
-        assert_int_equal(ag_ppo_update(p, rows, 16, &st), 0);
+        assert_int_equal(ag_ppo_update(p, rows, NULL, 16, &st), 0);
         assert_true(st.steps == 4);
         assert_true(isfinite(st.policy_loss) && isfinite(st.value_loss));
         for (int i = 0; i < 16; i++)
@@ -252,7 +252,7 @@ static void test_kl_to_reference(void **state)
             s_bandit_seq(&seqs[i], x, x == 'a' ? 1.0f : -1.0f, (float)s_lp_after_q(m, x), 0);
             rows[i] = &seqs[i];
         }
-        assert_int_equal(ag_ppo_update(p, rows, 8, &st), 0);
+        assert_int_equal(ag_ppo_update(p, rows, NULL, 8, &st), 0);
         if (first_kl < 0)
             first_kl = st.kl_ref;
         for (int i = 0; i < 8; i++)
@@ -266,6 +266,63 @@ static void test_kl_to_reference(void **state)
     assert_true(ag_ppo_kl_coef(p) <= coef_before * pow(1.2, 4) + 1e-9);
     ag_ppo_destroy(&p);
     ag_model_destroy(&m);
+    ag_model_destroy(&ref);
+}
+
+/* Reference log-probs scored ahead (ag_ppo_score_rows, one row at a time, as
+ * the learner's reference thread does) give the update the reference pass
+ * would have: the same KL and the same weights, with one scoring pass fewer. */
+static void test_reference_ahead(void **state)
+{
+    (void)state;
+    ag_model_config_t cfg = s_cfg();
+    ag_model_t *m[2] = {ag_model_create(&cfg, 5, 1), ag_model_create(&cfg, 5, 1)};
+    ag_model_t *ref = ag_model_create(&cfg, 6, 1);
+    assert_int_equal(ag_model_reserve(ref, 8, cfg.ctx), 0);
+    ag_ppo_config_t pc;
+    ag_ppo_config_default(&pc);
+    pc.lr = 1e-2f;
+    pc.minibatch = 4;
+    pc.kl_coef = 0.1f;
+    ag_ppo_t *p[2] = {ag_ppo_create(m[0], ref, &pc, 9), ag_ppo_create(m[1], ref, &pc, 9)};
+    assert_non_null(p[0]);
+    assert_non_null(p[1]);
+    ag_seq_t seqs[8];
+    const ag_seq_t *rows[8];
+    float *lp[8];
+    for (int u = 0; u < 3; u++) {
+        ag_ppo_stats_t st[2];
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 8; i++) {
+                int32_t x = i % 3 ? 'b' : 'a';
+                s_bandit_seq(&seqs[i], x, x == 'a' ? 1.0f : -1.0f, (float)s_lp_after_q(m[k], x), 0);
+                rows[i] = &seqs[i];
+                if (k == 1)
+                    assert_int_equal(ag_ppo_score_rows(ref, &rows[i], 1, &lp[i]), 0);
+            }
+            assert_int_equal(
+                ag_ppo_update(p[k], rows, k ? (const float *const *)lp : NULL, 8, &st[k]), 0);
+            for (int i = 0; i < 8; i++) {
+                ag_seq_finish(&seqs[i]);
+                if (k == 1)
+                    free(lp[i]);
+            }
+        }
+        assert_int_equal(st[0].score_passes, 2);
+        assert_int_equal(st[1].score_passes, 1);
+        assert_float_equal(st[1].score_positions * 2, st[0].score_positions, 0.0);
+        assert_true(u == 0 || st[0].kl_ref > 1e-4);
+        assert_float_equal(st[1].kl_ref, st[0].kl_ref, 1e-6);
+    }
+    const float *w0 = ag_model_params_const(m[0]), *w1 = ag_model_params_const(m[1]);
+    double maxd = 0;
+    for (size_t i = 0; i < ag_model_num_params(m[0]); i++)
+        maxd = fmax(maxd, fabs((double)w0[i] - w1[i]));
+    assert_true(maxd < 1e-5);
+    for (int k = 0; k < 2; k++) {
+        ag_ppo_destroy(&p[k]);
+        ag_model_destroy(&m[k]);
+    }
     ag_model_destroy(&ref);
 }
 
@@ -286,8 +343,8 @@ static void test_deterministic(void **state)
             s_bandit_seq(&seqs[i], 'a' + i, (float)i - 3.0f, -5.0f, -0.1f);
             rows[i] = &seqs[i];
         }
-        assert_int_equal(ag_ppo_update(p, rows, 7, NULL), 0);
-        assert_int_equal(ag_ppo_update(p, rows, 7, NULL), 0);
+        assert_int_equal(ag_ppo_update(p, rows, NULL, 7, NULL), 0);
+        assert_int_equal(ag_ppo_update(p, rows, NULL, 7, NULL), 0);
         params[run] = malloc(ag_model_num_params(m) * sizeof(float));
         memcpy(params[run], ag_model_params(m), ag_model_num_params(m) * sizeof(float));
         for (int i = 0; i < 7; i++)
@@ -309,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_surrogate_hand_computed),
         cmocka_unit_test(test_bandit_learns),
         cmocka_unit_test(test_kl_to_reference),
+        cmocka_unit_test(test_reference_ahead),
         cmocka_unit_test(test_deterministic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
