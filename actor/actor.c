@@ -49,6 +49,7 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "fsutil.h"
 #include "jsonw.h"
 #include "log.h"
 #include "policy_source.h"
@@ -193,19 +194,6 @@ static uint64_t s_game_seed(void *arg, uint64_t n)
     actor_t *a = arg;
     uint64_t x = a->seed_base ^ (n * 0x9e3779b97f4a7c15ULL);
     return ag_splitmix64(&x) % TRAIN_SEED_LIMIT;
-}
-
-static uint64_t s_random_u64(void)
-{
-    uint64_t v = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
-            v = 0;
-        close(fd);
-    }
-    uint64_t x = v ^ uv_hrtime() ^ ((uint64_t)getpid() << 32);
-    return ag_splitmix64(&x);
 }
 
 /* The seats a trajectory carries (ag_shipper_add's rule): trainable ones that acted. */
@@ -766,7 +754,7 @@ int main(int argc, char **argv)
         gethostname(host, sizeof host - 1);
         snprintf(a.id, sizeof a.id, "%s-%d", host, (int)getpid());
     }
-    a.run_id = s_random_u64();
+    a.run_id = ag_random_u64();
     a.seed_base = ag_splitmix64(&(uint64_t){seed ^ s_hash(a.id)});
     ag_rng_seed(&a.rng, a.seed_base ^ a.run_id);
 
@@ -841,6 +829,8 @@ int main(int argc, char **argv)
             .model = ag_config_str(a.cfg, "actor.reward_model"),
             .timeout_ms = (int)rm_timeout,
             .max_labels = RM_MAX_LABELS,
+            .actor_id = a.id,
+            .run_id = a.run_id,
         };
         a.rm = ag_reward_client_create(&a.loop, a.zctx, &ro);
         if (!a.rm)

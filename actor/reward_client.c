@@ -5,7 +5,9 @@
  * Three queues: score groups waiting to be sent (FIFO), labels waiting to
  * be sent (FIFO, bounded), and the requests in flight, each a batch that
  * owns what it carries until its answer (or its final timeout, which puts
- * the contents back at the front of their queue). The server is either up
+ * the contents back at the front of their queue). A label remembers the
+ * batch it first went out in, so labels put back are sent again together,
+ * under that batch's id, and never mixed with new ones. The server is either up
  * (work is sent) or down (only a RewardStats probe is sent, every
  * retry_ms): sending work to a server that is away would only pile copies
  * of it in the socket's queue, to be delivered all at once when it returns.
@@ -13,17 +15,25 @@
 #include "reward_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
+#include "fsutil.h"
 #include "log.h"
 #include "reward.pb-c.h"
+#include "rng.h"
 #include "rpc.h"
 
 #define MAX_REQUEST_TEXT (8u << 20) /* transcript bytes per request: well below 16 MiB */
+/* Room for the actor id in a batch id of at most 128 bytes: "/", 16 hex
+ * digits, "/", up to 20 digits. */
+#define BATCH_ACTOR_MAX 90
 
 typedef struct group {
     struct group *next;
@@ -45,6 +55,7 @@ typedef struct label {
     uint32_t preferred;
     float value;
     size_t bytes;
+    uint64_t batch; /* 1 + the n of the batch it went out in; 0 = not sent yet */
 } label_t;
 
 typedef struct batch {
@@ -75,6 +86,9 @@ struct ag_reward_client {
     bool label_busy;
     uint64_t dropped_in_burst;
     uint64_t last_overload_log;
+    char actor_id[BATCH_ACTOR_MAX + 1];
+    uint64_t run_id;
+    uint64_t batches; /* label batches formed so far */
     ag_reward_client_stats_t st;
     /* request scratch, reused: rpc packs a request before ag_rpc_call returns */
     Agora__V1__ScoreItem items[2 * AG_REWARD_MAX_ITEMS + AG_REWARD_MAX_ITEMS];
@@ -578,6 +592,11 @@ static void s_label_done(void *arg, int status, const ProtobufCMessage *msg, con
         s_pump_scores(c);
     const Agora__V1__RewardReply *rep = (const Agora__V1__RewardReply *)msg;
     if (rep->body_case == AGORA__V1__REWARD_REPLY__BODY_LABEL && rep->label) {
+        if (rep->label->duplicate) {
+            /* An earlier attempt was learnt and only its reply was lost. */
+            c->st.label_duplicates++;
+            ag_debug("reward", "reward server had the %zu labels already (a resend)", n);
+        }
         c->st.labels_sent += n;
         c->st.labels_accepted += rep->label->accepted;
         c->st.labels_rejected += rep->label->rejected;
@@ -613,6 +632,11 @@ static void s_item(Agora__V1__ScoreItem *it, char *text, uint32_t seat, char *ga
     it->game = game;
 }
 
+/*
+ * Sends one LabelRequest: the labels of the batch put back at the front of
+ * the queue, under its id again, or else a new batch of the labels that
+ * were never sent, under a new id.
+ */
 static void s_pump_labels(ag_reward_client_t *c)
 {
     if (c->closing || !c->up || c->backoff || c->label_busy || !c->labels)
@@ -621,12 +645,18 @@ static void s_pump_labels(ag_reward_client_t *c)
     if (!b)
         return;
     b->c = c;
+    /* A new label added to a resent batch would be lost if the server
+     * answers it as a duplicate. */
+    const uint64_t resent = c->labels->batch;
+    const uint64_t batch = resent ? resent : ++c->batches;
     size_t n_pref = 0, n_out = 0, n_items = 0, bytes = 0;
     label_t **tail = &b->labels;
-    while (c->labels && (b->n_labels == 0 || bytes + c->labels->bytes <= MAX_REQUEST_TEXT)) {
+    while (c->labels && c->labels->batch == resent &&
+           (b->n_labels == 0 || bytes + c->labels->bytes <= MAX_REQUEST_TEXT)) {
         label_t *l = c->labels;
         if (l->preference ? n_pref == AG_REWARD_MAX_ITEMS : n_out == AG_REWARD_MAX_ITEMS)
             break;
+        l->batch = batch;
         c->labels = l->next;
         if (!c->labels)
             c->labels_tail = NULL;
@@ -655,8 +685,12 @@ static void s_pump_labels(ag_reward_client_t *c)
             c->outcome_ptrs[n_out++] = o;
         }
     }
+    char batch_id[BATCH_ACTOR_MAX + 48];
+    snprintf(batch_id, sizeof batch_id, "%s/%016" PRIx64 "/%" PRIu64, c->actor_id, c->run_id,
+             batch - 1);
     Agora__V1__LabelRequest label = AGORA__V1__LABEL_REQUEST__INIT;
     label.model = c->model;
+    label.batch_id = batch_id;
     label.n_preferences = n_pref;
     label.preferences = c->pref_ptrs;
     label.n_outcomes = n_out;
@@ -735,6 +769,23 @@ int ag_reward_client_label_game(ag_reward_client_t *c, ag_reward_labels_t mode, 
 
 /* ---- lifecycle ---- */
 
+/* The actor id part of batch ids: printable ASCII, at most BATCH_ACTOR_MAX bytes. */
+static void s_batch_actor(ag_reward_client_t *c, const char *actor_id)
+{
+    char host[128] = "localhost";
+    if (!actor_id || !*actor_id) {
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(c->actor_id, sizeof c->actor_id, "%.*s-%d", BATCH_ACTOR_MAX - 12, host,
+                 (int)getpid());
+        actor_id = c->actor_id;
+    }
+    size_t n = 0;
+    for (; actor_id[n] && n < BATCH_ACTOR_MAX; n++)
+        c->actor_id[n] = actor_id[n] >= 0x20 && actor_id[n] < 0x7f ? actor_id[n] : '_';
+    c->actor_id[n] = '\0';
+}
+
 ag_reward_client_t *ag_reward_client_create(uv_loop_t *loop, void *zctx,
                                             const ag_reward_client_opts_t *opts)
 {
@@ -768,6 +819,8 @@ ag_reward_client_t *ag_reward_client_create(uv_loop_t *loop, void *zctx,
     if (!c->opts.max_label_bytes)
         c->opts.max_label_bytes = 64u << 20;
     snprintf(c->model, sizeof c->model, "%s", model);
+    s_batch_actor(c, opts->actor_id);
+    c->run_id = opts->run_id ? opts->run_id : ag_random_u64();
     c->up = true;
     uv_timer_init(loop, &c->batch_timer);
     uv_timer_init(loop, &c->retry_timer);

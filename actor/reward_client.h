@@ -22,11 +22,15 @@
  * labels the actor sends (outcomes: one per seat with a nonzero
  * return; preferences: the winner's transcript over the loser's in a
  * two-seat game with different returns) and queues them. One LabelRequest
- * (at most 256 outcomes and 256 preferences) is in flight at a time.
- * Labels are not idempotent, so they are not sent while the server is
- * down; the queue then keeps the newest max_labels (older ones are dropped,
- * one warning per burst of drops). A label request that timed out is queued
- * again (it may then be learnt twice: the protocol allows that).
+ * (at most 256 outcomes and 256 preferences) is in flight at a time. Each
+ * carries a batch id "<actor_id>/<run_id>/<n>" (n counts the batches of
+ * this client), so a resend is learnt once: the retries of a request carry
+ * its body unchanged, and a batch that timed out or was answered OVERLOADED
+ * goes back to the front of the queue as a whole and is sent again under
+ * the same id. While the server is down no labels are sent (they would only
+ * pile up in the socket's queue); the queue then keeps the newest max_labels
+ * (older ones are dropped, one warning per burst of drops, even from a batch
+ * waiting to be resent: the rest of it still goes under its id).
  *
  * Transcripts longer than the protocol's 65536 bytes are cut to their last
  * 65536 bytes (at a UTF-8 boundary): the reward model reads the end of a
@@ -105,6 +109,11 @@ typedef struct ag_reward_client_opts {
     int retry_ms; /* probe period while the server is down, back-off after OVERLOADED; 0 = 2000 */
     size_t max_labels;      /* labels kept while they cannot be sent; 0 = 4096 */
     size_t max_label_bytes; /* and their transcripts' bytes; 0 = 64 MiB */
+    /* Label batch ids: the actor's id and run id, as in its trajectory ids.
+     * NULL = "<host>-<pid>"; run_id 0 = a random one. Characters outside
+     * printable ASCII become '_', and the id is cut to 90 bytes. */
+    const char *actor_id;
+    uint64_t run_id;
 } ag_reward_client_opts_t;
 
 typedef struct ag_reward_client_stats {
@@ -115,10 +124,11 @@ typedef struct ag_reward_client_stats {
     uint64_t labels_sent;     /* in answered requests (accepted + rejected) */
     uint64_t labels_accepted; /* as the server counted them */
     uint64_t labels_rejected;
-    uint64_t labels_dropped; /* queue full, or refused as a whole by the server */
-    uint64_t timeouts;       /* requests that got no answer after every attempt */
-    uint64_t outages;        /* times the server was taken as down */
-    uint64_t model_version;  /* from the last ScoreReply */
+    uint64_t labels_dropped;   /* queue full, or refused as a whole by the server */
+    uint64_t label_duplicates; /* label requests answered duplicate (a resend of a learnt batch) */
+    uint64_t timeouts;         /* requests that got no answer after every attempt */
+    uint64_t outages;          /* times the server was taken as down */
+    uint64_t model_version;    /* from the last ScoreReply */
 } ag_reward_client_stats_t;
 
 /*

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "rng.h"
 
 int ag_write_atomic(const char *path, const void *data, size_t len)
 {
@@ -82,4 +85,20 @@ int ag_read_file(const char *path, uint8_t **out, size_t *len)
     *out = b;
     *len = got; /* a file cut short meanwhile is the caller's to detect (a CRC) */
     return 0;
+}
+
+uint64_t ag_random_u64(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+            v = 0;
+        close(fd);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t x =
+        v ^ ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
+    return ag_splitmix64(&x);
 }

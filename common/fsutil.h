@@ -49,4 +49,9 @@ static inline float ag_get_f32le(const uint8_t *p)
     return f;
 }
 
+/* A random 64-bit value: /dev/urandom mixed with the clock and the process id
+ * (so it still differs between processes if urandom cannot be read), for ids
+ * that must not repeat across runs, such as an actor's run id. */
+uint64_t ag_random_u64(void);
+
 #endif

@@ -7,9 +7,12 @@
  * bad line is reported with its number and skipped instead of making the
  * server refuse a whole request; the valid ones go out as LabelRequests of at
  * most --batch labels and 16 MiB, one request in flight at a time, over the
- * project's DEALER client (deadline and bounded retries per request). An
- * OVERLOADED reply is resent after a growing pause; any other error reply
- * stops the run. One summary line at the end says what happened to every
+ * project's DEALER client (deadline and bounded retries per request). Each
+ * request carries a batch id, "label/<random 64-bit hex, one per run>/<n>",
+ * the same on every resend of it, so a retry after a lost reply is answered
+ * as a duplicate and learnt once; running the tool twice on a file posts it
+ * twice. An OVERLOADED reply is resent after a growing pause; any other
+ * error reply stops the run. One summary line at the end says what happened to every
  * line; the exit status says whether everything valid was accepted.
  *
  * The file is untrusted: a line is read into a fixed buffer and anything
@@ -18,19 +21,24 @@
  * bounded amount of memory or can crash the tool.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "codec.h"
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 #include "reward.pb-c.h"
+#include "rng.h"
 #include "rpc.h"
 
 /* Protocol limits (docs/protocol.md §6). */
@@ -59,7 +67,8 @@ static const ag_option_t s_options[] = {
     {"label.batch", "batch", "256", "labels per LabelRequest, 1..256"},
     {"label.timeout_ms", "timeout-ms", "5000", "deadline of one attempt of a request"},
     {"label.attempts", "attempts", "3",
-     "attempts per request before giving up (a retried request may be learnt twice)"},
+     "attempts per request before giving up (every attempt carries the request's batch id: "
+     "a retry of a request the server took is answered as a duplicate, not learnt twice)"},
     {"label.max_wait_s", "max-wait", "120",
      "how long to keep resending a batch the server answers OVERLOADED"},
     {"label.stats", "stats", "",
@@ -406,8 +415,11 @@ typedef struct app {
 
     batch_t *batch;
     bool batch_counted; /* its labels are in `sent` already (a resend after OVERLOADED) */
+    uint64_t run_id;    /* random, in every batch id of this run */
+    size_t batches;     /* batches formed so far */
+    char batch_id[64];  /* the current batch's */
     size_t lineno;
-    uint64_t malformed, sent, accepted, rejected;
+    uint64_t malformed, sent, accepted, rejected, duplicates;
     int exit_code;
     bool finished;
 } app_t;
@@ -512,6 +524,7 @@ static void s_send_batch(app_t *app)
     body.preferences = b->pref_ptrs;
     body.n_outcomes = b->n_outcomes;
     body.outcomes = b->outcome_ptrs;
+    body.batch_id = app->batch_id;
     Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
     req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
     req.label = &body;
@@ -548,6 +561,8 @@ static void s_pump(app_t *app)
         return;
     }
     if (s_batch_count(app->batch) > 0) {
+        snprintf(app->batch_id, sizeof app->batch_id, "label/%016" PRIx64 "/%zu", app->run_id,
+                 app->batches++);
         app->batch_counted = false;
         app->waited_ms = 0;
         app->pause_ms = 100;
@@ -629,6 +644,10 @@ static void s_label_done(void *arg, int status, const ProtobufCMessage *msg, con
                 (unsigned long long)acc, (unsigned long long)rej, (unsigned long long)n);
     app->accepted += acc;
     app->rejected += rej;
+    if (lr && lr->duplicate) {
+        app->duplicates++;
+        ag_info("label", "%s: the server had them already (a retry after a lost reply)", what);
+    }
     s_batch_clear(b);
     s_pump(app);
 }
@@ -726,6 +745,7 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : EXIT_FAILED;
     }
     app_t app = {0};
+    app.run_id = ag_random_u64();
     rc = s_configure(&app, cfg);
     if (rc != 0) {
         ag_config_destroy(&cfg);
@@ -782,9 +802,10 @@ int main(int argc, char **argv)
     zmq_ctx_term(app.zctx);
 
     if (path)
-        printf("lines=%zu malformed=%llu sent=%llu accepted=%llu rejected=%llu\n", app.lineno,
-               (unsigned long long)app.malformed, (unsigned long long)app.sent,
-               (unsigned long long)app.accepted, (unsigned long long)app.rejected);
+        printf("lines=%zu malformed=%llu sent=%llu accepted=%llu rejected=%llu duplicate=%llu\n",
+               app.lineno, (unsigned long long)app.malformed, (unsigned long long)app.sent,
+               (unsigned long long)app.accepted, (unsigned long long)app.rejected,
+               (unsigned long long)app.duplicates);
     rc = app.exit_code;
     if (rc == 0 && (app.malformed > 0 || app.rejected > 0 || app.accepted < app.sent))
         rc = EXIT_SOME_BAD;

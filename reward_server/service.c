@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch_ids.h"
 #include "ckpt.h"
 #include "codec.h"
 #include "crc32.h"
@@ -39,7 +40,7 @@
 #define PATH_LEN 4096
 #define SCORE_CHUNK 32 /* sequences per scoring forward */
 #define LOSS_WINDOW 32 /* steps in train_loss */
-#define N_METRICS 10
+#define N_METRICS 12
 #define STATE_FILE "reward-state.json"
 
 /* A stored label: the bytes the model reads of text 0, then of text 1. */
@@ -88,7 +89,10 @@ typedef struct rmodel {
     ring_t buf, held;
     uint64_t next_held_id;
     double credits; /* training uses owed to the buffer's labels */
-    uint64_t version, labels, rejected, updates, failed_steps;
+    uint64_t version, labels, rejected, updates, failed_steps, duplicates;
+    /* Written by the loop thread only, under the lock; so that thread reads
+     * it without the lock, the trainer (checkpoints) under it. */
+    ag_batch_ids_t *seen;
     float losses[LOSS_WINDOW];
     size_t n_losses;
 } rmodel_t;
@@ -132,6 +136,7 @@ static const ag_field_limit_t s_fields[] = {
     {&agora__v1__label_request__descriptor, "model", AG_REWARD_MAX_NAME},
     {&agora__v1__label_request__descriptor, "preferences", AG_REWARD_MAX_ITEMS},
     {&agora__v1__label_request__descriptor, "outcomes", AG_REWARD_MAX_ITEMS},
+    {&agora__v1__label_request__descriptor, "batch_id", AG_BATCH_ID_MAX},
     {&agora__v1__reward_stats_request__descriptor, "model", AG_REWARD_MAX_NAME},
 };
 
@@ -407,12 +412,45 @@ static bool s_label_held_out(const ag_reward_service_t *s, const slabel_t *l,
                       p->preferred ? a : b);
 }
 
+static void s_label_reply(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+                          uint32_t accepted, uint32_t rejected, bool duplicate)
+{
+    Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
+    lrep.accepted = accepted;
+    lrep.rejected = rejected;
+    lrep.duplicate = duplicate;
+    Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
+    rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
+    rep.label = &lrep;
+    s_reply(s, peer, rid, &rep);
+}
+
+/*
+ * A batch with a batch_id is remembered once its labels are taken (in the
+ * same locked section, so a checkpoint holds both or neither); a resend of
+ * it gets the first reply's counts again, flagged duplicate. A batch refused
+ * as a whole is not remembered: its resend must be learnt.
+ */
 static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
                     const Agora__V1__LabelRequest *lr)
 {
     rmodel_t *m = s_model(s, peer, rid, lr->model);
     if (!m)
         return;
+    const char *batch_id = lr->batch_id && *lr->batch_id ? lr->batch_id : NULL;
+    if (batch_id && !ag_batch_id_valid(batch_id)) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                "LabelRequest.batch_id: at most 128 printable ASCII characters (0x20..0x7e)");
+        return;
+    }
+    uint32_t first_accepted, first_rejected;
+    if (batch_id && ag_batch_ids_find(m->seen, batch_id, &first_accepted, &first_rejected)) {
+        uv_mutex_lock(&s->lk);
+        m->duplicates++;
+        uv_mutex_unlock(&s->lk);
+        s_label_reply(s, peer, rid, first_accepted, first_rejected, true);
+        return;
+    }
     if (atomic_load(&s->stop)) {
         s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
                 "the reward server is stopping");
@@ -471,17 +509,12 @@ static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
         m->credits = full;
     m->labels += n_got;
     m->rejected += rejected;
+    if (batch_id)
+        ag_batch_ids_add(m->seen, batch_id, (uint32_t)n_got, rejected);
     if (n_got)
         uv_cond_broadcast(&s->cv);
     uv_mutex_unlock(&s->lk);
-
-    Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
-    lrep.accepted = (uint32_t)n_got;
-    lrep.rejected = rejected;
-    Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
-    rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
-    rep.label = &lrep;
-    s_reply(s, peer, rid, &rep);
+    s_label_reply(s, peer, rid, (uint32_t)n_got, rejected, false);
 }
 
 /* One model's figures as Metric entries (under the lock); returns how many. */
@@ -518,6 +551,8 @@ static size_t s_metrics(const rmodel_t *m, Agora__V1__Metric *out)
         {"pending", m->credits > 0 ? ceil(m->credits) : 0, true},
         {"rejected", (double)m->rejected, true},
         {"failed_steps", (double)m->failed_steps, true},
+        {"duplicates", (double)m->duplicates, true},
+        {"batch_ids", (double)ag_batch_ids_count(m->seen), true},
     };
     size_t n = 0;
     for (size_t i = 0; i < N_METRICS; i++) {
@@ -786,11 +821,13 @@ static uint8_t *s_put_record(uint8_t *p, const slabel_t *l, uint8_t set)
 
 /* What a checkpoint saves of one model besides its weights. */
 typedef struct msave {
-    uint64_t version, labels, updates, rejected;
+    uint64_t version, labels, updates, rejected, duplicates;
     double pending; /* training uses owed to the buffer */
     uint8_t *image; /* NAME.labels, the caller's to free */
     size_t len;
     uint32_t count, crc;
+    ag_batch_id_t *ids; /* the batch ids remembered, oldest first; the caller's to free */
+    size_t n_ids;
 } msave_t;
 
 /* Copies m's counters and owed uses into sv (under the lock). */
@@ -800,43 +837,61 @@ static void s_counters_copy(const rmodel_t *m, msave_t *sv)
     sv->labels = m->labels;
     sv->updates = m->updates;
     sv->rejected = m->rejected;
+    sv->duplicates = m->duplicates;
     sv->pending = m->credits > 0 ? m->credits : 0;
 }
 
 /*
- * Copies m's counters, owed uses and labels (as the NAME.labels image) at
- * one instant. The loop thread adds labels and drops old ones meanwhile, so
- * this follows the trainer's discipline: copy under the lock, nothing else.
- * The copy is the image itself (a memcpy per label, no second pass); its
- * memory is allocated and faulted in outside the lock at a size measured
- * under it (labels that arrive in between cost one more round), and the CRC
- * and the write happen after. Returns 0, -ENOMEM, or -EFBIG for more labels
- * than the format counts.
+ * Copies m's counters, owed uses, labels (as the NAME.labels image) and
+ * batch ids at one instant. The loop thread adds labels and drops old ones
+ * meanwhile, so this follows the trainer's discipline: copy under the lock,
+ * nothing else. The copy is the image itself (a memcpy per label, no second
+ * pass); its memory, and the batch ids', is allocated and faulted in outside
+ * the lock at a size measured under it (labels that arrive in between cost
+ * one more round), and the CRC and the write happen after. Returns 0,
+ * -ENOMEM, or -EFBIG for more labels than the format counts.
  */
 static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
 {
     memset(sv, 0, sizeof *sv);
-    size_t cap = 0;
+    size_t cap = 0, ids_cap = 0;
     uint8_t *b = NULL;
+    ag_batch_id_t *ids = NULL;
     for (;;) {
         uv_mutex_lock(&s->lk);
-        const size_t need = s_labels_len(m);
-        if (need <= cap)
+        const size_t need = s_labels_len(m), need_ids = ag_batch_ids_count(m->seen);
+        if (need <= cap && need_ids <= ids_cap)
             break;
         uv_mutex_unlock(&s->lk);
-        free(b);
-        cap = need + need / 8;
-        b = malloc(cap);
-        if (!b)
-            return -ENOMEM;
-        memset(b, 0, cap);
+        if (need > cap) {
+            free(b);
+            cap = need + need / 8;
+            b = malloc(cap);
+            if (!b)
+                goto oom;
+            memset(b, 0, cap);
+        }
+        if (need_ids > ids_cap) {
+            free(ids);
+            ids_cap = need_ids + need_ids / 8;
+            if (ids_cap > ag_batch_ids_cap(m->seen))
+                ids_cap = ag_batch_ids_cap(m->seen);
+            ids = malloc(ids_cap * sizeof *ids);
+            if (!ids)
+                goto oom;
+            memset(ids, 0, ids_cap * sizeof *ids);
+        }
     }
     const size_t count = m->buf.len + m->held.len;
     if (count > UINT32_MAX) {
         uv_mutex_unlock(&s->lk);
         free(b);
+        free(ids);
         return -EFBIG;
     }
+    sv->n_ids = ag_batch_ids_count(m->seen);
+    if (sv->n_ids)
+        ag_batch_ids_copy(m->seen, ids);
     uint8_t *p = b;
     memcpy(p, LABELS_MAGIC, LABELS_MAGIC_LEN);
     ag_put_u32le(p + LABELS_MAGIC_LEN, (uint32_t)count);
@@ -853,7 +908,12 @@ static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
     ag_put_u32le(p, sv->crc);
     sv->image = b;
     sv->count = (uint32_t)count;
+    sv->ids = ids;
     return 0;
+oom:
+    free(b);
+    free(ids);
+    return -ENOMEM;
 }
 
 /* One record of a NAME.labels image, pointing into it. */
@@ -986,12 +1046,18 @@ static int s_checkpoint(ag_reward_service_t *s)
         if (ag_ckpt_save(path, ag_rm_model(m->train), m->opt, sv.updates, err, sizeof err) < 0) {
             ag_error("reward", "checkpoint: %s", err);
             free(sv.image);
+            free(sv.ids);
             rc = -EIO;
             continue;
         }
-        json_t *j = json_pack("{s:I,s:I,s:I,s:I}", "version", (json_int_t)sv.version, "labels",
+        json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I}", "version", (json_int_t)sv.version, "labels",
                               (json_int_t)sv.labels, "updates", (json_int_t)sv.updates, "rejected",
-                              (json_int_t)sv.rejected);
+                              (json_int_t)sv.rejected, "duplicates", (json_int_t)sv.duplicates);
+        /* Without its copy (out of memory) the model gets no list, and a
+         * resume warns that its memory of batches is lost. */
+        if (cr == 0)
+            json_object_set_new(j, "batches", ag_batch_ids_json(sv.ids, sv.n_ids));
+        free(sv.ids);
         if (sv.image) {
             s_path(path, s->out, m->name, ".labels");
             int wr = ag_write_atomic(path, sv.image, sv.len);
@@ -1269,7 +1335,8 @@ static int s_model_init(ag_reward_service_t *s, rmodel_t *m, size_t index)
     m->pick = calloc((size_t)o->batch, sizeof *m->pick);
     if (!m->opt || !m->published || !m->stage || !m->stage_bytes || !m->stage_ids ||
         !m->stage_correct || !m->pick || s_ring_init(&m->buf, (size_t)o->buffer) < 0 ||
-        s_ring_init(&m->held, AG_REWARD_HELDOUT_MAX) < 0)
+        s_ring_init(&m->held, AG_REWARD_HELDOUT_MAX) < 0 ||
+        !(m->seen = ag_batch_ids_create(AG_REWARD_BATCH_IDS)))
         return -ENOMEM;
     return 0;
 }
@@ -1290,6 +1357,40 @@ static void s_state_counters(json_t *root, rmodel_t *m)
     if (json_is_integer(json_object_get(j, "rejected")) &&
         (v = json_integer_value(json_object_get(j, "rejected"))) >= 0)
         m->rejected = (uint64_t)v;
+    if (json_is_integer(json_object_get(j, "duplicates")) &&
+        (v = json_integer_value(json_object_get(j, "duplicates"))) >= 0)
+        m->duplicates = (uint64_t)v;
+}
+
+/*
+ * Puts back the batch ids m had accepted, from its entry j of
+ * reward-state.json: their labels are in the resumed buffer or weights, so
+ * a resend must still be a duplicate. A list that is missing or damaged is a
+ * warning and an empty memory, never a failed resume. Called before the
+ * threads start.
+ */
+static void s_restore_batches(rmodel_t *m, const json_t *j)
+{
+    const json_t *list = json_object_get(j, "batches");
+    char why[160];
+    if (!list) {
+        ag_warn("reward",
+                "resume: %s has no batch ids for model %s: a Label resent from before the "
+                "checkpoint would be learnt again",
+                STATE_FILE, m->name);
+        return;
+    }
+    if (ag_batch_ids_load(m->seen, list, 2 * AG_REWARD_MAX_ITEMS, why, sizeof why) < 0) {
+        ag_warn("reward",
+                "resume: %s: model %s: \"batches\": %s; it starts with no batch ids (a Label "
+                "resent from before the checkpoint would be learnt again)",
+                STATE_FILE, m->name, why);
+        return;
+    }
+    if (json_array_size(list) > ag_batch_ids_count(m->seen))
+        ag_info("reward", "resume: model %s: the oldest %zu batch ids do not fit the memory of %zu",
+                m->name, json_array_size(list) - ag_batch_ids_count(m->seen),
+                ag_batch_ids_cap(m->seen));
 }
 
 /*
@@ -1413,7 +1514,8 @@ static int s_resume(ag_reward_service_t *s)
     s_path(path, s->resume, STATE_FILE, "");
     if (access(path, F_OK) == 0) {
         json_error_t je;
-        root = json_load_file(path, 0, &je);
+        /* A NUL in a batch id is that list's damage, not the whole file's. */
+        root = json_load_file(path, JSON_ALLOW_NUL, &je);
         if (!root || !json_is_object(json_object_get(root, "models"))) {
             ag_error("reward", "resume: %s: %s", path, root ? "no \"models\" object" : je.text);
             json_decref(root);
@@ -1442,8 +1544,11 @@ static int s_resume(ag_reward_service_t *s)
         }
         m->updates = info.step;
         s_state_counters(root, m);
-        if (root)
-            s_restore_labels(s, m, json_object_get(json_object_get(root, "models"), m->name));
+        if (root) {
+            const json_t *j = json_object_get(json_object_get(root, "models"), m->name);
+            s_restore_labels(s, m, j);
+            s_restore_batches(m, j);
+        }
         loaded++;
     }
     json_decref(root);
@@ -1582,6 +1687,7 @@ void ag_reward_service_destroy(ag_reward_service_t **self)
         free(m->pick);
         s_ring_finish(&m->buf);
         s_ring_finish(&m->held);
+        ag_batch_ids_destroy(&m->seen);
     }
     free(s->models);
     free((char *)s->o.models);

@@ -24,9 +24,15 @@
  * request's labels would leave more uses owed than a whole buffer's worth
  * (training is a buffer behind), Label answers ERROR_OVERLOADED.
  *
+ * Idempotent labels. A LabelRequest may carry a batch_id; each model
+ * remembers the ids of the batches it accepted (the newest
+ * AG_REWARD_BATCH_IDS, batch_ids.h) with their reply's counts, and answers a
+ * resend of one with those counts, flagged duplicate, learning nothing.
+ *
  * Output (opts.out): per model NAME.ckpt (weights and AdamW state) and
  * NAME.labels (its replay buffer and held-out set), then reward-state.json
- * (version, labels, updates, rejected, and the NAME.labels it goes with),
+ * (version, labels, updates, rejected, duplicates, the batch ids remembered
+ * and the NAME.labels it goes with),
  * each written atomically, every opts.checkpoint_interval_s and when the
  * service stops. opts.resume loads them from a directory, so a resumed
  * model trains on the same labels and is evaluated on the same held-out set.
@@ -47,6 +53,7 @@
 #define AG_REWARD_MAX_GAME 64          /* bytes of ScoreItem.game */
 #define AG_REWARD_MAX_MESSAGE (16 << 20)
 #define AG_REWARD_HELDOUT_MAX 4096 /* held-out labels kept per model (oldest dropped) */
+#define AG_REWARD_BATCH_IDS 65536  /* Label batch ids remembered per model (oldest forgotten) */
 
 typedef struct ag_reward_opts {
     const char *bind;   /* ROUTER endpoint */

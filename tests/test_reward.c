@@ -5,7 +5,10 @@
  * transcripts, the gradient through the whole model against central finite
  * differences (and a check that the comparison can fail), bad labels, and a
  * short training run that must learn a rule it can only find by reading the
- * transcript.
+ * transcript. And the service's memory of Label batch ids
+ * (reward_server/batch_ids.h): which ids are valid, FIFO forgetting with
+ * every remembered id still found however the index entries collide, and
+ * the JSON form it is checkpointed in, read back and refused when damaged.
  *
  * The gradient check runs on a tiny model (d_model 16, 2 layers, context 12)
  * whose parameters are all perturbed away from their initial values
@@ -23,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "batch_ids.h"
 #include "model.h"
 #include "optim.h"
 #include "rm.h"
@@ -451,6 +455,157 @@ static void test_training_learns(void **state)
     ag_rm_destroy(&rm);
 }
 
+/* ---- batch ids ---- */
+
+static void test_batch_id_valid(void **state)
+{
+    char id[AG_BATCH_ID_MAX + 2];
+    memset(id, '~', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    assert_false(ag_batch_id_valid(id)); /* 129 bytes */
+    id[AG_BATCH_ID_MAX] = '\0';
+    assert_true(ag_batch_id_valid(id));
+    assert_true(ag_batch_id_valid(" "));
+    assert_true(ag_batch_id_valid("actor-1/00000000000000ab/17"));
+    assert_false(ag_batch_id_valid(""));
+    assert_false(ag_batch_id_valid("a\tb"));
+    assert_false(ag_batch_id_valid("a\x7f"));
+    assert_false(ag_batch_id_valid("caf\xc3\xa9"));
+}
+
+static void s_id(char *out, size_t cap, unsigned i)
+{
+    snprintf(out, cap, "run/%u", i);
+}
+
+/* After every add to a table of cap ids, exactly the newest cap are found,
+ * with their counts. A tiny table makes index entries collide and wrap, so
+ * forgetting must move the right ones. */
+static void s_check_fifo(size_t cap, unsigned n)
+{
+    ag_batch_ids_t *t = ag_batch_ids_create(cap);
+    assert_non_null(t);
+    char id[32];
+    uint32_t a, r;
+    for (unsigned i = 0; i < n; i++) {
+        s_id(id, sizeof id, i);
+        assert_false(ag_batch_ids_find(t, id, &a, &r));
+        ag_batch_ids_add(t, id, i % 257, i % 3);
+        assert_int_equal(ag_batch_ids_count(t), i + 1 < cap ? i + 1 : cap);
+        for (unsigned k = i + 1 > cap ? i + 1 - (unsigned)cap : 0; k <= i; k++) {
+            s_id(id, sizeof id, k);
+            if (!ag_batch_ids_find(t, id, &a, &r))
+                fail_msg("cap %zu: id %u lost after adding %u", cap, k, i);
+            assert_int_equal(a, k % 257);
+            assert_int_equal(r, k % 3);
+        }
+        if (i >= cap) {
+            s_id(id, sizeof id, i - (unsigned)cap);
+            assert_false(ag_batch_ids_find(t, id, &a, &r));
+        }
+    }
+    ag_batch_id_t *v = calloc(cap, sizeof *v);
+    assert_non_null(v);
+    ag_batch_ids_copy(t, v);
+    for (size_t k = 0; k < ag_batch_ids_count(t); k++) {
+        s_id(id, sizeof id, n - (unsigned)ag_batch_ids_count(t) + (unsigned)k);
+        assert_string_equal(v[k].id, id); /* oldest first */
+    }
+    ag_batch_ids_clear(t);
+    assert_int_equal(ag_batch_ids_count(t), 0);
+    s_id(id, sizeof id, n - 1);
+    assert_false(ag_batch_ids_find(t, id, &a, &r));
+    ag_batch_ids_add(t, id, 5, 6);
+    assert_true(ag_batch_ids_find(t, id, &a, &r));
+    assert_int_equal(a, 5);
+    free(v);
+    ag_batch_ids_destroy(&t);
+    assert_null(t);
+    ag_batch_ids_destroy(&t);
+}
+
+static void test_batch_ids_fifo(void **state)
+{
+    s_check_fifo(1, 50);
+    s_check_fifo(3, 2000);
+    s_check_fifo(100, 1000);
+    assert_null(ag_batch_ids_create(0));
+}
+
+/* Loads text (JSON) into t; returns ag_batch_ids_load's result. */
+static int s_load(ag_batch_ids_t *t, const char *text)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!j)
+        fail_msg("bad test JSON %s: %s", text, je.text);
+    char why[160];
+    int rc = ag_batch_ids_load(t, j, 512, why, sizeof why);
+    json_decref(j);
+    return rc;
+}
+
+static void test_batch_ids_json(void **state)
+{
+    ag_batch_ids_t *t = ag_batch_ids_create(8), *u = ag_batch_ids_create(8),
+                   *small = ag_batch_ids_create(3);
+    assert_true(t && u && small);
+    char id[32];
+    for (unsigned i = 0; i < 6; i++) {
+        s_id(id, sizeof id, i);
+        ag_batch_ids_add(t, id, 256 + i, 256 - i);
+    }
+    ag_batch_id_t v[8], w[8];
+    ag_batch_ids_copy(t, v);
+    json_t *j = ag_batch_ids_json(v, ag_batch_ids_count(t));
+    assert_non_null(j);
+    char *text = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(text, "[[\"run/0\",256,256],[\"run/1\",257,255],[\"run/2\",258,254],"
+                              "[\"run/3\",259,253],[\"run/4\",260,252],[\"run/5\",261,251]]");
+    char why[160];
+    assert_int_equal(ag_batch_ids_load(u, j, 512, why, sizeof why), 0);
+    assert_int_equal(ag_batch_ids_count(u), 6);
+    ag_batch_ids_copy(u, w);
+    assert_memory_equal(v, w, 6 * sizeof *v);
+    /* into a smaller table: the newest */
+    assert_int_equal(ag_batch_ids_load(small, j, 512, why, sizeof why), 0);
+    assert_int_equal(ag_batch_ids_count(small), 3);
+    ag_batch_ids_copy(small, w);
+    assert_string_equal(w[0].id, "run/3");
+    assert_string_equal(w[2].id, "run/5");
+    json_decref(j);
+    free(text);
+
+    /* damaged: refused, the table left empty */
+    static const char *const bad[] = {
+        "{}",
+        "[\"run/0\"]",
+        "[[\"run/0\", 1]]",
+        "[[\"run/0\", 1, 2, 3]]",
+        "[[7, 1, 2]]",
+        "[[\"\", 1, 2]]",
+        "[[\"a\\u0001\", 1, 2]]",
+        "[[\"a\\u0000b\", 1, 2]]",
+        "[[\"run/0\", -1, 2]]",
+        "[[\"run/0\", 1.5, 2]]",
+        "[[\"run/0\", 500, 13]]",
+        "[[\"run/0\", 4611686018427387904, 4611686018427387904]]",
+        "[[\"run/0\", 1, 2], [\"run/1\", 1, 2], [\"run/0\", 1, 2]]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(s_load(u, "[[\"keep\", 1, 1]]"), 0);
+        if (s_load(u, bad[i]) != -EINVAL)
+            fail_msg("accepted %s", bad[i]);
+        assert_int_equal(ag_batch_ids_count(u), 0);
+    }
+    assert_int_equal(s_load(u, "[[\"run/0\", 500, 12], [\" \", 0, 0]]"), 0);
+    assert_int_equal(s_load(u, "[]"), 0);
+    assert_int_equal(ag_batch_ids_count(u), 0);
+    ag_batch_ids_destroy(&t);
+    ag_batch_ids_destroy(&u);
+    ag_batch_ids_destroy(&small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +616,9 @@ int main(void)
         cmocka_unit_test(test_grad_through_model),
         cmocka_unit_test(test_grad_check_is_sensitive),
         cmocka_unit_test(test_training_learns),
+        cmocka_unit_test(test_batch_id_valid),
+        cmocka_unit_test(test_batch_ids_fifo),
+        cmocka_unit_test(test_batch_ids_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * transcript rebuilt from its token stream byte for byte as it crossed the
  * wire, the labels a finished game gives, and the asynchronous client
  * (batched scores, labels, error replies, a server that is away and comes
- * back, a bounded label queue, cancellation) against a scripted reward
+ * back, a bounded label queue, cancellation, label batch ids kept across
+ * retries, resends after an outage and OVERLOADED) against a scripted reward
  * server on loopback. The real agora-reward is exercised by the
  * integration test tests/integration/actor_reward.c.
  */
@@ -187,6 +188,8 @@ static void test_labels(void **state)
 
 enum { MODE_OK, MODE_UNKNOWN_MODEL, MODE_OVERLOADED_ONCE, MODE_SHORT, MODE_SILENT };
 
+#define FAKE_MAX 64
+
 typedef struct fake_rm {
     uv_loop_t *loop;
     ag_rpc_server_t *srv;
@@ -195,9 +198,27 @@ typedef struct fake_rm {
     uint64_t score_requests, stats_requests, label_requests;
     size_t max_items; /* most items in one ScoreRequest */
     size_t items;
-    char *labels[64]; /* "P:seatA:seatB:pref:textA|textB" or "O:seat:label:text" */
+    char *labels[FAKE_MAX]; /* "P:seatA:seatB:pref:textA|textB" or "O:seat:label:text" */
     size_t n_labels;
+    /* every LabelRequest: its batch id and number of labels, answered or not */
+    char *batch_ids[FAKE_MAX];
+    size_t request_labels[FAKE_MAX];
+    bool taken[FAKE_MAX]; /* its labels were kept */
+    /* label requests taken (labels kept) but left unanswered, as if the reply were lost */
+    int drop_label_replies;
+    /* as agora-reward: a batch id taken before is answered duplicate, its labels not kept */
+    bool dedup;
+    uint64_t duplicates;
 } fake_rm_t;
+
+/* The label request before `before` whose labels were kept under batch id, or -1. */
+static int s_fake_taken(const fake_rm_t *f, const char *id, size_t before)
+{
+    for (size_t i = 0; i < before; i++)
+        if (*id && f->taken[i] && !strcmp(f->batch_ids[i], id))
+            return (int)i;
+    return -1;
+}
 
 /* The scripted score: the transcript's length plus a tenth of the seat; "nan..." scores NaN. */
 static float s_fake_score(const Agora__V1__ScoreItem *it)
@@ -220,6 +241,14 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
     const ProtobufCMessageDescriptor *rd = &agora__v1__reward_reply__descriptor;
     Agora__V1__RewardReply rep = AGORA__V1__REWARD_REPLY__INIT;
     ag_envelope_set_header(&rep.base, req->request_id);
+    size_t k = 0; /* a label request's index */
+    if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_LABEL) {
+        const Agora__V1__LabelRequest *lr = req->label;
+        k = f->label_requests++;
+        assert_true(k < FAKE_MAX);
+        f->batch_ids[k] = strdup(lr->batch_id);
+        f->request_labels[k] = lr->n_preferences + lr->n_outcomes;
+    }
     if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_STATS) {
         f->stats_requests++;
         if (f->mode != MODE_SILENT) {
@@ -257,15 +286,29 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
         free(scores);
     } else if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_LABEL) {
         const Agora__V1__LabelRequest *lr = req->label;
-        f->label_requests++;
-        for (size_t i = 0; i < lr->n_preferences && f->n_labels < 64; i++) {
+        if (f->dedup && s_fake_taken(f, lr->batch_id, k) >= 0) {
+            f->duplicates++;
+            Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
+            lrep.accepted = (uint32_t)f->request_labels[s_fake_taken(f, lr->batch_id, k)];
+            lrep.duplicate = true;
+            rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
+            rep.label = &lrep;
+            if (f->drop_label_replies > 0)
+                f->drop_label_replies--;
+            else
+                ag_rpc_reply_msg(srv, peer, &rep.base);
+            ag_codec_free(&req->base);
+            return;
+        }
+        f->taken[k] = true;
+        for (size_t i = 0; i < lr->n_preferences && f->n_labels < FAKE_MAX; i++) {
             const Agora__V1__Preference *p = lr->preferences[i];
             char buf[512];
             snprintf(buf, sizeof buf, "P:%u:%u:%u:%s|%s", p->a->seat, p->b->seat, p->preferred,
                      p->a->transcript, p->b->transcript);
             f->labels[f->n_labels++] = strdup(buf);
         }
-        for (size_t i = 0; i < lr->n_outcomes && f->n_labels < 64; i++) {
+        for (size_t i = 0; i < lr->n_outcomes && f->n_labels < FAKE_MAX; i++) {
             const Agora__V1__Outcome *o = lr->outcomes[i];
             char buf[512];
             snprintf(buf, sizeof buf, "O:%u:%g:%s", o->item->seat, (double)o->label,
@@ -276,7 +319,10 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
         lrep.accepted = (uint32_t)(lr->n_preferences + lr->n_outcomes);
         rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
         rep.label = &lrep;
-        ag_rpc_reply_msg(srv, peer, &rep.base);
+        if (f->drop_label_replies > 0)
+            f->drop_label_replies--;
+        else
+            ag_rpc_reply_msg(srv, peer, &rep.base);
     }
     ag_codec_free(&req->base);
 }
@@ -301,6 +347,12 @@ static void s_fake_finish(fake_rm_t *f)
     for (size_t i = 0; i < f->n_labels; i++)
         free(f->labels[i]);
     f->n_labels = 0;
+    for (size_t i = 0; i < f->label_requests && i < FAKE_MAX; i++) {
+        free(f->batch_ids[i]);
+        f->batch_ids[i] = NULL;
+        f->taken[i] = false;
+    }
+    f->label_requests = 0;
 }
 
 typedef struct rig {
@@ -555,6 +607,148 @@ static void test_labels_sent(void **state)
     assert_int_equal(st.labels_sent, 2);
     assert_int_equal(st.labels_accepted, 2);
     assert_int_equal(st.labels_dropped, 0);
+    assert_int_equal(st.label_duplicates, 0);
+
+    /* Without an actor id: "<host>-<pid>/<random run id>/<n>", n counting batches. */
+    assert_int_equal(r.fake.label_requests, 2);
+    char host[128] = "localhost", want[160];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    int prefix = snprintf(want, sizeof want, "%s-%d/", host, (int)getpid());
+    for (int k = 0; k < 2; k++) {
+        const char *id = r.fake.batch_ids[k];
+        assert_int_equal(strlen(id), (size_t)prefix + 16 + 2);
+        assert_memory_equal(id, want, (size_t)prefix);
+        assert_int_equal(strspn(id + prefix, "0123456789abcdef"), 16);
+        assert_int_equal(id[prefix + 16], '/');
+        assert_int_equal(id[prefix + 17], '0' + k);
+    }
+    /* one run id per client */
+    assert_memory_equal(r.fake.batch_ids[0], r.fake.batch_ids[1], (size_t)prefix + 16);
+    s_rig_finish(&r);
+}
+
+static bool s_is_down(void *arg)
+{
+    return !ag_reward_client_up(((rig_t *)arg)->c);
+}
+
+typedef struct want_requests {
+    rig_t *r;
+    uint64_t n;
+} want_requests_t;
+
+/* Every label answered, and at least n label requests seen by the fake. */
+static bool s_requests_done(void *arg)
+{
+    want_requests_t *w = arg;
+    return ag_reward_client_labels_pending(w->r->c) == 0 && w->r->fake.label_requests >= w->n;
+}
+
+static void s_outcome(rig_t *r, const char *text)
+{
+    const char *t[2] = {text, NULL};
+    size_t lens[2] = {strlen(text), 0};
+    float ret[2] = {1.0f, 0.0f};
+    assert_int_equal(
+        ag_reward_client_label_game(r->c, AG_REWARD_LABELS_OUTCOMES, "debate", 2, ret, t, lens), 1);
+}
+
+/*
+ * A batch keeps its id however it is resent: by the rpc layer after a lost
+ * reply, after a final timeout and an outage, after OVERLOADED; and labels
+ * queued meanwhile go in a batch of their own. The scripted server
+ * de-duplicates like agora-reward, so each label is kept once.
+ */
+static void test_label_batch_ids(void **state)
+{
+    rig_t r;
+    s_rig_init(&r, MODE_OK);
+    r.fake.dedup = true;
+    ag_reward_client_opts_t o = {.endpoint = r.ep,
+                                 .timeout_ms = 150,
+                                 .attempts = 2,
+                                 .retry_ms = 50,
+                                 .actor_id = "rack/a\tb",
+                                 .run_id = 0xabc};
+    r.c = ag_reward_client_create(&r.loop, r.zctx, &o);
+    assert_non_null(r.c);
+    const char *id0 = "rack/a_b/0000000000000abc/0", *id1 = "rack/a_b/0000000000000abc/1",
+               *id2 = "rack/a_b/0000000000000abc/2", *id3 = "rack/a_b/0000000000000abc/3";
+
+    /* The first reply is lost: the retry carries the same id and is a duplicate. */
+    r.fake.drop_label_replies = 1;
+    s_outcome(&r, "first");
+    want_requests_t w = {&r, 2};
+    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    assert_int_equal(r.fake.label_requests, 2);
+    assert_string_equal(r.fake.batch_ids[0], id0);
+    assert_string_equal(r.fake.batch_ids[1], id0);
+    assert_int_equal(r.fake.n_labels, 1);
+    ag_reward_client_stats_t st;
+    ag_reward_client_get_stats(r.c, &st);
+    assert_int_equal(st.label_duplicates, 1);
+    assert_int_equal(st.labels_accepted, 1);
+
+    /* Both attempts lost: the server is taken as down, and once it answers the
+     * probe the batch goes again, alone and under its id; a label queued
+     * during the outage follows in the next batch. */
+    r.fake.drop_label_replies = 2;
+    s_outcome(&r, "second");
+    assert_true(s_run_until(&r.loop, s_is_down, &r, 5000));
+    s_outcome(&r, "third");
+    w.n = 6;
+    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    assert_int_equal(r.fake.label_requests, 6);
+    for (int k = 2; k < 6; k++)
+        assert_string_equal(r.fake.batch_ids[k], k < 5 ? id1 : id2);
+    assert_int_equal(r.fake.request_labels[4], 1);
+    assert_int_equal(r.fake.request_labels[5], 1);
+    assert_int_equal(r.fake.n_labels, 3);
+    assert_string_equal(r.fake.labels[2], "O:0:1:third");
+    ag_reward_client_get_stats(r.c, &st);
+    assert_int_equal(st.outages, 1);
+    assert_int_equal(st.label_duplicates, 2);
+    assert_int_equal(st.labels_accepted, 3);
+
+    /* OVERLOADED (nothing kept): resent under the same id, and learnt. */
+    r.fake.mode = MODE_OVERLOADED_ONCE;
+    r.fake.overloaded_left = 1;
+    s_outcome(&r, "fourth");
+    w.n = 8;
+    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    assert_int_equal(r.fake.label_requests, 8);
+    assert_string_equal(r.fake.batch_ids[6], id3);
+    assert_string_equal(r.fake.batch_ids[7], id3);
+    assert_int_equal(r.fake.n_labels, 4);
+    ag_reward_client_get_stats(r.c, &st);
+    assert_int_equal(st.label_duplicates, 2);
+    assert_int_equal(st.labels_accepted, 4);
+    assert_int_equal(r.fake.duplicates, 3); /* one of them unanswered */
+
+    /* 300 outcomes queued while a request waits for its retry: they go as 256
+     * and 44, each batch under an id of its own, and all are kept. */
+    r.fake.mode = MODE_OK;
+    r.fake.drop_label_replies = 1;
+    s_outcome(&r, "fifth");
+    for (int i = 0; i < 300; i++)
+        s_outcome(&r, "many");
+    w.n = 12;
+    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    assert_int_equal(r.fake.label_requests, 12);
+    const char *ids[4] = {"rack/a_b/0000000000000abc/4", "rack/a_b/0000000000000abc/4",
+                          "rack/a_b/0000000000000abc/5", "rack/a_b/0000000000000abc/6"};
+    const size_t sizes[4] = {1, 1, 256, 44};
+    size_t kept = 0;
+    for (int k = 0; k < 4; k++) {
+        assert_string_equal(r.fake.batch_ids[8 + k], ids[k]);
+        assert_int_equal(r.fake.request_labels[8 + k], sizes[k]);
+        kept += r.fake.taken[8 + k] ? r.fake.request_labels[8 + k] : 0;
+    }
+    assert_int_equal(kept, 301);
+    ag_reward_client_get_stats(r.c, &st);
+    assert_int_equal(st.labels_accepted, 305);
+    assert_int_equal(st.label_duplicates, 3);
     s_rig_finish(&r);
 }
 
@@ -564,11 +758,6 @@ typedef struct away {
     int n;
     size_t labels;
 } away_t;
-
-static bool s_is_down(void *arg)
-{
-    return !ag_reward_client_up(((rig_t *)arg)->c);
-}
 
 static bool s_away_done(void *arg)
 {
@@ -655,7 +844,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transcript),     cmocka_unit_test(test_labels),
         cmocka_unit_test(test_scores_batched), cmocka_unit_test(test_score_errors),
-        cmocka_unit_test(test_labels_sent),    cmocka_unit_test(test_server_away),
+        cmocka_unit_test(test_labels_sent),    cmocka_unit_test(test_label_batch_ids),
+        cmocka_unit_test(test_server_away),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,9 +11,12 @@ as a starting point for labelling from your own tools. Each line is one label:
 
 A transcript is one seat's view of a game: every observation and action text it
 saw or sent, concatenated (docs/games.md). Malformed lines are reported and
-skipped; the rest go out as LabelRequests of at most --batch labels. Prints
+skipped; the rest go out as LabelRequests of at most --batch labels, each
+under a batch id "label_pairs/<random 64-bit hex, one per run>/<n>" that every
+resend of it repeats, so a retry after a lost reply is learnt once (the server
+answers it as a duplicate). Prints
 
-    lines=14 malformed=0 sent=14 accepted=14 rejected=0
+    lines=14 malformed=0 sent=14 accepted=14 rejected=0 duplicate=0
 
 and exits 0 if every valid label was accepted, 1 if lines were malformed or
 labels rejected, 2 if the server could not be reached or refused a request.
@@ -24,6 +27,7 @@ labels rejected, 2 if the server could not be reached or refused a request.
 import argparse
 import itertools
 import json
+import secrets
 import sys
 import time
 
@@ -185,8 +189,9 @@ class RewardClient:
 
     def call(self, **body):
         """Send a RewardRequest with the given body; return the RewardReply.
-        Raises TimeoutError after `tries` unanswered attempts. A retried Label
-        may be learnt twice (the protocol says so): keep tries small."""
+        Raises TimeoutError after `tries` unanswered attempts. Every attempt
+        carries the same body: a Label with a batch_id is learnt once however
+        often it is resent."""
         for _ in range(self.tries):
             req = pb.RewardRequest(protocol_version=PROTOCOL_VERSION, request_id=next(self.ids),
                                    **body)
@@ -204,9 +209,9 @@ class RewardClient:
         raise TimeoutError("no reply from %s after %d tries" % (self.endpoint, self.tries))
 
 
-def post(client, model, labels, max_wait_s):
+def post(client, model, labels, batch_id, max_wait_s):
     """One LabelRequest; resent with a growing pause while the server is OVERLOADED."""
-    body = pb.LabelRequest(model=model,
+    body = pb.LabelRequest(model=model, batch_id=batch_id,
                            preferences=[x for x in labels if isinstance(x, pb.Preference)],
                            outcomes=[x for x in labels if isinstance(x, pb.Outcome)])
     pause, waited = 0.1, 0.0
@@ -239,16 +244,18 @@ def main():
     if not 1 <= len(args.model.encode()) <= 64:
         parser.error("a model name is 1..64 bytes")
 
-    counts = dict(lines=0, malformed=0, sent=0, accepted=0, rejected=0)
+    counts = dict(lines=0, malformed=0, sent=0, accepted=0, rejected=0, duplicate=0)
     status = 0
     f = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     client = RewardClient(args.reward, args.timeout_ms, args.tries)
+    run = secrets.token_hex(8)  # a new run posts the file again, as a user expects
     try:
-        for labels in read_labels(f, counts, args.batch):
+        for n, labels in enumerate(read_labels(f, counts, args.batch)):
             counts["sent"] += len(labels)
-            reply = post(client, args.model, labels, args.max_wait)
+            reply = post(client, args.model, labels, "label_pairs/%s/%d" % (run, n), args.max_wait)
             counts["accepted"] += reply.accepted
             counts["rejected"] += reply.rejected
+            counts["duplicate"] += reply.duplicate
     except (TimeoutError, RuntimeError) as e:
         print("label_pairs: %s" % e, file=sys.stderr)
         status = 2

@@ -15,7 +15,9 @@
  * different returns after both seats acted, and some end earlier.
  *
  *  - labels = preferences: the reward server's Stats counts exactly one
- *    label per shipped game in which both seats acted with different returns.
+ *    label per shipped game in which both seats acted with different returns,
+ *    and the actor's label requests carry batch ids (the model remembers
+ *    some, at most one per label).
  *  - weight = 1: every shipped seat's final reward is its game reward plus
  *    the score the reward server gives its transcript. The transcript is
  *    rebuilt independently, by replaying the trajectory's actions against
@@ -248,6 +250,12 @@ static void test_preference_labels(void **state)
     fprintf(stderr, "actor_reward: %zu trajectories, %llu preference pairs, %llu labels counted\n",
             r.n, (unsigned long long)expected, (unsigned long long)(labels1 - labels0));
     assert_int_equal(labels1 - labels0, expected);
+    Agora__V1__RewardReply *st = reward_peer_stats(&s_rc, "labelled", CALL_TIMEOUT_MS);
+    assert_non_null(st);
+    const double batch_ids = reward_metric(reward_model_stats(st, "labelled"), "batch_ids", -1);
+    agora__v1__reward_reply__free_unpacked(st, NULL);
+    fprintf(stderr, "actor_reward: %.0f label batch ids remembered\n", batch_ids);
+    assert_true(batch_ids >= 1 && batch_ids <= (double)expected);
     /* The frozen model got nothing. */
     uint64_t fl, fv;
     assert_true(s_stats("frozen", &fl, &fv, CALL_TIMEOUT_MS));

@@ -1,10 +1,14 @@
 #!/bin/sh
 # External labellers against the real reward server: agora-label posts the
-# sample file (every label accepted, exit 0), a file with malformed lines (exactly
-# those lines reported, the valid ones still accepted, exit 1) and the same
-# sample through stdin; the Python example (examples/python/label_pairs.py)
-# posts the sample too; then the server's Stats (agora-label --stats) must count
-# every accepted label, and the server must still be alive.
+# sample file (every label accepted, exit 0) and a file with malformed lines
+# (exactly those lines reported, the valid ones still accepted, exit 1) through
+# stdin; the Python example (examples/python/label_pairs.py) posts the sample
+# too, and its post() twice under one batch id is learnt once; agora-label posts it once more while the server is stopped (SIGSTOP), so
+# that several attempts of its request queue up: the first is learnt, the
+# others are answered as duplicates (same batch id), and a second run of the
+# tool on the same file is learnt again (a new run, new batch ids); then the
+# server's Stats (agora-label --stats) must count every accepted label exactly
+# once, and the server must still be alive.
 #
 # usage: label.sh PATH/TO/agora-label PATH/TO/agora-reward
 
@@ -17,8 +21,7 @@ sample="$here/../../examples/reward-pairs.jsonl"
 sample_labels=$(grep -c . "$sample")
 [ "$sample_labels" -ge 12 ] || die "the sample has only $sample_labels labels"
 
-# One attempt with a long deadline: a retried Label may be learnt twice, which
-# would make the Stats count below ambiguous.
+# One attempt with a long deadline: retries have a step of their own (4).
 once="--timeout-ms 60000 --attempts 1"
 
 # field NAME LINE: the value of NAME=... in a summary line.
@@ -65,7 +68,7 @@ rc=$?
 cat "$workdir/err1" >&2
 [ $rc -eq 0 ] || die "agora-label on the sample exited $rc: $out"
 expect "agora-label sample" "$out" lines="$sample_labels" malformed=0 sent="$sample_labels" \
-    accepted="$sample_labels" rejected=0
+    accepted="$sample_labels" rejected=0 duplicate=0
 
 # 2. Malformed lines among valid ones, read from stdin in batches of 2.
 bad="$workdir/bad.jsonl"
@@ -93,7 +96,7 @@ rc=$?
 cat "$workdir/err2" >&2
 [ $rc -eq 1 ] || die "agora-label on malformed lines exited $rc (expected 1)"
 expect "agora-label malformed" "$out" lines=13 malformed=8 sent=$bad_valid accepted=$bad_valid \
-    rejected=0
+    rejected=0 duplicate=0
 reported=$(sed -n 's/^<stdin>:\([0-9]*\): .*/\1/p' "$workdir/err2" | tr '\n' ' ')
 [ "$reported" = "2 5 6 7 8 9 10 12 " ] ||
     die "agora-label reported lines '$reported', expected '2 5 6 7 8 9 10 12 '"
@@ -104,10 +107,43 @@ out=$(cd "$examples" && timeout 120 "$python" label_pairs.py "$sample" --reward 
 rc=$?
 [ $rc -eq 0 ] || die "label_pairs.py on the sample exited $rc: $out"
 expect "label_pairs.py sample" "$out" lines="$sample_labels" malformed=0 sent="$sample_labels" \
-    accepted="$sample_labels" rejected=0
+    accepted="$sample_labels" rejected=0 duplicate=0
+# Its post() twice under one batch id, as its retries send it: learnt once.
+(cd "$examples" && timeout 120 "$python" - "$sample" "$endpoint" <<'EOF') ||
+import sys
+import label_pairs as lp
+with open(sys.argv[1], "rb") as f:
+    labels = [lp.parse_label(line) for line in f if line.strip()]
+client = lp.RewardClient(sys.argv[2], 60000, 1)
+first = lp.post(client, "default", labels, "label_pairs/test/0", 120)
+again = lp.post(client, "default", labels, "label_pairs/test/0", 120)
+client.sock.close(linger=0)
+print("label_pairs.post twice: accepted %d, %d; duplicate %s, %s"
+      % (first.accepted, again.accepted, first.duplicate, again.duplicate))
+sys.exit(0 if (first.accepted == again.accepted == len(labels) and not first.duplicate
+               and again.duplicate) else 1)
+EOF
+    die "label_pairs.post under one batch id was not learnt exactly once"
 
-# 4. Stats: every accepted label counted by the model.
-total=$((2 * sample_labels + bad_valid))
+# 4. Retries: with the server stopped, attempts of 100 ms pile up in the
+# client's queue; once it runs again it takes them all in order. The reply the
+# tool waits for (its latest attempt's) says duplicate, with the counts of the
+# first.
+kill -STOP "$server_pid"
+"$label" "$sample" --reward "$endpoint" --timeout-ms 100 --attempts 100 \
+    >"$workdir/out4" 2>"$workdir/err4" &
+label_pid=$!
+sleep 1.5
+kill -CONT "$server_pid"
+wait "$label_pid"
+rc=$?
+out=$(cat "$workdir/out4")
+[ $rc -eq 0 ] || { cat "$workdir/err4" >&2; die "agora-label with retries exited $rc: $out"; }
+expect "agora-label retried" "$out" lines="$sample_labels" malformed=0 sent="$sample_labels" \
+    accepted="$sample_labels" rejected=0 duplicate=1
+
+# 5. Stats: every accepted label counted by the model, once.
+total=$((4 * sample_labels + bad_valid))
 stats=$("$label" --reward "$endpoint" --stats default $once)
 rc=$?
 [ $rc -eq 0 ] || die "agora-label --stats exited $rc"
@@ -116,12 +152,16 @@ echo "stats: $stats"
 import json, sys
 models = [json.loads(line) for line in sys.argv[1].splitlines()]
 want = int(sys.argv[2])
-ok = len(models) == 1 and models[0]["name"] == "default" and models[0]["labels"] == want
-print("model %s: %s labels, expected %d" % (models[0].get("name"), models[0].get("labels"), want))
+m = models[0]
+dups = m.get("metrics", {}).get("duplicates", 0)
+# the retried request of step 4 was answered as a duplicate at least once
+ok = len(models) == 1 and m["name"] == "default" and m["labels"] == want and dups >= 1
+print("model %s: %s labels, expected %d; %s duplicate requests" % (m.get("name"), m.get("labels"),
+                                                                   want, dups))
 sys.exit(0 if ok else 1)
 EOF
 
-# 5. An unknown model is a failure of the run (exit 2), not a rejected label.
+# 6. An unknown model is a failure of the run (exit 2), not a rejected label.
 "$label" "$sample" --reward "$endpoint" --model no-such-model $once >/dev/null 2>&1
 rc=$?
 [ $rc -eq 2 ] || die "agora-label with an unknown model exited $rc (expected 2)"

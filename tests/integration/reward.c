@@ -24,7 +24,17 @@
  *             with a smaller reward.buffer, it keeps its newest labels (read
  *             back from NAME.labels, format and CRC checked here) and owes
  *             at most reward.reuse uses each; a NAME.labels of another
- *             checkpoint is recognised and ignored.
+ *             checkpoint is recognised and ignored; a batch refused as a
+ *             whole is not remembered as accepted;
+ *   batch ids: a Label resent under its batch_id (with a fresh request id,
+ *             as a retry is) is answered duplicate with the first counts and
+ *             learnt once, the same body without an id twice; a batch refused
+ *             (unknown model) is learnt when resent to the right one; each
+ *             model remembers its own ids; a batch_id over 128 bytes or not
+ *             printable ASCII gets ERROR_BAD_REQUEST naming the field; after
+ *             SIGTERM and --resume the ids are still duplicates, and a
+ *             damaged list in reward-state.json costs that model its memory,
+ *             not the resume.
  *
  * Usage: test_reward_service PATH/TO/agora-reward
  */
@@ -53,6 +63,7 @@
 #define PREFS 96
 #define OUTCOMES 32
 #define N_FIXED 6
+#define BATCH_ID_MAX 128 /* the longest LabelRequest.batch_id */
 
 static const char *s_exe;
 
@@ -532,8 +543,9 @@ static void test_labels_damaged(void **state)
     assert_int_equal(s_stop(fx), 0);
 }
 
-/* A Label of n outcomes (label 1) for model "default"; the reply. */
-static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n)
+/* A Label of n outcomes (label 1) for model "default" under batch_id (NULL:
+ * none); the reply. */
+static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n, const char *batch_id)
 {
     Agora__V1__ScoreItem items[16];
     Agora__V1__Outcome outs[16], *op[16];
@@ -548,7 +560,15 @@ static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n)
         outs[i].label = 1.0f;
         op[i] = &outs[i];
     }
-    Agora__V1__RewardReply *r = reward_peer_label(&fx->c, "default", NULL, 0, op, n, TIMEOUT_MS);
+    Agora__V1__LabelRequest lr = AGORA__V1__LABEL_REQUEST__INIT;
+    lr.model = "default";
+    lr.n_outcomes = n;
+    lr.outcomes = op;
+    lr.batch_id = batch_id ? (char *)batch_id : "";
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
+    req.label = &lr;
+    Agora__V1__RewardReply *r = reward_peer_call(&fx->c, &req, TIMEOUT_MS);
     assert_non_null(r);
     return r;
 }
@@ -574,7 +594,7 @@ static void test_init(void **state)
     assert_int_equal(r->score->n_scores, N_FIXED);
     assert_true(memcmp(r->score->scores, fx->fixed_scores, sizeof fx->fixed_scores) != 0);
     agora__v1__reward_reply__free_unpacked(r, NULL);
-    r = s_outcomes(fx, 8); /* labels wait too: no training before the file */
+    r = s_outcomes(fx, 8, NULL); /* labels wait too: no training before the file */
     assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_LABEL);
     agora__v1__reward_reply__free_unpacked(r, NULL);
     usleep(1500 * 1000);
@@ -605,15 +625,20 @@ static void test_overloaded(void **state)
     const char *const extra[] = {
         "--reward.buffer", "16", "--reward.reuse", "100000", "--reward.holdout", "0", NULL};
     assert_int_equal(s_start(fx, NULL, extra), 0);
-    Agora__V1__RewardReply *r = s_outcomes(fx, 16);
+    Agora__V1__RewardReply *r = s_outcomes(fx, 16, "overload/0");
     assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_LABEL);
     assert_int_equal(r->label->accepted, 16);
     agora__v1__reward_reply__free_unpacked(r, NULL);
-    s_expect_error(s_outcomes(fx, 1), E(OVERLOADED));
+    s_expect_error(s_outcomes(fx, 1, "overload/1"), E(OVERLOADED));
+    s_expect_error(s_outcomes(fx, 1, "overload/1"), E(OVERLOADED));
     r = reward_peer_stats(&fx->c, "default", TIMEOUT_MS);
     assert_non_null(r);
     Agora__V1__RewardModelStats *m = s_model_stats(r, "default");
     assert_int_equal(m->labels, 16);
+    /* a batch refused as a whole is not remembered: its resend was refused
+     * again, not answered as a duplicate */
+    assert_float_equal(reward_metric(m, "batch_ids", -1), 1, 0);
+    assert_float_equal(reward_metric(m, "duplicates", -1), 0, 0);
     assert_float_equal(reward_metric(m, "buffer", -1), 16, 0);
     assert_true(reward_metric(m, "pending", 0) > 1e6 - 1e5);
     agora__v1__reward_reply__free_unpacked(r, NULL);
@@ -762,6 +787,176 @@ static void test_labels_resume(void **state)
     free(kept.data);
 }
 
+/* ---- idempotent labels (LabelRequest.batch_id) ---- */
+
+/* Three outcomes and an invalid one (label 1.5) for model under batch_id
+ * (NULL: none), sent with a fresh request id as a retry would be; the reply. */
+static Agora__V1__RewardReply *s_batch(fixture_t *fx, const char *model, const char *batch_id)
+{
+    static const char *const texts[3] = {"batch | result: won. a1", "batch | result: lost. b2",
+                                         "batch | result: won. c3"};
+    Agora__V1__ScoreItem items[4];
+    Agora__V1__Outcome outs[4], *op[4];
+    for (size_t i = 0; i < 4; i++) {
+        agora__v1__score_item__init(&items[i]);
+        items[i].transcript = (char *)texts[i % 3];
+        agora__v1__outcome__init(&outs[i]);
+        outs[i].item = &items[i];
+        outs[i].label = i == 3 ? 1.5f : i == 1 ? 0.0f : 1.0f;
+        op[i] = &outs[i];
+    }
+    Agora__V1__LabelRequest lr = AGORA__V1__LABEL_REQUEST__INIT;
+    lr.model = (char *)model;
+    lr.n_outcomes = 4;
+    lr.outcomes = op;
+    lr.batch_id = batch_id ? (char *)batch_id : "";
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
+    req.label = &lr;
+    Agora__V1__RewardReply *r = reward_peer_call(&fx->c, &req, TIMEOUT_MS);
+    assert_non_null(r);
+    return r;
+}
+
+/* s_batch's reply: 3 accepted, 1 rejected, and whether it was a duplicate. */
+static void s_expect_batch(Agora__V1__RewardReply *r, bool duplicate)
+{
+    if (r->body_case != AGORA__V1__REWARD_REPLY__BODY_LABEL)
+        fail_msg("expected a LabelReply, got body %d error %d (%s)", r->body_case,
+                 reward_reply_error(r), r->error && r->error->message ? r->error->message : "");
+    assert_int_equal(r->label->accepted, 3);
+    assert_int_equal(r->label->rejected, 1);
+    assert_int_equal(r->label->duplicate, duplicate);
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+/* A batch id refused with BAD_REQUEST, the reason naming the field. */
+static void s_expect_bad_id(fixture_t *fx, const char *batch_id)
+{
+    Agora__V1__RewardReply *r = s_batch(fx, "default", batch_id);
+    if (reward_reply_error(r) != E(BAD_REQUEST) || !r->error->message ||
+        !strstr(r->error->message, "batch_id"))
+        fail_msg("batch id of %zu bytes: body %d error %d (%s)", strlen(batch_id), r->body_case,
+                 reward_reply_error(r), r->error && r->error->message ? r->error->message : "");
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+}
+
+typedef struct {
+    uint64_t labels;
+    double rejected, duplicates, batch_ids;
+} batch_figures_t;
+
+static batch_figures_t s_batch_figures(fixture_t *fx, const char *model)
+{
+    Agora__V1__RewardReply *r = reward_peer_stats(&fx->c, model, TIMEOUT_MS);
+    assert_non_null(r);
+    Agora__V1__RewardModelStats *m = s_model_stats(r, model);
+    batch_figures_t f = {m->labels, reward_metric(m, "rejected", -1),
+                         reward_metric(m, "duplicates", -1), reward_metric(m, "batch_ids", -1)};
+    agora__v1__reward_reply__free_unpacked(r, NULL);
+    return f;
+}
+
+static void s_expect_figures(fixture_t *fx, const char *model, uint64_t labels, double rejected,
+                             double duplicates, double batch_ids)
+{
+    batch_figures_t f = s_batch_figures(fx, model);
+    if (f.labels != labels || f.rejected != rejected || f.duplicates != duplicates ||
+        f.batch_ids != batch_ids)
+        fail_msg("model %s: labels %" PRIu64 ", rejected %.0f, duplicates %.0f, batch_ids %.0f; "
+                 "expected %" PRIu64 ", %.0f, %.0f, %.0f",
+                 model, f.labels, f.rejected, f.duplicates, f.batch_ids, labels, rejected,
+                 duplicates, batch_ids);
+}
+
+/* Replaces the first `from` in path by `to` (the same file otherwise). */
+static void s_file_replace(const char *path, const char *from, const char *to)
+{
+    size_t len = 0;
+    char *d = (char *)harness_read_file(path, &len);
+    assert_non_null(d);
+    char *at = memmem(d, len, from, strlen(from));
+    if (!at)
+        fail_msg("%s holds no %s", path, from);
+    const size_t pre = (size_t)(at - d), nf = strlen(from), nt = strlen(to);
+    char *out = malloc(len - nf + nt);
+    assert_non_null(out);
+    memcpy(out, d, pre);
+    memcpy(out + pre, to, nt);
+    memcpy(out + pre + nt, at + nf, len - pre - nf);
+    assert_int_equal(harness_write_file(path, out, len - nf + nt), 0);
+    free(out);
+    free(d);
+}
+
+/*
+ * A retried batch (same batch_id, fresh request id) is answered duplicate
+ * with the first counts and learnt once, the same body without an id twice;
+ * a batch refused as a whole is learnt when resent; each model has its own
+ * memory; bad ids are refused; the memory survives SIGTERM and --resume, and
+ * a damaged one costs the memory, not the resume.
+ */
+static void test_batch_ids(void **state)
+{
+    fixture_t *fx = *state;
+    assert_int_equal(s_start(fx, NULL, NULL), 0);
+    s_expect_figures(fx, "default", 0, 0, 0, 0);
+
+    s_expect_batch(s_batch(fx, "default", "run-a/0"), false);
+    s_expect_batch(s_batch(fx, "default", "run-a/0"), true);
+    s_expect_figures(fx, "default", 3, 1, 1, 1);
+    s_expect_batch(s_batch(fx, "default", NULL), false);
+    s_expect_batch(s_batch(fx, "default", NULL), false);
+    s_expect_figures(fx, "default", 9, 3, 1, 1);
+
+    s_expect_error(s_batch(fx, "nope", "run-a/1"), E(UNKNOWN_MODEL));
+    s_expect_batch(s_batch(fx, "default", "run-a/1"), false);
+    s_expect_batch(s_batch(fx, "second", "run-a/1"), false);
+    s_expect_figures(fx, "default", 12, 4, 1, 2);
+    s_expect_figures(fx, "second", 3, 1, 0, 1);
+
+    char id[BATCH_ID_MAX + 2];
+    memset(id, 'y', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    s_expect_bad_id(fx, id); /* 129 bytes */
+    s_expect_bad_id(fx, "run\x01a");
+    s_expect_bad_id(fx, "tab\there");
+    s_expect_bad_id(fx, "caf\xc3\xa9");
+    id[BATCH_ID_MAX] = '\0'; /* 128: the longest */
+    s_expect_batch(s_batch(fx, "default", id), false);
+    s_expect_batch(s_batch(fx, "default", id), true);
+    s_expect_batch(s_batch(fx, "default", " "), false);
+    s_expect_figures(fx, "default", 18, 6, 2, 4);
+    float scores[N_FIXED];
+    assert_int_equal(reward_peer_scores(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS, scores),
+                     0);
+
+    /* resumed: the same ids are still duplicates, nothing is learnt again */
+    assert_int_equal(s_stop(fx), 0);
+    assert_int_equal(s_start(fx, fx->dir, NULL), 0);
+    s_expect_figures(fx, "default", 18, 6, 2, 4);
+    s_expect_batch(s_batch(fx, "default", "run-a/0"), true);
+    s_expect_batch(s_batch(fx, "default", id), true);
+    s_expect_batch(s_batch(fx, "second", "run-a/1"), true);
+    s_expect_figures(fx, "default", 18, 6, 4, 4);
+    s_expect_figures(fx, "second", 3, 1, 1, 1);
+    assert_int_equal(s_stop(fx), 0);
+
+    /* A damaged list (an id that is not printable): that model resumes with
+     * an empty memory, so the batch is learnt again; the other keeps its own. */
+    char path[sizeof fx->dir + 32];
+    snprintf(path, sizeof path, "%s/reward-state.json", fx->dir);
+    s_file_replace(path, "\"run-a/0\"", "\"run-a\\u0001\"");
+    assert_int_equal(s_start(fx, fx->dir, NULL), 0);
+    s_expect_figures(fx, "default", 18, 6, 4, 0);
+    s_expect_batch(s_batch(fx, "default", "run-a/0"), false);
+    s_expect_batch(s_batch(fx, "second", "run-a/1"), true);
+    s_expect_figures(fx, "default", 21, 7, 4, 1);
+    assert_int_equal(reward_peer_scores(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS, scores),
+                     0);
+    assert_int_equal(s_stop(fx), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -773,7 +968,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_serving),       cmocka_unit_test(test_learns),
         cmocka_unit_test(test_resume),        cmocka_unit_test(test_labels_damaged),
         cmocka_unit_test(test_init),          cmocka_unit_test(test_overloaded),
-        cmocka_unit_test(test_labels_resume),
+        cmocka_unit_test(test_labels_resume), cmocka_unit_test(test_batch_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

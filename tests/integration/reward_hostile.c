@@ -7,13 +7,16 @@
  * bytes, truncated envelopes, other services' envelopes, wrong protocol
  * versions, body-less envelopes, bad frame layouts, strings and repeated
  * fields over their limits, empty and unknown model names, empty Score
- * batches, and labels that are individually invalid (NaN, infinite or
- * negative weights, outcome labels outside [0, 1], preferred = 7, missing
- * transcripts) mixed with valid ones. Every one must be answered: with the
- * right Error code under the request's id (id 0 where the bytes cannot be
- * decoded), or, for the invalid labels, with a LabelReply that counts each
- * exactly. Every 1000th message is a huge but valid request (256 items of
- * about 60 KB, just under the 16 MiB message limit) that must be served.
+ * batches, batch ids over 128 bytes or outside printable ASCII, and labels
+ * that are individually invalid (NaN, infinite or negative weights, outcome
+ * labels outside [0, 1], preferred = 7, missing transcripts) mixed with
+ * valid ones, most of them under a batch id, some resending an earlier
+ * batch's id. Every one must be answered: with the right Error code under
+ * the request's id (id 0 where the bytes cannot be decoded), or, for the
+ * invalid labels, with a LabelReply that counts each exactly (a resent batch
+ * id: the counts of its first reply, flagged duplicate). Every 1000th
+ * message is a huge but valid request (256 items of about 60 KB, just under
+ * the 16 MiB message limit) that must be served.
  * A preference between two empty transcripts is accepted like any other.
  * Messages over the size limit go on their own socket: ZeroMQ drops that
  * connection without a reply and the server keeps serving. Finally a valid
@@ -62,15 +65,16 @@ enum kind {
     K_UNKNOWN_MODEL,
     K_EMPTY_SCORE,
     K_BAD_LABELS,
+    K_BAD_BATCH_ID,
     K_HUGE, /* sent only every 1000th message */
     N_KINDS
 };
 
 static const char *const kind_names[N_KINDS] = {
-    "garbage bytes",      "truncated envelope", "wrong envelope",    "version mismatch",
-    "missing body",       "bad frame layout",   "over-long string",  "too many entries",
-    "empty model name",   "unknown model",      "empty score batch", "invalid labels",
-    "huge valid request",
+    "garbage bytes",    "truncated envelope", "wrong envelope",    "version mismatch",
+    "missing body",     "bad frame layout",   "over-long string",  "too many entries",
+    "empty model name", "unknown model",      "empty score batch", "invalid labels",
+    "bad batch id",     "huge valid request",
 };
 
 /* One hostile message and what must come back. */
@@ -81,6 +85,7 @@ typedef struct {
     uint64_t want_id;            /* 0 for requests that cannot be decoded */
     bool id_zero_ok;             /* a bounded decoder may give up before reading the id */
     uint32_t accepted, rejected; /* expected LabelReply counts */
+    bool duplicate;              /* and duplicate flag */
     size_t scores;               /* expected ScoreReply length */
 } hostile_msg_t;
 
@@ -97,6 +102,11 @@ typedef struct {
     char dir[256];
     int sent[N_KINDS];
     uint64_t rejected_total;
+    /* batch ids of the invalid-labels messages: the next one's number, the
+     * last one sent and the counts its reply must have */
+    unsigned next_batch;
+    char last_batch[32];
+    uint32_t last_accepted, last_rejected;
 } fixture_t;
 
 static const char *server_exe;
@@ -417,10 +427,49 @@ static void make_bad_labels(fixture_t *fx, hostile_msg_t *m)
         }
         bad++;
     }
-    finish(fx, m, &d);
     m->accepted = (uint32_t)(n_p + n_o) - bad;
     m->rejected = bad;
+    switch (ag_rng_below(&fx->fz.rng, 4)) {
+    case 0: /* no batch id */
+        break;
+    case 1: /* a resend of the last batch (its counts, whatever this body holds) */
+        if (fx->last_batch[0]) {
+            d.label.batch_id = fx->last_batch;
+            m->accepted = fx->last_accepted;
+            m->rejected = fx->last_rejected;
+            m->duplicate = true;
+            break;
+        }
+        /* fall through */
+    default:
+        snprintf(fx->last_batch, sizeof fx->last_batch, "hostile/%u", fx->next_batch++);
+        fx->last_accepted = m->accepted;
+        fx->last_rejected = m->rejected;
+        d.label.batch_id = fx->last_batch;
+        break;
+    }
+    finish(fx, m, &d);
     expect(m, 0, 0);
+}
+
+/* A batch id over 128 bytes or with a byte outside printable ASCII: the
+ * whole request is refused, nothing counted. */
+static void make_bad_batch_id(fixture_t *fx, hostile_msg_t *m)
+{
+    draft_t d;
+    draft_label(fx, &d, "default", fuzz_between(&fx->fz, 0, 3), fuzz_between(&fx->fz, 0, 3));
+    const char *printable = "abcdefghijklmnopqrstuvwxyz0123456789/-_ ~!";
+    if (ag_rng_below(&fx->fz.rng, 2)) {
+        d.label.batch_id = fuzz_text(&fx->fz, fuzz_between(&fx->fz, 129, 400), printable);
+    } else {
+        const size_t n = fuzz_between(&fx->fz, 1, 128);
+        char *id = fuzz_text(&fx->fz, n, printable);
+        static const unsigned char bad[] = {0x01, 0x09, 0x0a, 0x1f, 0x7f, 0x80, 0xc3, 0xff};
+        id[ag_rng_below(&fx->fz.rng, (uint32_t)n)] = (char)bad[ag_rng_below(&fx->fz.rng, 8)];
+        d.label.batch_id = id;
+    }
+    finish(fx, m, &d);
+    expect(m, E(BAD_REQUEST), 0);
 }
 
 /* Just under the 16 MiB message limit, and valid: must be served. */
@@ -446,10 +495,10 @@ static void make_huge(fixture_t *fx, hostile_msg_t *m)
 static void make_hostile(fixture_t *fx, enum kind k, hostile_msg_t *m)
 {
     static void (*const makers[N_KINDS])(fixture_t *, hostile_msg_t *) = {
-        make_garbage,     make_truncated,     make_wrong_envelope, make_version,
-        make_no_body,     make_frames,        make_long_string,    make_too_many,
-        make_empty_model, make_unknown_model, make_empty_score,    make_bad_labels,
-        make_huge,
+        make_garbage,      make_truncated,     make_wrong_envelope, make_version,
+        make_no_body,      make_frames,        make_long_string,    make_too_many,
+        make_empty_model,  make_unknown_model, make_empty_score,    make_bad_labels,
+        make_bad_batch_id, make_huge,
     };
     memset(m, 0, sizeof *m);
     fuzz_reset(&fx->fz);
@@ -559,7 +608,8 @@ static void send_and_check(fixture_t *fx, enum kind k, int i)
         ok = r->body_case == AGORA__V1__REWARD_REPLY__BODY_SCORE && r->score->n_scores == m.scores;
     else if (ok && code == 0)
         ok = r->body_case == AGORA__V1__REWARD_REPLY__BODY_LABEL &&
-             r->label->accepted == m.accepted && r->label->rejected == m.rejected;
+             r->label->accepted == m.accepted && r->label->rejected == m.rejected &&
+             r->label->duplicate == m.duplicate;
     if (!ok || (r->request_id != m.want_id && !(m.id_zero_ok && r->request_id == 0)))
         fail_msg("message %d (%s): expected code %d (or %d) with request_id %llu, got body %d "
                  "code %d with request_id %llu (%s)",
@@ -572,7 +622,8 @@ static void send_and_check(fixture_t *fx, enum kind k, int i)
     /* a well-framed request is answered in its own frame layout */
     if (k == K_GARBAGE && delimited != (m.n_frames == 2))
         fail_msg("message %d (%s): reply framing does not match the request's", i, kind_names[k]);
-    fx->rejected_total += m.rejected;
+    if (!m.duplicate)
+        fx->rejected_total += m.rejected;
     agora__v1__reward_reply__free_unpacked(r, NULL);
     fx->sent[k]++;
 }
