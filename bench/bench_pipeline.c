@@ -67,12 +67,25 @@ static const struct {
     {"learner", "threads", "2", 0, 256},
     {"ppo", "epochs", "2", 1, 1000},
     {"ppo", "minibatch", "32", 1, 65536},
+    {"ppo", "microbatch", "8", 0, 65536},
 };
-enum { K_D_MODEL, K_LAYERS, K_HEADS, K_CTX, K_MLP, K_THREADS, K_EPOCHS, K_MINIBATCH, N_KEYS };
+enum {
+    K_D_MODEL,
+    K_LAYERS,
+    K_HEADS,
+    K_CTX,
+    K_MLP,
+    K_THREADS,
+    K_EPOCHS,
+    K_MINIBATCH,
+    K_MICROBATCH,
+    N_KEYS
+};
 
 typedef struct {
     ag_model_config_t model;
     int threads, epochs, minibatch;
+    int rows; /* rows per forward pass: ppo.microbatch, at most a minibatch */
 } run_cfg_t;
 
 typedef struct {
@@ -123,32 +136,34 @@ __attribute__((format(printf, 2, 3))) static void s_note(notes_t *n, const char 
 
 static void s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: agora-bench pipeline RUN_DIR [--runs N] [--seconds X]\n"
-            "\n"
-            "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
-            "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
-            "([model], [learner] threads, [ppo] epochs minibatch; missing keys: agora-learner's\n"
-            "defaults), summary.json (tokens_trained_per_s = achieved, ppo_s) and the ppo records\n"
-            "of metrics.jsonl.\n"
-            "  seq_len      round(sum tokens / sum sequences), within [%d, ctx]\n"
-            "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = minibatch,\n"
-            "               T = seq_len, the run's model and threads: median of N runs of X s\n"
-            "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
-            "               2 where kl_coef > 0, else 1\n"
-            "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
-            "               achieved / predicted\n"
-            "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
-            "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
-            "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
-            "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
-            "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
-            "  snapshot); padding: share of computed positions that were padding;\n"
-            "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
-            "Figures needing a per-update field the records lack are null; notes says so.\n"
-            "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
-            "failed. Defaults: --runs 3 --seconds 3\n",
-            MIN_SEQ);
+    fprintf(
+        out,
+        "usage: agora-bench pipeline RUN_DIR [--runs N] [--seconds X]\n"
+        "\n"
+        "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
+        "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
+        "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
+        "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
+        "and the ppo records of metrics.jsonl.\n"
+        "  seq_len      round(sum tokens / sum sequences), within [%d, ctx]\n"
+        "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
+        "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
+        "               T = seq_len, the run's model and threads: median of N runs of X s\n"
+        "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
+        "               2 where kl_coef > 0, else 1\n"
+        "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
+        "               achieved / predicted\n"
+        "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
+        "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
+        "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
+        "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
+        "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
+        "  snapshot); padding: share of computed positions that were padding;\n"
+        "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
+        "Figures needing a per-update field the records lack are null; notes says so.\n"
+        "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
+        "failed. Defaults: --runs 3 --seconds 3\n",
+        MIN_SEQ);
 }
 
 static int s_parse(int argc, char **argv, popts_t *o)
@@ -263,6 +278,9 @@ static int s_read_run_ini(const char *dir, run_cfg_t *rc)
     rc->threads = (int)num[K_THREADS];
     rc->epochs = (int)num[K_EPOCHS];
     rc->minibatch = (int)num[K_MINIBATCH];
+    rc->rows = num[K_MICROBATCH] > 0 && num[K_MICROBATCH] < num[K_MINIBATCH]
+                   ? (int)num[K_MICROBATCH]
+                   : rc->minibatch;
     char err[160];
     if (ag_model_config_check(&rc->model, err, sizeof err) != 0)
         ret = s_fail("%s: [model]: %s", path, err);
@@ -475,8 +493,7 @@ int bench_pipeline_main(int argc, char **argv)
     double *tr = calloc((size_t)o.runs, sizeof *tr), *sc = calloc((size_t)o.runs, sizeof *sc);
     rc = tr && sc ? 0 : -1;
     for (int i = 0; i < o.runs && rc == 0; i++)
-        rc = bench_model_rates(&run.model, threads, run.minibatch, (int)T, o.seconds, &tr[i],
-                               &sc[i]);
+        rc = bench_model_rates(&run.model, threads, run.rows, (int)T, o.seconds, &tr[i], &sc[i]);
     if (rc != 0) {
         fprintf(stderr, PROG ": the isolated measurement failed (out of memory?)\n");
         free(tr);
@@ -502,6 +519,7 @@ int bench_pipeline_main(int argc, char **argv)
     json_object_set_new(out, "mlp_ratio", json_integer(run.model.mlp_ratio));
     json_object_set_new(out, "threads", json_integer(threads));
     json_object_set_new(out, "minibatch", json_integer(run.minibatch));
+    json_object_set_new(out, "rows_per_pass", json_integer(run.rows));
     json_object_set_new(out, "epochs", json_integer(run.epochs));
     json_object_set_new(out, "score_passes", json_real(passes));
     json_object_set_new(out, "mean_seq_len", json_real(mean_len));

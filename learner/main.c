@@ -79,6 +79,9 @@ static const ag_option_t s_options[] = {
     {"ppo.batch_trajectories", "batch", "128", "trajectories (games) per PPO update"},
     {"ppo.epochs", NULL, "2", "passes over each batch"},
     {"ppo.minibatch", NULL, "32", "sequences (seats) per minibatch / optimizer step"},
+    {"ppo.microbatch", NULL, "8",
+     "sequences per forward pass: a minibatch runs as micro-batches of sequences of similar "
+     "length, gradients accumulated (0 = the whole minibatch)"},
     {"ppo.lr", NULL, "3e-4", "AdamW learning rate"},
     {"ppo.weight_decay", NULL, "0.01", "AdamW weight decay (matrices only)"},
     {"ppo.max_grad_norm", NULL, "1.0", "global gradient-norm clip (0 = off)"},
@@ -116,8 +119,8 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     ag_model_config_default(&o.model);
     ag_ppo_config_default(&o.ppo);
-    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ms,
-        mp, mina, li, lm, hwm;
+    long seed, threads, wthreads, mu, d, nl, nh, ctx, mr, demos, wseed, wep, wbs, bt, ep, mb, ub,
+        ms, mp, mina, li, lm, hwm;
     double maxs, ckpt, wlr, wow, lr, wd, gn, gamma, lambda, tg, clip, vfc, vfcl, ent, klc, klt, isc;
     bool whiten;
     if (ag_config_long(cfg, "learner.seed", 0, 0x7fffffffffffffffL, &seed) < 0 ||
@@ -146,6 +149,7 @@ int main(int argc, char **argv)
         ag_config_long(cfg, "ppo.batch_trajectories", 1, 1L << 20, &bt) < 0 ||
         ag_config_long(cfg, "ppo.epochs", 1, 1000, &ep) < 0 ||
         ag_config_long(cfg, "ppo.minibatch", 1, 65536, &mb) < 0 ||
+        ag_config_long(cfg, "ppo.microbatch", 0, 65536, &ub) < 0 ||
         ag_config_double(cfg, "ppo.lr", 0, 10, &lr) < 0 ||
         ag_config_double(cfg, "ppo.weight_decay", 0, 10, &wd) < 0 ||
         ag_config_double(cfg, "ppo.max_grad_norm", 0, 1e9, &gn) < 0 ||
@@ -201,6 +205,7 @@ int main(int argc, char **argv)
     o.progress = !strcmp(prog, "on") || (!strcmp(prog, "auto") && isatty(2));
     o.ppo.epochs = (int)ep;
     o.ppo.minibatch = (int)mb;
+    o.ppo.microbatch = (int)ub;
     o.ppo.lr = (float)lr;
     o.ppo.weight_decay = (float)wd;
     o.ppo.max_grad_norm = (float)gn;

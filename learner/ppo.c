@@ -32,6 +32,7 @@ void ag_ppo_config_default(ag_ppo_config_t *c)
     memset(c, 0, sizeof *c);
     c->epochs = 2;
     c->minibatch = 32;
+    c->microbatch = 8;
     c->lr = 3e-4f;
     c->weight_decay = 0.01f;
     c->max_grad_norm = 1.0f;
@@ -108,17 +109,24 @@ static void s_gather(mb_t *m, const ag_batch_t *b, const int *idx, int n)
     }
 }
 
-/* order[0..B) = the rows of b, longest first (stable: equal lengths keep their order). */
-static void s_longest_first(const ag_batch_t *b, int *order)
+/* Sorts rows idx[0..n) of b longest first (stable: equal lengths keep their order). */
+static void s_longest_first(const ag_batch_t *b, int *idx, int n)
 {
-    for (int i = 0; i < b->B; i++) {
+    for (int i = 1; i < n; i++) {
+        const int row = idx[i];
         int k = i;
-        while (k > 0 && b->len[order[k - 1]] < b->len[i]) {
-            order[k] = order[k - 1];
+        while (k > 0 && b->len[idx[k - 1]] < b->len[row]) {
+            idx[k] = idx[k - 1];
             k--;
         }
-        order[k] = i;
+        idx[k] = row;
     }
+}
+
+/* Rows per forward pass: ppo.microbatch, at most a minibatch. */
+static int s_micro(const ag_ppo_config_t *c)
+{
+    return c->microbatch > 0 && c->microbatch < c->minibatch ? c->microbatch : c->minibatch;
 }
 
 /* ag_ppo_score, also counting the positions computed (padding included). */
@@ -134,7 +142,9 @@ static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, flo
         return -ENOMEM;
     }
     /* Rows of similar length share a chunk, so little of the forward pass is padding. */
-    s_longest_first(b, order);
+    for (int i = 0; i < b->B; i++)
+        order[i] = i;
+    s_longest_first(b, order, b->B);
     ag_loss_config_t lc;
     memset(&lc, 0, sizeof lc);
     lc.kl_estimator = AG_KL_K3;
@@ -293,12 +303,12 @@ int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const 
     if (rc < 0)
         return rc;
     const double t0 = s_now();
-    rc = s_score(p->policy, b, c->minibatch, b->prox, b->values, &st->score_positions);
+    rc = s_score(p->policy, b, s_micro(c), b->prox, b->values, &st->score_positions);
     if (rc == 0 && use_ref && ref) {
         for (int i = 0; i < b->B; i++)
             memcpy(b->ref + (size_t)i * (size_t)b->T, ref[i], (size_t)b->len[i] * sizeof(float));
     } else if (rc == 0 && use_ref) {
-        rc = s_score(p->ref, b, c->minibatch, b->ref, NULL, &st->score_positions);
+        rc = s_score(p->ref, b, s_micro(c), b->ref, NULL, &st->score_positions);
     }
     st->score_s = s_now() - t0;
     st->score_passes = use_ref && !ref ? 2 : 1;
@@ -347,7 +357,8 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
     if (rc < 0)
         return rc;
 
-    rc = s_mb_alloc(&mb, c->minibatch, b.T);
+    const int micro = s_micro(c);
+    rc = s_mb_alloc(&mb, micro, b.T);
     perm = malloc((size_t)b.B * sizeof *perm);
     if (rc < 0 || !perm) {
         rc = -ENOMEM;
@@ -373,28 +384,50 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
             perm[j] = t;
         }
         for (int r0 = 0; r0 < b.B; r0 += c->minibatch) {
-            int m = b.B - r0 < c->minibatch ? b.B - r0 : c->minibatch;
-            s_gather(&mb, &b, perm + r0, m);
-            st->train_positions += (double)mb.B * mb.T;
-            rc = ag_model_forward(p->policy, mb.B, mb.T, mb.tokens, 0);
-            if (rc < 0)
-                goto done;
-            ag_model_zero_grad(p->policy);
-            ag_loss_batch_t lb = {
-                .targets = mb.targets,
-                .mask = mb.mask,
-                .advantages = mb.adv,
-                .old_logprobs = mb.prox,
-                .returns = mb.ret,
-                .old_values = mb.values,
-                .ref_logprobs = use_ref ? mb.ref : NULL,
-            };
-            ag_loss_stats_t ls;
-            rc = ag_model_loss_backward(p->policy, &lb, &lc, &ls);
-            if (rc < 0)
-                goto done;
-            if (ls.tokens <= 0)
+            const int m = b.B - r0 < c->minibatch ? b.B - r0 : c->minibatch;
+            int *idx = perm + r0;
+            /* One optimizer step per minibatch, its gradient accumulated over
+             * micro-batches of rows of similar length (longest first), so little
+             * of the forward pass is padding; each token counts 1 / (the
+             * minibatch's generated tokens), as in one pass over it. */
+            s_longest_first(&b, idx, m);
+            double gen = 0;
+            for (int k = 0; k < m; k++)
+                for (int t = 0; t < b.len[idx[k]]; t++)
+                    gen += b.mask[(size_t)idx[k] * (size_t)b.T + (size_t)t];
+            if (gen <= 0)
                 continue; /* nothing generated in these rows: no step */
+            lc.token_norm = (float)gen;
+            ag_model_zero_grad(p->policy);
+            double sums[6] = {0}; /* policy, value, entropy, approx_kl, clip, kl: token-weighted */
+            for (int u0 = 0; u0 < m; u0 += micro) {
+                const int g = m - u0 < micro ? m - u0 : micro;
+                s_gather(&mb, &b, idx + u0, g);
+                st->train_positions += (double)mb.B * mb.T;
+                rc = ag_model_forward(p->policy, mb.B, mb.T, mb.tokens, 0);
+                if (rc < 0)
+                    goto done;
+                ag_loss_batch_t lb = {
+                    .targets = mb.targets,
+                    .mask = mb.mask,
+                    .advantages = mb.adv,
+                    .old_logprobs = mb.prox,
+                    .returns = mb.ret,
+                    .old_values = mb.values,
+                    .ref_logprobs = use_ref ? mb.ref : NULL,
+                };
+                ag_loss_stats_t ls;
+                rc = ag_model_loss_backward(p->policy, &lb, &lc, &ls);
+                if (rc < 0)
+                    goto done;
+                const double w = ls.tokens;
+                sums[0] += w * ls.policy_loss;
+                sums[1] += w * ls.value_loss;
+                sums[2] += w * ls.entropy;
+                sums[3] += w * ls.approx_kl;
+                sums[4] += w * ls.clip_frac;
+                sums[5] += w * ls.kl;
+            }
             ag_adamw_stats_t os;
             rc = ag_adamw_step(p->opt, p->policy, &os);
             if (rc == -ERANGE) {
@@ -404,14 +437,13 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
             }
             if (rc < 0)
                 goto done;
-            const double w = ls.tokens;
-            wtot += w;
-            st->policy_loss += w * ls.policy_loss;
-            st->value_loss += w * ls.value_loss;
-            st->entropy += w * ls.entropy;
-            st->approx_kl += w * ls.approx_kl;
-            st->clip_frac += w * ls.clip_frac;
-            kl_train += w * ls.kl;
+            wtot += gen;
+            st->policy_loss += sums[0];
+            st->value_loss += sums[1];
+            st->entropy += sums[2];
+            st->approx_kl += sums[3];
+            st->clip_frac += sums[4];
+            kl_train += sums[5];
             st->grad_norm += os.grad_norm;
             st->lr = os.lr;
             st->steps++;

@@ -11,7 +11,9 @@
  *      advantage is multiplied by the truncated importance weight
  *      w = min(is_clip, exp(prox - behaviour)), which corrects for the policy
  *      lag of the actors (IMPALA's truncated rho);
- *   3. epochs x shuffled minibatches of sequences: clipped surrogate against
+ *   3. epochs x shuffled minibatches of sequences (each run as micro-batches
+ *      of sequences of similar length, gradients accumulated, one optimizer
+ *      step): clipped surrogate against
  *      the proximal policy, clipped value loss, entropy bonus, KL to the
  *      reference (k1 or k3), AdamW with global-norm clipping;
  *   4. with kl_target > 0, the KL coefficient adapts (Ziegler et al.): it is
@@ -36,6 +38,7 @@
 typedef struct ag_ppo_config {
     int epochs;          /* 2 */
     int minibatch;       /* sequences per minibatch: 32 */
+    int microbatch;      /* sequences per forward pass (0 = a whole minibatch): 8 */
     float lr;            /* 3e-4 */
     float weight_decay;  /* 0.01 */
     float max_grad_norm; /* 1.0 */

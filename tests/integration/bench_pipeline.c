@@ -122,7 +122,8 @@ static const char s_run_ini[] = "# fake run file\n"
                                 "max_staleness = 4\n"
                                 "[ppo]\n"
                                 "epochs = 3\n"
-                                "minibatch = 4\n";
+                                "minibatch = 4\n"
+                                "microbatch = 3\n";
 
 static const char s_summary[] =
     "{\"name\":\"fake\",\"status\":\"completed\",\"tokens_trained\":300,"
@@ -167,6 +168,7 @@ static void test_figures(void **state)
     assert_int_equal((int)s_num(o, "heads"), 1);
     assert_int_equal((int)s_num(o, "threads"), 1);
     assert_int_equal((int)s_num(o, "minibatch"), 4);
+    assert_int_equal((int)s_num(o, "rows_per_pass"), 3);
     assert_int_equal((int)s_num(o, "epochs"), 3);
     assert_int_equal((int)s_num(o, "seq_len"), 25);
     assert_int_equal((int)s_num(o, "updates"), 3);
