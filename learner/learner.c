@@ -102,6 +102,10 @@ struct ag_learner {
     /* trainer thread only (and create/destroy) */
     ag_model_t *policy;
     ag_model_t *ref;
+    /* the trainer's copy of the reference, for trajectories it scores itself, and how
+     * many it scored so since the previous update */
+    ag_model_t *ref_own;
+    uint64_t ref_own_scored;
     ag_ppo_t *ppo;
     ag_rng_t ws_rng;
     FILE *metrics;
@@ -929,6 +933,8 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     json_object_set_new(rec, "train_tokens_per_s", json_real(compute > 0 ? passes / compute : 0));
     json_object_set_new(rec, "score_passes", json_integer(ps.score_passes));
     json_object_set_new(rec, "reference_ahead", json_integer(all_ref ? 1 : 0));
+    json_object_set_new(rec, "reference_by_trainer", json_integer((json_int_t)l->ref_own_scored));
+    l->ref_own_scored = 0;
     json_object_set_new(rec, "score_s", json_real(ps.score_s));
     json_object_set_new(rec, "train_s", json_real(ps.train_s));
     json_object_set_new(rec, "score_positions", json_real(ps.score_positions));
@@ -989,6 +995,22 @@ static bool s_time_up(const ag_learner_t *l)
     return l->o.max_seconds > 0 && s_now() - l->t_start >= l->o.max_seconds;
 }
 
+/* Whether t is older than the trainer may use any more (under lk). */
+static bool s_too_stale(const ag_learner_t *l, const ag_traj_t *t)
+{
+    return l->st.version - t->min_version > (uint64_t)l->o.max_staleness;
+}
+
+/* The reference log-probs of t's seats with model m, in one forward. */
+static void s_score_ref(ag_model_t *m, ag_traj_t *t)
+{
+    const ag_seq_t *rows[AG_TRAJ_MAX_SEATS];
+    for (size_t s = 0; s < t->n_seats; s++)
+        rows[s] = &t->seats[s];
+    if (t->n_seats && ag_ppo_score_rows(m, rows, t->n_seats, t->ref) < 0)
+        ag_warn("learner", "reference pass ahead of the update: out of memory");
+}
+
 /*
  * The reference pass, ahead of the trainer: the frozen reference model scores
  * queued trajectories, oldest first, while the trainer trains on the batch
@@ -996,9 +1018,11 @@ static bool s_time_up(const ag_learner_t *l)
  * reference log-probs do not depend on the policy being trained). Each
  * trajectory is scored in a forward of its own, so its figures are the same
  * whatever else was queued with it. The trainer takes only scored
- * trajectories; one that cannot be scored (no memory) leaves the update to
- * run the reference pass itself. Trajectories already too stale to train are
- * skipped.
+ * trajectories; one the thread has not reached yet the trainer scores itself,
+ * with a copy of the reference of its own, rather than wait (where the cores
+ * are busy the low-priority thread may fall far behind). One that cannot be
+ * scored (no memory) leaves the update to run the reference pass itself.
+ * Trajectories already too stale to train are skipped.
  */
 static void s_ref_thread(void *arg)
 {
@@ -1015,7 +1039,7 @@ static void s_ref_thread(void *arg)
             ag_traj_t *c = l->q[(l->q_head + i) % l->q_cap];
             if (c->ref_state != AG_REF_TODO)
                 continue;
-            if (l->st.version - c->min_version > (uint64_t)l->o.max_staleness)
+            if (s_too_stale(l, c))
                 c->ref_state = AG_REF_DONE; /* dropped when the trainer gets to it */
             else
                 t = c;
@@ -1026,12 +1050,8 @@ static void s_ref_thread(void *arg)
         }
         t->ref_state = AG_REF_BUSY;
         uv_mutex_unlock(&l->lk);
-        const ag_seq_t *rows[AG_TRAJ_MAX_SEATS];
-        for (size_t s = 0; s < t->n_seats; s++)
-            rows[s] = &t->seats[s];
         uv_mutex_lock(&l->ref_lk);
-        if (t->n_seats && ag_ppo_score_rows(l->ref, rows, t->n_seats, t->ref) < 0)
-            ag_warn("learner", "reference pass ahead of the update: out of memory");
+        s_score_ref(l->ref, t);
         uv_mutex_unlock(&l->ref_lk);
         uv_mutex_lock(&l->lk);
         t->ref_state = AG_REF_DONE;
@@ -1044,6 +1064,15 @@ static void s_ref_thread_start(ag_learner_t *l)
 {
     if (!l->ref)
         return;
+    const ag_model_config_t *c = ag_model_config(l->ref);
+    l->ref_own = ag_model_create(c, l->o.seed, l->o.threads);
+    if (!l->ref_own || ag_model_reserve(l->ref_own, AG_TRAJ_MAX_SEATS, c->ctx) < 0 ||
+        ag_model_load_params(l->ref_own, ag_model_params_const(l->ref),
+                             ag_model_num_params(l->ref)) < 0) {
+        ag_model_destroy(&l->ref_own);
+        ag_warn("learner", "no reference thread (no memory): each update runs its reference pass");
+        return;
+    }
     uv_mutex_lock(&l->lk);
     l->ref_quit = false;
     l->ref_thread_on = uv_thread_create(&l->ref_thread, s_ref_thread, l) == 0;
@@ -1104,11 +1133,26 @@ static void s_trainer(void *arg)
             /* Take queued trajectories in arrival order, dropping the stale ones. */
             while (!l->gated && have < want && l->q_len > 0) {
                 ag_traj_t *t = l->q[l->q_head];
+                const bool stale = s_too_stale(l, t);
+                if (l->ref_thread_on && t->ref_state == AG_REF_TODO) {
+                    /* The reference thread has not reached it: score it here (unless
+                     * it is dropped anyway). Only the trainer takes from the queue,
+                     * so it stays at its head. */
+                    t->ref_state = AG_REF_BUSY;
+                    uv_mutex_unlock(&l->lk);
+                    if (!stale) {
+                        s_score_ref(l->ref_own, t);
+                        l->ref_own_scored++;
+                    }
+                    uv_mutex_lock(&l->lk);
+                    t->ref_state = AG_REF_DONE;
+                    continue;
+                }
                 if (l->ref_thread_on && t->ref_state != AG_REF_DONE)
-                    break; /* its reference pass is still to come */
+                    break; /* the reference thread is scoring it: a moment */
                 l->q_head = (l->q_head + 1) % l->q_cap;
                 l->q_len--;
-                if (l->st.version - t->min_version > (uint64_t)l->o.max_staleness) {
+                if (stale) {
                     l->st.dropped_stale++;
                     ag_traj_free(&t);
                     continue;
@@ -1562,6 +1606,7 @@ void ag_learner_destroy(ag_learner_t **self)
         fclose(l->metrics);
     ag_ppo_destroy(&l->ppo);
     ag_model_destroy(&l->ref);
+    ag_model_destroy(&l->ref_own);
     ag_model_destroy(&l->policy);
     uv_cond_destroy(&l->cv);
     uv_mutex_destroy(&l->lk);
