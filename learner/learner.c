@@ -278,6 +278,14 @@ static void s_open_gate(ag_learner_t *l)
     }
 }
 
+/* Whether t claims a version the learner has not published yet, or is older
+ * than the trainer may use any more (under lk). */
+static bool s_too_stale(const ag_learner_t *l, const ag_traj_t *t)
+{
+    return t->min_version > l->st.version ||
+           l->st.version - t->min_version > (uint64_t)l->o.max_staleness;
+}
+
 /* Before the first update, an actor may fill only its share of the queue, so
  * a fast actor cannot keep the others out while the learner waits for them. */
 static bool s_over_quota(const ag_learner_t *l, const char *actor_id)
@@ -378,8 +386,7 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
             l->st.duplicates++;
         } else if (verdict[i] == 3) {
             l->st.rejected++;
-        } else if (conv[i]->min_version > version ||
-                   version - conv[i]->min_version > (uint64_t)l->o.max_staleness) {
+        } else if (s_too_stale(l, conv[i])) {
             ag_traj_free(&conv[i]);
             verdict[i] = 2;
             l->st.stale++;
@@ -993,12 +1000,6 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
 static bool s_time_up(const ag_learner_t *l)
 {
     return l->o.max_seconds > 0 && s_now() - l->t_start >= l->o.max_seconds;
-}
-
-/* Whether t is older than the trainer may use any more (under lk). */
-static bool s_too_stale(const ag_learner_t *l, const ag_traj_t *t)
-{
-    return l->st.version - t->min_version > (uint64_t)l->o.max_staleness;
 }
 
 /* The reference log-probs of t's seats with model m, in one forward. */

@@ -561,15 +561,19 @@ static void test_score_errors(void **state)
     s_rig_finish(&r);
 }
 
+/* Every label answered, with at least `labels` labels and `requests` label
+ * requests seen by the fake. */
 typedef struct want_labels {
     rig_t *r;
-    size_t n;
+    size_t labels;
+    uint64_t requests;
 } want_labels_t;
 
 static bool s_labels_arrived(void *arg)
 {
     want_labels_t *w = arg;
-    return ag_reward_client_labels_pending(w->r->c) == 0 && w->r->fake.n_labels >= w->n;
+    return ag_reward_client_labels_pending(w->r->c) == 0 && w->r->fake.n_labels >= w->labels &&
+           w->r->fake.label_requests >= w->requests;
 }
 
 static void test_labels_sent(void **state)
@@ -585,7 +589,7 @@ static void test_labels_sent(void **state)
     assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_PREFERENCES, "debate", 2,
                                                  ret, texts, lens),
                      1);
-    want_labels_t w = {&r, 1};
+    want_labels_t w = {&r, 1, 0};
     assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.n_labels, 1);
     /* a = seat 0, b = seat 1, b preferred: seat 1 won. */
@@ -598,7 +602,7 @@ static void test_labels_sent(void **state)
     assert_int_equal(
         ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", 2, ret, one, lens),
         1);
-    w.n = 2;
+    w.labels = 2;
     assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.n_labels, 2);
     assert_string_equal(r.fake.labels[1], "O:0:1:won");
@@ -631,18 +635,6 @@ static void test_labels_sent(void **state)
 static bool s_is_down(void *arg)
 {
     return !ag_reward_client_up(((rig_t *)arg)->c);
-}
-
-typedef struct want_requests {
-    rig_t *r;
-    uint64_t n;
-} want_requests_t;
-
-/* Every label answered, and at least n label requests seen by the fake. */
-static bool s_requests_done(void *arg)
-{
-    want_requests_t *w = arg;
-    return ag_reward_client_labels_pending(w->r->c) == 0 && w->r->fake.label_requests >= w->n;
 }
 
 static void s_outcome(rig_t *r, const char *text)
@@ -679,8 +671,8 @@ static void test_label_batch_ids(void **state)
     /* The first reply is lost: the retry carries the same id and is a duplicate. */
     r.fake.drop_label_replies = 1;
     s_outcome(&r, "first");
-    want_requests_t w = {&r, 2};
-    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    want_labels_t w = {&r, 0, 2};
+    assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.label_requests, 2);
     assert_string_equal(r.fake.batch_ids[0], id0);
     assert_string_equal(r.fake.batch_ids[1], id0);
@@ -697,8 +689,8 @@ static void test_label_batch_ids(void **state)
     s_outcome(&r, "second");
     assert_true(s_run_until(&r.loop, s_is_down, &r, 5000));
     s_outcome(&r, "third");
-    w.n = 6;
-    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    w.requests = 6;
+    assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.label_requests, 6);
     for (int k = 2; k < 6; k++)
         assert_string_equal(r.fake.batch_ids[k], k < 5 ? id1 : id2);
@@ -715,8 +707,8 @@ static void test_label_batch_ids(void **state)
     r.fake.mode = MODE_OVERLOADED_ONCE;
     r.fake.overloaded_left = 1;
     s_outcome(&r, "fourth");
-    w.n = 8;
-    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    w.requests = 8;
+    assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.label_requests, 8);
     assert_string_equal(r.fake.batch_ids[6], id3);
     assert_string_equal(r.fake.batch_ids[7], id3);
@@ -733,8 +725,8 @@ static void test_label_batch_ids(void **state)
     s_outcome(&r, "fifth");
     for (int i = 0; i < 300; i++)
         s_outcome(&r, "many");
-    w.n = 12;
-    assert_true(s_run_until(&r.loop, s_requests_done, &w, 5000));
+    w.requests = 12;
+    assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.label_requests, 12);
     const char *ids[4] = {"rack/a_b/0000000000000abc/4", "rack/a_b/0000000000000abc/4",
                           "rack/a_b/0000000000000abc/5", "rack/a_b/0000000000000abc/6"};

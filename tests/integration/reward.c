@@ -543,6 +543,25 @@ static void test_labels_damaged(void **state)
     assert_int_equal(s_stop(fx), 0);
 }
 
+/* A Label of outcomes op[0..n) for model under batch_id (NULL: none), sent
+ * with a fresh request id (as a retry would be); the reply. */
+static Agora__V1__RewardReply *s_send_outcomes(fixture_t *fx, const char *model,
+                                               Agora__V1__Outcome **op, size_t n,
+                                               const char *batch_id)
+{
+    Agora__V1__LabelRequest lr = AGORA__V1__LABEL_REQUEST__INIT;
+    lr.model = (char *)model;
+    lr.n_outcomes = n;
+    lr.outcomes = op;
+    lr.batch_id = batch_id ? (char *)batch_id : "";
+    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
+    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
+    req.label = &lr;
+    Agora__V1__RewardReply *r = reward_peer_call(&fx->c, &req, TIMEOUT_MS);
+    assert_non_null(r);
+    return r;
+}
+
 /* A Label of n outcomes (label 1) for model "default" under batch_id (NULL:
  * none); the reply. */
 static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n, const char *batch_id)
@@ -560,17 +579,7 @@ static Agora__V1__RewardReply *s_outcomes(fixture_t *fx, size_t n, const char *b
         outs[i].label = 1.0f;
         op[i] = &outs[i];
     }
-    Agora__V1__LabelRequest lr = AGORA__V1__LABEL_REQUEST__INIT;
-    lr.model = "default";
-    lr.n_outcomes = n;
-    lr.outcomes = op;
-    lr.batch_id = batch_id ? (char *)batch_id : "";
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
-    req.label = &lr;
-    Agora__V1__RewardReply *r = reward_peer_call(&fx->c, &req, TIMEOUT_MS);
-    assert_non_null(r);
-    return r;
+    return s_send_outcomes(fx, "default", op, n, batch_id);
 }
 
 /* Labels that would leave training more than a buffer behind are refused
@@ -805,17 +814,7 @@ static Agora__V1__RewardReply *s_batch(fixture_t *fx, const char *model, const c
         outs[i].label = i == 3 ? 1.5f : i == 1 ? 0.0f : 1.0f;
         op[i] = &outs[i];
     }
-    Agora__V1__LabelRequest lr = AGORA__V1__LABEL_REQUEST__INIT;
-    lr.model = (char *)model;
-    lr.n_outcomes = 4;
-    lr.outcomes = op;
-    lr.batch_id = batch_id ? (char *)batch_id : "";
-    Agora__V1__RewardRequest req = AGORA__V1__REWARD_REQUEST__INIT;
-    req.body_case = AGORA__V1__REWARD_REQUEST__BODY_LABEL;
-    req.label = &lr;
-    Agora__V1__RewardReply *r = reward_peer_call(&fx->c, &req, TIMEOUT_MS);
-    assert_non_null(r);
-    return r;
+    return s_send_outcomes(fx, model, op, 4, batch_id);
 }
 
 /* s_batch's reply: 3 accepted, 1 rejected, and whether it was a duplicate. */
