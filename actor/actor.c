@@ -33,7 +33,9 @@
  * the episodes wait (and count against actor.max_unacked, which stops new
  * actions), and one the server refuses to score is dropped with a warning.
  * With actor.reward_labels the labels of every finished game (outcomes or
- * preferences) are sent too, fire-and-forget, from a bounded queue.
+ * preferences) are sent too, fire-and-forget, from a bounded queue; with
+ * actor.reward_labels_decided only those of games not settled by the game's
+ * coin.
  *
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
@@ -112,6 +114,9 @@ static const ag_option_t s_options[] = {
      "add weight x score to each shipped seat's final reward (0 = do not score)"},
     {"actor.reward_labels", "reward-labels", "off",
      "labels sent for every finished game: off, outcomes or preferences"},
+    {"actor.reward_labels_decided", "reward-labels-decided", "false",
+     "label only games decided on their merits, not by the game's coin (outcome info "
+     "reason=coin): a coin toss says nothing about which transcript was better"},
     {"actor.reward_timeout_ms", "reward-timeout-ms", "5000",
      "deadline of one reward request (two attempts, then the server is taken as down)"},
     {"game.name", "game", "debate", "game to play"},
@@ -389,8 +394,8 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
             texts[s] = s_text(a, res->seq[s], s, &lens[s]);
     }
     if (a->rm_labels != AG_REWARD_LABELS_OFF) {
-        int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->n_seats,
-                                             res->returns, texts, lens);
+        int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->info, res->n_info,
+                                             res->n_seats, res->returns, texts, lens);
         if (rc < 0)
             ag_warn("actor", "cannot queue labels: %s", strerror(-rc));
     }
@@ -464,11 +469,12 @@ static void s_log_stats(actor_t *a, bool final)
         ag_info("actor",
                 "%s reward server %s | %zu episodes wait for scores | %llu transcripts scored "
                 "(model v%llu), %llu trajectories dropped unscored | labels: %llu sent, %zu "
-                "pending, %llu dropped",
+                "pending, %llu dropped, %llu games not labelled (decided by the coin)",
                 final ? "final:" : "", ag_reward_client_up(a->rm) ? "up" : "DOWN", a->n_held,
                 (unsigned long long)rs.scored, (unsigned long long)rs.model_version,
                 (unsigned long long)a->rm_dropped, (unsigned long long)rs.labels_sent,
-                ag_reward_client_labels_pending(a->rm), (unsigned long long)rs.labels_dropped);
+                ag_reward_client_labels_pending(a->rm), (unsigned long long)rs.labels_dropped,
+                (unsigned long long)rs.games_undecided);
     }
     if (a->metrics) {
         ag_jsonw_t j;
@@ -511,6 +517,7 @@ static void s_log_stats(actor_t *a, bool final)
             ag_jsonw_int(&j, "rm_labels_pending",
                          (long long)ag_reward_client_labels_pending(a->rm));
             ag_jsonw_int(&j, "rm_labels_dropped", (long long)rs.labels_dropped);
+            ag_jsonw_int(&j, "rm_games_undecided", (long long)rs.games_undecided);
             ag_jsonw_int(&j, "rm_outages", (long long)rs.outages);
         }
         ag_jsonw_end(&j);
@@ -701,6 +708,7 @@ int main(int argc, char **argv)
     long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes,
         rm_timeout;
     double temperature, top_p;
+    bool rm_decided = false;
     if (ag_config_long(a.cfg, "actor.slots", 1, 4096, &slots) < 0 ||
         ag_config_long(a.cfg, "actor.max_action_tokens", 1, 4096, &max_action) < 0 ||
         ag_config_long(a.cfg, "actor.threads", 0, 256, &a.threads) < 0 ||
@@ -719,7 +727,8 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
         ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
         ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
-        ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0) {
+        ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0 ||
+        ag_config_bool(a.cfg, "actor.reward_labels_decided", &rm_decided) < 0) {
         ag_config_destroy(&a.cfg);
         return 2;
     }
@@ -831,12 +840,14 @@ int main(int argc, char **argv)
             .max_labels = RM_MAX_LABELS,
             .actor_id = a.id,
             .run_id = a.run_id,
+            .decided_only = rm_decided,
         };
         a.rm = ag_reward_client_create(&a.loop, a.zctx, &ro);
         if (!a.rm)
             goto out_loop;
-        ag_info("actor", "reward server %s, model %s: weight %g, labels %s", rm_endpoint, ro.model,
-                a.rm_weight, ag_config_str(a.cfg, "actor.reward_labels"));
+        ag_info("actor", "reward server %s, model %s: weight %g, labels %s%s", rm_endpoint,
+                ro.model, a.rm_weight, ag_config_str(a.cfg, "actor.reward_labels"),
+                rm_decided ? " (of games decided on their merits)" : "");
     } else if (rm_endpoint[0]) {
         ag_info("actor",
                 "actor.reward is set but actor.reward_weight is 0 and actor.reward_labels off: "

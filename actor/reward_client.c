@@ -712,13 +712,17 @@ static void s_pump_labels(ag_reward_client_t *c)
 }
 
 int ag_reward_client_label_game(ag_reward_client_t *c, ag_reward_labels_t mode, const char *game,
-                                int n_seats, const float *returns, const char *const *texts,
-                                const size_t *lens)
+                                Agora__V1__KeyValue *const *info, size_t n_info, int n_seats,
+                                const float *returns, const char *const *texts, const size_t *lens)
 {
     if (c->closing)
         return -ECANCELED;
     if (n_seats < 1 || n_seats > AG_REWARD_MAX_SEATS)
         return -EINVAL;
+    if (mode != AG_REWARD_LABELS_OFF && c->opts.decided_only && !ag_reward_decided(info, n_info)) {
+        c->st.games_undecided++;
+        return 0;
+    }
     bool has[AG_REWARD_MAX_SEATS];
     for (int s = 0; s < n_seats; s++) {
         has[s] = texts[s] != NULL;

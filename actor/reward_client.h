@@ -114,6 +114,9 @@ typedef struct ag_reward_client_opts {
      * printable ASCII become '_', and the id is cut to 90 bytes. */
     const char *actor_id;
     uint64_t run_id;
+    /* Label only games decided on their merits (ag_reward_decided): a game
+     * its coin settled says nothing about which transcript was better. */
+    bool decided_only;
 } ag_reward_client_opts_t;
 
 typedef struct ag_reward_client_stats {
@@ -121,6 +124,7 @@ typedef struct ag_reward_client_stats {
     uint64_t scored;         /* transcripts scored */
     uint64_t score_failed;   /* groups called back with an error */
     uint64_t labels_queued;
+    uint64_t games_undecided; /* games not labelled under decided_only: the coin settled them */
     uint64_t labels_sent;     /* in answered requests (accepted + rejected) */
     uint64_t labels_accepted; /* as the server counted them */
     uint64_t labels_rejected;
@@ -158,14 +162,15 @@ int ag_reward_client_score(ag_reward_client_t *c, const char *game, const ag_rew
                            size_t n, ag_reward_score_cb done, void *arg);
 
 /*
- * Queues the labels (ag_reward_game_labels) of a finished game: texts[s]
- * (lens[s] bytes) is seat s's transcript, or NULL for a seat without one.
- * Copies what it keeps. Returns the number of labels queued, or -EINVAL (a
- * NUL byte in a text), -ENOMEM.
+ * Queues the labels (ag_reward_game_labels) of a finished game: info
+ * (n_info entries, may be NULL) is its outcome info, texts[s] (lens[s]
+ * bytes) is seat s's transcript, or NULL for a seat without one. Copies what
+ * it keeps. Returns the number of labels queued (0 for a game the coin
+ * decided under decided_only), or -EINVAL (a NUL byte in a text), -ENOMEM.
  */
 int ag_reward_client_label_game(ag_reward_client_t *c, ag_reward_labels_t mode, const char *game,
-                                int n_seats, const float *returns, const char *const *texts,
-                                const size_t *lens);
+                                Agora__V1__KeyValue *const *info, size_t n_info, int n_seats,
+                                const float *returns, const char *const *texts, const size_t *lens);
 
 /* Groups waiting for scores (queued or in flight). */
 size_t ag_reward_client_scoring(const ag_reward_client_t *c);

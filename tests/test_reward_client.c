@@ -586,8 +586,8 @@ static void test_labels_sent(void **state)
     const char *texts[2] = {"seat zero", "seat one"};
     size_t lens[2] = {9, 8};
     float ret[2] = {-1.0f, 1.0f};
-    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_PREFERENCES, "debate", 2,
-                                                 ret, texts, lens),
+    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_PREFERENCES, "debate", NULL,
+                                                 0, 2, ret, texts, lens),
                      1);
     want_labels_t w = {&r, 1, 0};
     assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
@@ -599,9 +599,9 @@ static void test_labels_sent(void **state)
     ret[1] = 0.0f;
     const char *one[2] = {"won", NULL};
     lens[0] = 3;
-    assert_int_equal(
-        ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", 2, ret, one, lens),
-        1);
+    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", NULL, 0,
+                                                 2, ret, one, lens),
+                     1);
     w.labels = 2;
     assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
     assert_int_equal(r.fake.n_labels, 2);
@@ -632,6 +632,44 @@ static void test_labels_sent(void **state)
     s_rig_finish(&r);
 }
 
+/* decided_only: a game its coin settled is not labelled, one a step decided is. */
+static void test_labels_decided_only(void **state)
+{
+    rig_t r;
+    s_rig_init(&r, MODE_OK);
+    ag_reward_client_opts_t o = {.endpoint = r.ep, .decided_only = true};
+    r.c = ag_reward_client_create(&r.loop, r.zctx, &o);
+    assert_non_null(r.c);
+    const char *texts[2] = {"coin a", "coin b"};
+    size_t lens[2] = {6, 6};
+    float ret[2] = {1.0f, -1.0f};
+    Agora__V1__KeyValue kv = AGORA__V1__KEY_VALUE__INIT;
+    Agora__V1__KeyValue *info[1] = {&kv};
+    kv.key = "reason";
+    kv.value = "coin";
+    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_PREFERENCES, "debate", info,
+                                                 1, 2, ret, texts, lens),
+                     0);
+    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", info, 1,
+                                                 2, ret, texts, lens),
+                     0);
+    kv.value = "step";
+    texts[0] = "step a";
+    texts[1] = "step b";
+    assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_PREFERENCES, "debate", info,
+                                                 1, 2, ret, texts, lens),
+                     1);
+    want_labels_t w = {&r, 1, 1};
+    assert_true(s_run_until(&r.loop, s_labels_arrived, &w, 5000));
+    assert_int_equal(r.fake.n_labels, 1);
+    assert_string_equal(r.fake.labels[0], "P:0:1:0:step a|step b");
+    ag_reward_client_stats_t st;
+    ag_reward_client_get_stats(r.c, &st);
+    assert_int_equal(st.games_undecided, 2);
+    assert_int_equal(st.labels_sent, 1);
+    s_rig_finish(&r);
+}
+
 static bool s_is_down(void *arg)
 {
     return !ag_reward_client_up(((rig_t *)arg)->c);
@@ -642,8 +680,9 @@ static void s_outcome(rig_t *r, const char *text)
     const char *t[2] = {text, NULL};
     size_t lens[2] = {strlen(text), 0};
     float ret[2] = {1.0f, 0.0f};
-    assert_int_equal(
-        ag_reward_client_label_game(r->c, AG_REWARD_LABELS_OUTCOMES, "debate", 2, ret, t, lens), 1);
+    assert_int_equal(ag_reward_client_label_game(r->c, AG_REWARD_LABELS_OUTCOMES, "debate", NULL, 0,
+                                                 2, ret, t, lens),
+                     1);
 }
 
 /*
@@ -792,9 +831,9 @@ static void test_server_away(void **state)
         const char *t[2] = {texts[i], NULL};
         lens[0] = strlen(texts[i]);
         float ret[2] = {1.0f, 0.0f};
-        assert_int_equal(
-            ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", 2, ret, t, lens),
-            1);
+        assert_int_equal(ag_reward_client_label_game(r.c, AG_REWARD_LABELS_OUTCOMES, "debate", NULL,
+                                                     0, 2, ret, t, lens),
+                         1);
     }
     assert_true(s_run_until(&r.loop, s_is_down, &r, 5000));
     assert_int_equal(s_score(&r, "ccc", "d", &g[1]), 0);
@@ -834,10 +873,10 @@ int main(void)
 {
     ag_log_set_level(AG_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_transcript),     cmocka_unit_test(test_labels),
-        cmocka_unit_test(test_scores_batched), cmocka_unit_test(test_score_errors),
-        cmocka_unit_test(test_labels_sent),    cmocka_unit_test(test_label_batch_ids),
-        cmocka_unit_test(test_server_away),
+        cmocka_unit_test(test_transcript),      cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_scores_batched),  cmocka_unit_test(test_score_errors),
+        cmocka_unit_test(test_labels_sent),     cmocka_unit_test(test_labels_decided_only),
+        cmocka_unit_test(test_label_batch_ids), cmocka_unit_test(test_server_away),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
