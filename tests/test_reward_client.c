@@ -228,6 +228,21 @@ static float s_fake_score(const Agora__V1__ScoreItem *it)
     return (float)strlen(it->transcript) + 0.1f * (float)it->seat;
 }
 
+/* A LabelReply (rep's header already set), unless a reply is to be dropped. */
+static void s_fake_label_reply(fake_rm_t *f, ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
+                               Agora__V1__RewardReply *rep, uint32_t accepted, bool duplicate)
+{
+    Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
+    lrep.accepted = accepted;
+    lrep.duplicate = duplicate;
+    rep->body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
+    rep->label = &lrep;
+    if (f->drop_label_replies > 0)
+        f->drop_label_replies--;
+    else
+        ag_rpc_reply_msg(srv, peer, &rep->base);
+}
+
 static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
                               const uint8_t *payload, size_t len, void *arg)
 {
@@ -288,15 +303,8 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
         const Agora__V1__LabelRequest *lr = req->label;
         if (f->dedup && s_fake_taken(f, lr->batch_id, k) >= 0) {
             f->duplicates++;
-            Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
-            lrep.accepted = (uint32_t)f->request_labels[s_fake_taken(f, lr->batch_id, k)];
-            lrep.duplicate = true;
-            rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
-            rep.label = &lrep;
-            if (f->drop_label_replies > 0)
-                f->drop_label_replies--;
-            else
-                ag_rpc_reply_msg(srv, peer, &rep.base);
+            s_fake_label_reply(f, srv, peer, &rep,
+                               (uint32_t)f->request_labels[s_fake_taken(f, lr->batch_id, k)], true);
             ag_codec_free(&req->base);
             return;
         }
@@ -315,14 +323,8 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
                      o->item->transcript);
             f->labels[f->n_labels++] = strdup(buf);
         }
-        Agora__V1__LabelReply lrep = AGORA__V1__LABEL_REPLY__INIT;
-        lrep.accepted = (uint32_t)(lr->n_preferences + lr->n_outcomes);
-        rep.body_case = AGORA__V1__REWARD_REPLY__BODY_LABEL;
-        rep.label = &lrep;
-        if (f->drop_label_replies > 0)
-            f->drop_label_replies--;
-        else
-            ag_rpc_reply_msg(srv, peer, &rep.base);
+        s_fake_label_reply(f, srv, peer, &rep, (uint32_t)(lr->n_preferences + lr->n_outcomes),
+                           false);
     }
     ag_codec_free(&req->base);
 }
