@@ -301,10 +301,10 @@ static void s_fake_on_request(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer,
         free(scores);
     } else if (req->body_case == AGORA__V1__REWARD_REQUEST__BODY_LABEL) {
         const Agora__V1__LabelRequest *lr = req->label;
-        if (f->dedup && s_fake_taken(f, lr->batch_id, k) >= 0) {
+        const int first = f->dedup ? s_fake_taken(f, lr->batch_id, k) : -1;
+        if (first >= 0) {
             f->duplicates++;
-            s_fake_label_reply(f, srv, peer, &rep,
-                               (uint32_t)f->request_labels[s_fake_taken(f, lr->batch_id, k)], true);
+            s_fake_label_reply(f, srv, peer, &rep, (uint32_t)f->request_labels[first], true);
             ag_codec_free(&req->base);
             return;
         }
