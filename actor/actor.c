@@ -456,13 +456,14 @@ static void s_log_stats(actor_t *a, bool final)
     double busy = (st.sample_s - a->last.sample_s) / dt;
     ag_info("actor",
             "%s v%llu | %.1f episodes/s | %.0f tokens/s sampled (%.0f rows/s, model busy "
-            "%.0f%%) | episodes %llu | outbox %zu | acked %llu dup %llu stale %llu | dropped: "
-            "context %llu env %llu outbox %llu",
+            "%.0f%%) | episodes %llu | outbox %zu | acked %llu dup %llu stale %llu | env "
+            "overloaded %llu | dropped: context %llu env %llu outbox %llu",
             final ? "final:" : "", (unsigned long long)a->version, eps, tps, rps, busy * 100.0,
             (unsigned long long)st.finished, ag_shipper_pending(a->ship),
             (unsigned long long)sh.accepted, (unsigned long long)sh.duplicate,
-            (unsigned long long)sh.stale, (unsigned long long)st.dropped_ctx,
-            (unsigned long long)st.env_errors, (unsigned long long)sh.dropped);
+            (unsigned long long)sh.stale, (unsigned long long)st.overloaded,
+            (unsigned long long)st.dropped_ctx, (unsigned long long)st.env_errors,
+            (unsigned long long)sh.dropped);
     ag_reward_client_stats_t rs = {0};
     if (a->rm) {
         ag_reward_client_get_stats(a->rm, &rs);
@@ -491,6 +492,7 @@ static void s_log_stats(actor_t *a, bool final)
         ag_jsonw_int(&j, "invalid_actions", (long long)st.invalid_actions);
         ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
         ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
+        ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
         ag_jsonw_int(&j, "weight_swaps", (long long)a->swaps);
         if (a->has_league) {
             ag_jsonw_int(&j, "league_version", (long long)a->league_version);

@@ -496,6 +496,7 @@ int main(int argc, char **argv)
     }
     ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
     ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
+    ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
     ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
     ag_jsonw_num(&j, "tokens_per_s", wall > 0 ? (double)st.tokens_sampled / wall : 0.0);
     ag_jsonw_num(&j, "sampler_tokens_per_s",

@@ -7,7 +7,9 @@
  * CLOSED (finished for good: stopped or max_episodes reached). Exactly one
  * env request per episode is outstanding at a time, so a reply always finds
  * its episode in the state that sent it; a reply for an episode that was
- * abandoned meanwhile is recognised by the episode's serial number.
+ * abandoned meanwhile is recognised by the episode's serial number. A
+ * request the env server answers ERROR_OVERLOADED (busy, not applied) stays
+ * the one in flight: it is sent again after a growing pause.
  *
  * Per sampling step and policy, rows are gathered into one feed: first the
  * seats in the middle of an action (one row each: the token sampled last),
@@ -32,6 +34,12 @@
 #define MAX_OPTIONS 32
 #define MAX_TRIES 3
 #define PROMPT_ROWS 512
+/* An env request answered ERROR_OVERLOADED (not applied) is resent after a
+ * pause that doubles from RESEND_FIRST_MS up to RESEND_MAX_MS; after
+ * MAX_RESENDS in a row the episode fails like on any other env error. */
+#define RESEND_FIRST_MS 100
+#define RESEND_MAX_MS 5000
+#define MAX_RESENDS 12
 
 enum { EP_IDLE, EP_RESET, EP_PLAY, EP_STEP, EP_CLOSED };
 
@@ -53,6 +61,9 @@ typedef struct episode {
     uint64_t number, seed, id;
     int env;
     int tries;
+    int resends;        /* of the request in flight, after ERROR_OVERLOADED */
+    uint64_t resend_at; /* loop time (ms) to resend it; 0 = none due */
+    int step_seat;      /* whose action the Step in flight carries */
     ag_rng_t rng;
     float returns[AG_RUNNER_MAX_SEATS];
     bool invalid;
@@ -109,6 +120,7 @@ struct ag_runner {
     uint64_t next_number;
     retry_t *retry; /* episodes to replay */
     size_t n_retry;
+    uv_timer_t *resend_timer; /* wakes the loop for the next due resend */
     bool started, stopping;
     int in_flight;         /* episodes neither IDLE nor CLOSED */
     char *action;          /* scratch for one action's text */
@@ -119,6 +131,9 @@ struct ag_runner {
 };
 
 static void s_start_episode(episode_t *ep);
+static void s_send_reset(episode_t *ep);
+static void s_send_step(episode_t *ep);
+static void s_on_resend(uv_timer_t *t);
 
 static double s_now(void)
 {
@@ -293,6 +308,7 @@ static void s_release(episode_t *ep)
         seat->want = false;
     }
     ep->serial++;
+    ep->resend_at = 0;
     s_set_state(ep, EP_IDLE);
 }
 
@@ -389,7 +405,59 @@ static void s_observe(episode_t *ep, uint32_t to_act, const char *obs)
     s_set_state(ep, EP_PLAY);
 }
 
-/* Common checks of an env reply; returns the reply as EnvReply or NULL after failing ep. */
+/* Arms the timer for the earliest resend due, or stops it. */
+static void s_arm_resend(ag_runner_t *r)
+{
+    uint64_t due = 0;
+    for (int e = 0; e < r->n_eps; e++)
+        if (r->eps[e].resend_at && (!due || r->eps[e].resend_at < due))
+            due = r->eps[e].resend_at;
+    if (!due) {
+        uv_timer_stop(r->resend_timer);
+        return;
+    }
+    uint64_t now = uv_now(r->loop);
+    uv_timer_start(r->resend_timer, s_on_resend, due > now ? due - now : 0, 0);
+}
+
+static void s_on_resend(uv_timer_t *t)
+{
+    ag_runner_t *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    for (int e = 0; e < r->n_eps; e++) {
+        episode_t *ep = &r->eps[e];
+        if (!ep->resend_at || ep->resend_at > now)
+            continue;
+        ep->resend_at = 0;
+        if (ep->state == EP_RESET)
+            s_send_reset(ep);
+        else if (ep->state == EP_STEP)
+            s_send_step(ep);
+    }
+    s_arm_resend(r);
+}
+
+/* The env server answered the request in flight ERROR_OVERLOADED, which it did
+ * not apply: the same request goes again after a pause. */
+static void s_resend_later(episode_t *ep, const char *what, const char *message)
+{
+    ag_runner_t *r = ep->r;
+    uint64_t pause = RESEND_FIRST_MS;
+    for (int i = 0; i < ep->resends && pause < RESEND_MAX_MS; i++)
+        pause *= 2;
+    if (pause > RESEND_MAX_MS)
+        pause = RESEND_MAX_MS;
+    ep->resends++;
+    r->st.overloaded++;
+    ag_debug("runner", "episode %llu: %s: ERROR_OVERLOADED %s; resend %d in %llu ms",
+             (unsigned long long)ep->number, what, message ? message : "", ep->resends,
+             (unsigned long long)pause);
+    ep->resend_at = uv_now(r->loop) + pause;
+    s_arm_resend(r);
+}
+
+/* Common checks of an env reply; returns the reply as EnvReply, or NULL after
+ * failing ep or setting its request to be resent. */
 static const Agora__V1__EnvReply *s_reply(episode_t *ep, int status, const ProtobufCMessage *msg,
                                           const char *what)
 {
@@ -403,6 +471,10 @@ static const Agora__V1__EnvReply *s_reply(episode_t *ep, int status, const Proto
     const Agora__V1__EnvReply *rep = (const Agora__V1__EnvReply *)msg;
     if (rep->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR) {
         const Agora__V1__Error *e = rep->error;
+        if (e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED && ep->resends < MAX_RESENDS) {
+            s_resend_later(ep, what, e->message);
+            return NULL;
+        }
         snprintf(why, sizeof why, "%s: %s %s", what, ag_error_name(e ? e->code : 0),
                  e && e->message ? e->message : "");
         s_fail(ep, why);
@@ -518,6 +590,15 @@ static void s_start_episode(episode_t *ep)
         }
     }
 
+    r->st.started++;
+    ep->resends = 0;
+    s_set_state(ep, EP_RESET);
+    s_send_reset(ep);
+}
+
+static void s_send_reset(episode_t *ep)
+{
+    ag_runner_t *r = ep->r;
     Agora__V1__ResetRequest reset = AGORA__V1__RESET_REQUEST__INIT;
     reset.game = r->game;
     reset.seed = ep->seed;
@@ -529,8 +610,6 @@ static void s_start_episode(episode_t *ep)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
     call_ref_t *ref = s_ref(ep);
-    r->st.started++;
-    s_set_state(ep, EP_RESET);
     int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_reset_done, ref) : -ENOMEM;
     if (rc < 0) {
         free(ref);
@@ -553,19 +632,30 @@ static void s_end_action(episode_t *ep, int s)
         s_fail(ep, "out of memory");
         return;
     }
+    ep->step_seat = s;
+    ep->resends = 0;
+    s_set_state(ep, EP_STEP);
+    s_send_step(ep);
+}
+
+/* Sends the Step of the action seat ep->step_seat has completed (again, after
+ * ERROR_OVERLOADED: the text is read from the transcript each time). */
+static void s_send_step(episode_t *ep)
+{
+    ag_runner_t *r = ep->r;
+    seat_t *seat = &ep->seats[ep->step_seat];
     size_t n = ag_seq_text(&seat->seq, seat->turn_start, seat->seq.len, r->action,
                            (size_t)r->cfg.max_action_tokens + 1);
     ag_runner_sanitize_utf8(r->action, n);
 
     Agora__V1__StepRequest step = AGORA__V1__STEP_REQUEST__INIT;
     step.episode_id = ep->id;
-    step.player = (uint32_t)s;
+    step.player = (uint32_t)ep->step_seat;
     step.action = r->action;
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
     req.step = &step;
     call_ref_t *ref = s_ref(ep);
-    s_set_state(ep, EP_STEP);
     int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_step_done, ref) : -ENOMEM;
     if (rc < 0) {
         free(ref);
@@ -721,6 +811,13 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     if (!r)
         return NULL;
     r->loop = loop;
+    r->resend_timer = malloc(sizeof *r->resend_timer);
+    if (!r->resend_timer) {
+        free(r);
+        return NULL;
+    }
+    uv_timer_init(loop, r->resend_timer);
+    r->resend_timer->data = r;
     r->cfg = *cfg;
     if (r->cfg.env_timeout_ms <= 0)
         r->cfg.env_timeout_ms = 5000;
@@ -802,6 +899,12 @@ fail:
     return NULL;
 }
 
+/* The timer outlives the runner until the loop has closed it. */
+static void s_handle_free(uv_handle_t *h)
+{
+    free(h);
+}
+
 void ag_runner_destroy(ag_runner_t **self)
 {
     if (!self || !*self)
@@ -810,6 +913,8 @@ void ag_runner_destroy(ag_runner_t **self)
     *self = NULL;
     for (int i = 0; i < r->n_env; i++)
         ag_rpc_client_destroy(&r->env[i]);
+    uv_timer_stop(r->resend_timer);
+    uv_close((uv_handle_t *)r->resend_timer, s_handle_free);
     for (int p = 0; p < AG_RUNNER_MAX_POLICIES; p++) {
         ag_sampler_destroy(&r->pol[p].sampler);
         free(r->pol[p].row_slot);

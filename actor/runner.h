@@ -105,7 +105,9 @@ typedef struct ag_runner_config {
     ag_runner_seed_fn game_seed; /* NULL: seed + n */
     void *seed_arg;
     uint64_t max_episodes; /* episodes to play (0 = no limit) */
-    bool retry_failed;     /* replay an episode number that failed on an env error (3 tries) */
+    bool retry_failed;     /* replay an episode number that failed on an env error (3 tries);
+                            * ERROR_OVERLOADED is no failure: the request is resent after a
+                            * pause (up to 12 times in a row) */
     int env_timeout_ms;    /* per attempt; 0 = 5000 */
     int env_attempts;      /* 0 = 2 */
     ag_runner_episode_cb on_episode;
@@ -117,6 +119,7 @@ typedef struct ag_runner_stats {
     uint64_t finished;    /* emitted through on_episode */
     uint64_t dropped_ctx; /* an observation would overflow the context */
     uint64_t env_errors;  /* episodes lost to an env error or timeout */
+    uint64_t overloaded;  /* env requests answered ERROR_OVERLOADED and resent after a pause */
     uint64_t invalid_actions;
     uint64_t actions;
     uint64_t tokens_sampled; /* generated tokens */

@@ -1253,7 +1253,7 @@ static bool s_is_bookkeeping(const char *key)
 {
     static const char *const keys[] = {"games",           "seed",         "wall_s",
                                        "tokens_sampled",  "tokens_per_s", "sampler_tokens_per_s",
-                                       "dropped_context", "env_errors"};
+                                       "dropped_context", "env_errors",   "env_overloaded"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!strcmp(key, keys[i]))
             return true;

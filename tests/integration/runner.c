@@ -26,8 +26,11 @@
 #include <cmocka.h>
 
 #include "ckpt.h"
+#include "codec.h"
+#include "env.pb-c.h"
 #include "fake_learner.h"
 #include "harness.h"
+#include "rpc.h"
 #include "runner.h"
 #include "scripted_policy.h"
 #include "server_proc.h"
@@ -114,9 +117,63 @@ static void s_got_free(got_t *g)
     free(g);
 }
 
+/* ---- a busy env server: a proxy that answers some requests ERROR_OVERLOADED ---- */
+
+typedef struct busy_env {
+    unsigned every; /* every N-th Reset or Step is answered ERROR_OVERLOADED */
+    ag_rpc_server_t *srv;
+    ag_rpc_client_t *env; /* the real agora-env */
+    unsigned seen, refused_reset, refused_step;
+} busy_env_t;
+
+typedef struct relay {
+    busy_env_t *b;
+    ag_rpc_peer_t peer;
+    uint64_t request_id;
+} relay_t;
+
+static void s_busy_relay(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
+                         size_t extra_len)
+{
+    relay_t *rl = arg;
+    if (status == 0) {
+        ag_envelope_set_header((ProtobufCMessage *)reply, rl->request_id);
+        assert_int_equal(ag_rpc_reply_msg(rl->b->srv, &rl->peer, reply), 0);
+    }
+    free(rl);
+}
+
+static void s_busy_handle(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
+                          size_t len, void *arg)
+{
+    busy_env_t *b = arg;
+    char why[256];
+    ProtobufCMessage *m =
+        ag_rpc_decode_request(srv, peer, payload, len, &agora__v1__env_request__descriptor,
+                              &agora__v1__env_reply__descriptor, NULL, why, sizeof why);
+    assert_non_null(m);
+    const Agora__V1__EnvRequest *req = (const Agora__V1__EnvRequest *)m;
+    bool reset = req->body_case == AGORA__V1__ENV_REQUEST__BODY_RESET;
+    bool step = req->body_case == AGORA__V1__ENV_REQUEST__BODY_STEP;
+    if ((reset || step) && ++b->seen % b->every == 0) {
+        b->refused_reset += reset;
+        b->refused_step += step;
+        ag_rpc_reply_error(srv, peer, &agora__v1__env_reply__descriptor, ag_envelope_request_id(m),
+                           AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, "busy: retry later");
+    } else {
+        relay_t *rl = malloc(sizeof *rl);
+        assert_non_null(rl);
+        *rl = (relay_t){b, *peer, ag_envelope_request_id(m)};
+        assert_int_equal(ag_rpc_call(b->env, m, s_busy_relay, rl), 0);
+    }
+    ag_codec_free(m);
+}
+
 /* Plays cfg's episodes to the end; swap_every > 0 re-sets policy 0 (same weights,
- * version 2) whenever its seats are idle, every swap_every forward passes. */
-static got_t *s_play(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, ag_runner_stats_t *st)
+ * version 2) whenever its seats are idle, every swap_every forward passes. With
+ * proxy, the runner talks to the env server through that proxy. */
+static got_t *s_play_busy(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, busy_env_t *proxy,
+                          ag_runner_stats_t *st)
 {
     got_t *g = calloc(1, sizeof *g);
     cfg->env = s_env.endpoint;
@@ -125,6 +182,15 @@ static got_t *s_play(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, ag_
     uv_loop_t loop;
     uv_loop_init(&loop);
     void *zctx = zmq_ctx_new();
+    if (proxy) {
+        proxy->srv =
+            ag_rpc_server_create(&loop, zctx, "tcp://127.0.0.1:*", NULL, s_busy_handle, proxy);
+        proxy->env = ag_rpc_client_create(&loop, zctx, s_env.endpoint,
+                                          &agora__v1__env_reply__descriptor, NULL);
+        assert_non_null(proxy->srv);
+        assert_non_null(proxy->env);
+        cfg->env = ag_rpc_server_endpoint(proxy->srv);
+    }
     ag_runner_t *r = ag_runner_create(&loop, zctx, cfg);
     assert_non_null(r);
     if (m)
@@ -150,10 +216,19 @@ static got_t *s_play(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, ag_
     assert_true(ag_runner_done(r));
     ag_runner_get_stats(r, st);
     ag_runner_destroy(&r);
+    if (proxy) {
+        ag_rpc_client_destroy(&proxy->env);
+        ag_rpc_server_destroy(&proxy->srv);
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
     zmq_ctx_term(zctx);
     return g;
+}
+
+static got_t *s_play(ag_runner_config_t *cfg, ag_model_t *m, int swap_every, ag_runner_stats_t *st)
+{
+    return s_play_busy(cfg, m, swap_every, NULL, st);
 }
 
 static ag_runner_config_t s_critique_cfg(int games)
@@ -253,6 +328,22 @@ static void test_transcripts(void **state)
     ag_model_destroy(&m);
 }
 
+/* Finds game a->number[i] in b and checks seat 1 played it token for token
+ * alike; returns its index in b. */
+static size_t s_same_game(const got_t *a, size_t i, const got_t *b)
+{
+    size_t j = 0;
+    while (j < b->n && b->number[j] != a->number[i])
+        j++;
+    assert_true(j < b->n);
+    const ag_seq_t *x = &a->seq[i], *y = &b->seq[j];
+    assert_int_equal(x->len, y->len);
+    assert_memory_equal(x->tokens, y->tokens, x->len * sizeof *x->tokens);
+    assert_memory_equal(x->generated, y->generated, x->len);
+    assert_int_equal(x->n_turns, y->n_turns);
+    return j;
+}
+
 /* Weights re-set between generations: caches are fed again, and the games
  * come out exactly as without the swaps (same tokens, same log-probs). */
 static void test_refeed_exact(void **state)
@@ -268,19 +359,12 @@ static void test_refeed_exact(void **state)
     assert_int_equal(st0.refed, 0);
     int v2 = 0;
     for (size_t i = 0; i < a->n; i++) {
-        size_t j = 0;
-        while (j < b->n && b->number[j] != a->number[i])
-            j++;
-        assert_true(j < b->n);
+        size_t j = s_same_game(a, i, b);
         const ag_seq_t *x = &a->seq[i], *y = &b->seq[j];
-        assert_int_equal(x->len, y->len);
-        assert_memory_equal(x->tokens, y->tokens, x->len * sizeof *x->tokens);
-        assert_memory_equal(x->generated, y->generated, x->len);
         for (size_t k = 0; k < x->len; k++) {
             assert_true(fabsf(x->logprobs[k] - y->logprobs[k]) < 1e-4f);
             assert_true(fabsf(x->values[k] - y->values[k]) < 1e-4f);
         }
-        assert_int_equal(x->n_turns, y->n_turns);
         for (size_t t = 0; t < y->n_turns; t++) {
             if (t > 0)
                 assert_true(y->turn_version[t] >= y->turn_version[t - 1]);
@@ -288,6 +372,31 @@ static void test_refeed_exact(void **state)
         }
     }
     assert_true(v2 > 0);
+    s_got_free(a);
+    s_got_free(b);
+    ag_model_destroy(&m);
+}
+
+/* Resets and Steps answered ERROR_OVERLOADED are resent after a pause, not
+ * failed: every game is played once, and exactly as without the refusals. */
+static void test_overloaded_resent(void **state)
+{
+    ag_model_t *m = s_model(256);
+    ag_runner_config_t c = s_critique_cfg(32);
+    ag_runner_stats_t st0, st1;
+    busy_env_t busy = {.every = 3};
+    got_t *a = s_play(&c, m, 0, &st0);
+    got_t *b = s_play_busy(&c, m, 0, &busy, &st1);
+    assert_true(busy.refused_reset > 0 && busy.refused_step > 0);
+    assert_int_equal(st1.overloaded, busy.refused_reset + busy.refused_step);
+    assert_int_equal(st1.env_errors, 0);
+    assert_int_equal(st1.started, 32);
+    assert_int_equal(b->n, 32);
+    for (size_t i = 0; i < a->n; i++) {
+        size_t j = s_same_game(a, i, b);
+        assert_true(a->ret[i] == b->ret[j]);
+        assert_int_equal(a->verdicts[i], b->verdicts[j]);
+    }
     s_got_free(a);
     s_got_free(b);
     ag_model_destroy(&m);
@@ -502,9 +611,10 @@ int main(int argc, char **argv)
     s_eval_exe = argv[2];
     s_actor_exe = argv[3];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bots),         cmocka_unit_test(test_transcripts),
-        cmocka_unit_test(test_refeed_exact), cmocka_unit_test(test_context_limit),
-        cmocka_unit_test(test_eval),         cmocka_unit_test(test_actor),
+        cmocka_unit_test(test_bots),          cmocka_unit_test(test_transcripts),
+        cmocka_unit_test(test_refeed_exact),  cmocka_unit_test(test_overloaded_resent),
+        cmocka_unit_test(test_context_limit), cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_actor),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
