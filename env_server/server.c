@@ -713,10 +713,13 @@ ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx, const ag_env_
     if (!s->opts.reward_timeout_ms)
         s->opts.reward_timeout_ms = 2000;
     if (opts->reward_endpoint && opts->reward_endpoint[0]) {
-        /* Score is safe to repeat: two attempts share the deadline. */
+        /* One attempt with the whole deadline: a slow judge is busy, not gone,
+         * and a second copy of the request would only queue behind the first.
+         * A judge that lost the request (restarted) costs the Step an
+         * OVERLOADED answer, which the client resends. */
         ag_rpc_client_opts_t ro = {
-            .timeout_ms = (int)(s->opts.reward_timeout_ms / 2 ? s->opts.reward_timeout_ms / 2 : 1),
-            .attempts = 2,
+            .timeout_ms = (int)s->opts.reward_timeout_ms,
+            .attempts = 1,
         };
         s->reward = ag_rpc_client_create(loop, zctx, opts->reward_endpoint,
                                          &agora__v1__reward_reply__descriptor, &ro);
