@@ -821,8 +821,6 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     r->cfg = *cfg;
     if (r->cfg.env_timeout_ms <= 0)
         r->cfg.env_timeout_ms = 5000;
-    if (r->cfg.env_attempts <= 0)
-        r->cfg.env_attempts = 2;
     const char *options = cfg->options ? cfg->options : "";
     r->game = strdup(cfg->game);
     r->options_buf = malloc(strlen(options) + 1);
@@ -846,9 +844,13 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
         snprintf(r->bot_labels[s], sizeof r->bot_labels[s], "bot:%s", cfg->seats[s].bot);
     }
 
+    /* One attempt per request: a Step is not idempotent, and a second copy of
+     * one that was applied (its reply lost or late) would be applied again
+     * whenever the same seat acts next (a critic against a bot). A missed
+     * deadline fails the episode instead. */
     ag_rpc_client_opts_t ro = {
         .timeout_ms = r->cfg.env_timeout_ms,
-        .attempts = r->cfg.env_attempts,
+        .attempts = 1,
         .max_reply = 16 << 20,
     };
     char *list = strdup(cfg->env), *save = NULL;

@@ -108,8 +108,7 @@ typedef struct ag_runner_config {
     bool retry_failed;     /* replay an episode number that failed on an env error (3 tries);
                             * ERROR_OVERLOADED is no failure: the request is resent after a
                             * pause (up to 12 times in a row) */
-    int env_timeout_ms;    /* per attempt; 0 = 5000 */
-    int env_attempts;      /* 0 = 2 */
+    int env_timeout_ms;    /* deadline of one env request (sent once); 0 = 5000 */
     ag_runner_episode_cb on_episode;
     void *arg;
 } ag_runner_config_t;

@@ -120,23 +120,27 @@ static void s_got_free(got_t *g)
 /* ---- a busy env server: a proxy that answers some requests ERROR_OVERLOADED ---- */
 
 typedef struct busy_env {
-    unsigned every; /* every N-th Reset or Step is answered ERROR_OVERLOADED */
+    unsigned every;        /* every N-th Reset or Step is answered ERROR_OVERLOADED (0: none) */
+    unsigned swallow_step; /* the N-th Step passed on is applied, its reply never sent (0: none) */
     ag_rpc_server_t *srv;
     ag_rpc_client_t *env; /* the real agora-env */
-    unsigned seen, refused_reset, refused_step;
+    unsigned seen, steps, refused_reset, refused_step, swallowed;
 } busy_env_t;
 
 typedef struct relay {
     busy_env_t *b;
     ag_rpc_peer_t peer;
     uint64_t request_id;
+    bool swallow;
 } relay_t;
 
 static void s_busy_relay(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
                          size_t extra_len)
 {
     relay_t *rl = arg;
-    if (status == 0) {
+    if (status == 0 && rl->swallow) {
+        rl->b->swallowed++;
+    } else if (status == 0) {
         ag_envelope_set_header((ProtobufCMessage *)reply, rl->request_id);
         assert_int_equal(ag_rpc_reply_msg(rl->b->srv, &rl->peer, reply), 0);
     }
@@ -155,7 +159,7 @@ static void s_busy_handle(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const
     const Agora__V1__EnvRequest *req = (const Agora__V1__EnvRequest *)m;
     bool reset = req->body_case == AGORA__V1__ENV_REQUEST__BODY_RESET;
     bool step = req->body_case == AGORA__V1__ENV_REQUEST__BODY_STEP;
-    if ((reset || step) && ++b->seen % b->every == 0) {
+    if ((reset || step) && b->every && ++b->seen % b->every == 0) {
         b->refused_reset += reset;
         b->refused_step += step;
         ag_rpc_reply_error(srv, peer, &agora__v1__env_reply__descriptor, ag_envelope_request_id(m),
@@ -163,7 +167,7 @@ static void s_busy_handle(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const
     } else {
         relay_t *rl = malloc(sizeof *rl);
         assert_non_null(rl);
-        *rl = (relay_t){b, *peer, ag_envelope_request_id(m)};
+        *rl = (relay_t){b, *peer, ag_envelope_request_id(m), step && ++b->steps == b->swallow_step};
         assert_int_equal(ag_rpc_call(b->env, m, s_busy_relay, rl), 0);
     }
     ag_codec_free(m);
@@ -377,21 +381,17 @@ static void test_refeed_exact(void **state)
     ag_model_destroy(&m);
 }
 
-/* Resets and Steps answered ERROR_OVERLOADED are resent after a pause, not
- * failed: every game is played once, and exactly as without the refusals. */
-static void test_overloaded_resent(void **state)
+/* Plays c's games straight to the env server and again through proxy, checks
+ * that they came out the same (tokens, returns, verdicts) and leaves the
+ * proxied run's stats in st. */
+static void s_play_as_direct(ag_runner_config_t *c, busy_env_t *proxy, ag_runner_stats_t *st)
 {
     ag_model_t *m = s_model(256);
-    ag_runner_config_t c = s_critique_cfg(32);
-    ag_runner_stats_t st0, st1;
-    busy_env_t busy = {.every = 3};
-    got_t *a = s_play(&c, m, 0, &st0);
-    got_t *b = s_play_busy(&c, m, 0, &busy, &st1);
-    assert_true(busy.refused_reset > 0 && busy.refused_step > 0);
-    assert_int_equal(st1.overloaded, busy.refused_reset + busy.refused_step);
-    assert_int_equal(st1.env_errors, 0);
-    assert_int_equal(st1.started, 32);
-    assert_int_equal(b->n, 32);
+    ag_runner_stats_t st0;
+    got_t *a = s_play(c, m, 0, &st0);
+    got_t *b = s_play_busy(c, m, 0, proxy, st);
+    assert_int_equal(a->n, c->max_episodes);
+    assert_int_equal(b->n, c->max_episodes);
     for (size_t i = 0; i < a->n; i++) {
         size_t j = s_same_game(a, i, b);
         assert_true(a->ret[i] == b->ret[j]);
@@ -400,6 +400,37 @@ static void test_overloaded_resent(void **state)
     s_got_free(a);
     s_got_free(b);
     ag_model_destroy(&m);
+}
+
+/* Resets and Steps answered ERROR_OVERLOADED are resent after a pause, not
+ * failed: every game is played once, and exactly as without the refusals. */
+static void test_overloaded_resent(void **state)
+{
+    ag_runner_config_t c = s_critique_cfg(32);
+    ag_runner_stats_t st;
+    busy_env_t busy = {.every = 3};
+    s_play_as_direct(&c, &busy, &st);
+    assert_true(busy.refused_reset > 0 && busy.refused_step > 0);
+    assert_int_equal(st.overloaded, busy.refused_reset + busy.refused_step);
+    assert_int_equal(st.env_errors, 0);
+    assert_int_equal(st.started, 32);
+}
+
+/* A Step whose reply never comes is not sent again (the env applied it, and
+ * the critic acts next, so a second copy would be its next verdict): the
+ * episode fails at the deadline and is replayed from its Reset, and every
+ * game comes out as without the lost reply. */
+static void test_lost_step_reply(void **state)
+{
+    ag_runner_config_t c = s_critique_cfg(32);
+    c.retry_failed = true;
+    c.env_timeout_ms = 500;
+    ag_runner_stats_t st;
+    busy_env_t lossy = {.swallow_step = 5};
+    s_play_as_direct(&c, &lossy, &st);
+    assert_int_equal(lossy.swallowed, 1);
+    assert_int_equal(st.env_errors, 1);
+    assert_int_equal(st.started, 33);
 }
 
 static void test_context_limit(void **state)
@@ -611,9 +642,13 @@ int main(int argc, char **argv)
     s_eval_exe = argv[2];
     s_actor_exe = argv[3];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bots),          cmocka_unit_test(test_transcripts),
-        cmocka_unit_test(test_refeed_exact),  cmocka_unit_test(test_overloaded_resent),
-        cmocka_unit_test(test_context_limit), cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_bots),
+        cmocka_unit_test(test_transcripts),
+        cmocka_unit_test(test_refeed_exact),
+        cmocka_unit_test(test_overloaded_resent),
+        cmocka_unit_test(test_lost_step_reply),
+        cmocka_unit_test(test_context_limit),
+        cmocka_unit_test(test_eval),
         cmocka_unit_test(test_actor),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
