@@ -189,8 +189,10 @@ static got_t *s_play_busy(ag_runner_config_t *cfg, ag_model_t *m, int swap_every
     if (proxy) {
         proxy->srv =
             ag_rpc_server_create(&loop, zctx, "tcp://127.0.0.1:*", NULL, s_busy_handle, proxy);
+        /* Once, like the runner: a proxy that resent a Step would apply it twice. */
+        ag_rpc_client_opts_t once = {.timeout_ms = 30000, .attempts = 1};
         proxy->env = ag_rpc_client_create(&loop, zctx, s_env.endpoint,
-                                          &agora__v1__env_reply__descriptor, NULL);
+                                          &agora__v1__env_reply__descriptor, &once);
         assert_non_null(proxy->srv);
         assert_non_null(proxy->env);
         cfg->env = ag_rpc_server_endpoint(proxy->srv);
@@ -424,7 +426,7 @@ static void test_lost_step_reply(void **state)
 {
     ag_runner_config_t c = s_critique_cfg(32);
     c.retry_failed = true;
-    c.env_timeout_ms = 500;
+    c.env_timeout_ms = 1500;
     ag_runner_stats_t st;
     busy_env_t lossy = {.swallow_step = 5};
     s_play_as_direct(&c, &lossy, &st);
