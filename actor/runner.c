@@ -120,7 +120,7 @@ struct ag_runner {
     uint64_t next_number;
     retry_t *retry; /* episodes to replay */
     size_t n_retry;
-    uv_timer_t *resend_timer; /* wakes the loop for the next due resend */
+    uv_timer_t resend_timer; /* wakes the loop for the next due resend */
     bool started, stopping;
     int in_flight;         /* episodes neither IDLE nor CLOSED */
     char *action;          /* scratch for one action's text */
@@ -413,11 +413,11 @@ static void s_arm_resend(ag_runner_t *r)
         if (r->eps[e].resend_at && (!due || r->eps[e].resend_at < due))
             due = r->eps[e].resend_at;
     if (!due) {
-        uv_timer_stop(r->resend_timer);
+        uv_timer_stop(&r->resend_timer);
         return;
     }
     uint64_t now = uv_now(r->loop);
-    uv_timer_start(r->resend_timer, s_on_resend, due > now ? due - now : 0, 0);
+    uv_timer_start(&r->resend_timer, s_on_resend, due > now ? due - now : 0, 0);
 }
 
 static void s_on_resend(uv_timer_t *t)
@@ -811,13 +811,8 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     if (!r)
         return NULL;
     r->loop = loop;
-    r->resend_timer = malloc(sizeof *r->resend_timer);
-    if (!r->resend_timer) {
-        free(r);
-        return NULL;
-    }
-    uv_timer_init(loop, r->resend_timer);
-    r->resend_timer->data = r;
+    uv_timer_init(loop, &r->resend_timer);
+    r->resend_timer.data = r;
     r->cfg = *cfg;
     if (r->cfg.env_timeout_ms <= 0)
         r->cfg.env_timeout_ms = 5000;
@@ -901,10 +896,10 @@ fail:
     return NULL;
 }
 
-/* The timer outlives the runner until the loop has closed it. */
-static void s_handle_free(uv_handle_t *h)
+/* The runner's memory goes once the loop has closed its timer. */
+static void s_timer_closed(uv_handle_t *h)
 {
-    free(h);
+    free(h->data);
 }
 
 void ag_runner_destroy(ag_runner_t **self)
@@ -915,8 +910,6 @@ void ag_runner_destroy(ag_runner_t **self)
     *self = NULL;
     for (int i = 0; i < r->n_env; i++)
         ag_rpc_client_destroy(&r->env[i]);
-    uv_timer_stop(r->resend_timer);
-    uv_close((uv_handle_t *)r->resend_timer, s_handle_free);
     for (int p = 0; p < AG_RUNNER_MAX_POLICIES; p++) {
         ag_sampler_destroy(&r->pol[p].sampler);
         free(r->pol[p].row_slot);
@@ -935,7 +928,8 @@ void ag_runner_destroy(ag_runner_t **self)
     free(r->logits);
     free(r->probs);
     free(r->order);
-    free(r);
+    uv_timer_stop(&r->resend_timer);
+    uv_close((uv_handle_t *)&r->resend_timer, s_timer_closed);
 }
 
 int ag_runner_set_policy(ag_runner_t *r, int pi, ag_model_t *model, uint64_t version,
