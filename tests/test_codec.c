@@ -1,6 +1,6 @@
 /*
  * test_codec.c - bounded decoding, limit checks and envelope reflection of
- * common/codec.c, on real protocol messages.
+ * common/net/codec.c, on real protocol messages.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /*
  * test_config.c - run files, command-line overrides and typed getters of
- * common/config.c.
+ * common/net/config.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
