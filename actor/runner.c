@@ -17,6 +17,7 @@
  * their whole transcript after a weight change), cut to the row budget; a
  * seat whose prompt did not fit completely is sampled on a later step.
  */
+#include "clock.h"
 #include "runner.h"
 
 #include <errno.h>
@@ -134,11 +135,6 @@ static void s_start_episode(episode_t *ep);
 static void s_send_reset(episode_t *ep);
 static void s_send_step(episode_t *ep);
 static void s_on_resend(uv_timer_t *t);
-
-static double s_now(void)
-{
-    return (double)uv_hrtime() * 1e-9;
-}
 
 static uint64_t s_mix(uint64_t a, uint64_t b)
 {
@@ -750,7 +746,7 @@ static int s_sample_policy(ag_runner_t *r, int pi)
     }
     if (n == 0)
         return 0;
-    double t0 = s_now();
+    double t0 = ag_now();
     int rc = ag_sampler_feed(p->sampler, n, p->row_slot, p->row_tok);
     if (rc < 0) {
         ag_error("runner", "forward pass failed: %s", strerror(-rc));
@@ -775,7 +771,7 @@ static int s_sample_policy(ag_runner_t *r, int pi)
             seat->seq.len >= (size_t)ctx)
             s_end_action(ep, s);
     }
-    r->st.sample_s += s_now() - t0;
+    r->st.sample_s += ag_now() - t0;
     return n;
 }
 

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "bench.h"
 #include "debate_player.h"
 #include "env_client.h"
@@ -68,13 +69,6 @@ typedef struct {
     size_t n_lat, cap_lat;
 } bench_t;
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -94,7 +88,7 @@ static int send_reset(bench_t *b, int s)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
     b->slots[s].request_id = req.request_id;
-    b->slots[s].sent_ns = now_ns();
+    b->slots[s].sent_ns = ag_now_ns();
     return ag_env_client_send(b->cl, &req);
 }
 
@@ -110,7 +104,7 @@ static int send_step(bench_t *b, int s, uint32_t player, const char *action)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
     req.step = &step;
     b->slots[s].request_id = req.request_id;
-    b->slots[s].sent_ns = now_ns();
+    b->slots[s].sent_ns = ag_now_ns();
     return ag_env_client_send(b->cl, &req);
 }
 
@@ -235,7 +229,7 @@ static int run(bench_t *b, double warmup, double seconds, double *elapsed, doubl
         if (rc)
             return rc;
     }
-    int64_t start = now_ns();
+    int64_t start = ag_now_ns();
     int64_t measure_from = start + (int64_t)(warmup * 1e9);
     int64_t end = measure_from + (int64_t)(seconds * 1e9);
     double cpu0 = 0;
@@ -259,7 +253,7 @@ static int run(bench_t *b, double warmup, double seconds, double *elapsed, doubl
                     rc == -ETIMEDOUT ? "the server stopped answering" : strerror(-rc));
             return rc;
         }
-        int64_t t = now_ns();
+        int64_t t = ag_now_ns();
         if (!b->measuring && t >= measure_from) {
             b->measuring = true;
             t0 = t;

@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 
+#include "clock.h"
 #include "bench.h"
 #include "forkjoin.h"
 #include "model.h"
@@ -33,13 +34,6 @@ typedef struct {
     int d_model, layers, heads, ctx, batch, sample_batch, threads;
     double seconds;
 } opts_t;
-
-static double s_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void s_usage(FILE *out)
 {
@@ -248,13 +242,13 @@ static double s_time_steps(int (*step)(work_t *), work_t *w, double seconds)
     double t0 = 0.0;
     for (int i = -2; i < steps + 1; i++) {
         if (i == 0)
-            t0 = s_now();
+            t0 = ag_now();
         if (step(w) != 0)
             return -1.0;
-        if (i >= 0 && s_now() - t0 < seconds)
+        if (i >= 0 && ag_now() - t0 < seconds)
             steps++;
     }
-    return (s_now() - t0) / (steps + 1);
+    return (ag_now() - t0) / (steps + 1);
 }
 
 /* Training and scoring tokens/s of m on B x T tokens, each timed for
@@ -309,7 +303,7 @@ static double s_bench_sample(ag_model_t *m, const opts_t *o, double *gen_rate, d
     double t0 = 0.0, total = 0.0;
     for (int g = -1; g < gens + 1; g++) {
         if (g == 0)
-            t0 = s_now();
+            t0 = ag_now();
         for (int i = 0; i < S; i++) {
             ag_sampler_reset(s, i);
             for (int p = 0; p < PROMPT; p++) {
@@ -334,10 +328,10 @@ static double s_bench_sample(ag_model_t *m, const opts_t *o, double *gen_rate, d
                 goto out;
             }
         }
-        if (g >= 0 && s_now() - t0 < o->seconds)
+        if (g >= 0 && ag_now() - t0 < o->seconds)
             gens++;
     }
-    total = s_now() - t0;
+    total = ag_now() - t0;
     rate = (double)S * T * (gens + 1) / total;
     *gen_rate = (double)S * (T - PROMPT) * (gens + 1) / total;
     *flops = per_seq * S * (gens + 1) / total;
@@ -375,13 +369,13 @@ static double s_time_peak(int threads, int own_split, float *a, float *b, float 
     openblas_set_num_threads(own_split ? 1 : threads);
     double best = 0.0;
     for (int rep = 0; rep < 4; rep++) {
-        double t0 = s_now();
+        double t0 = ag_now();
         if (own_split)
             ag_forkjoin_run(fj, s_peak_share, &pc);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PEAK_N, PEAK_N, PEAK_N, 1.0f, a,
                         PEAK_N, b, PEAK_N, 0.0f, c, PEAK_N);
-        double g = 2.0 * PEAK_N * PEAK_N * (double)PEAK_N / (s_now() - t0) / 1e9;
+        double g = 2.0 * PEAK_N * PEAK_N * (double)PEAK_N / (ag_now() - t0) / 1e9;
         if (rep > 0 && g > best) /* the first run pays for page faults */
             best = g;
     }

@@ -27,6 +27,7 @@
 #include <uv.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "bench.h"
 #include "model.h"
 #include "reward.pb-c.h"
@@ -58,13 +59,6 @@ typedef struct {
     Agora__V1__ScoreItem items[MAX_WINDOW];
     Agora__V1__ScoreItem *itemp[MAX_WINDOW];
 } client_t;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* One seat's view of a finished debate, as the actor builds it. */
 static void s_transcript(ag_rng_t *r, char *out, size_t cap)
@@ -138,7 +132,7 @@ static int s_send_score(client_t *c, const opts_t *o, int slot, uint64_t seq)
     req.request_id = c->sent_id[slot] = ((++c->next_id) << 8) | (uint64_t)slot;
     req.body_case = AGORA__V1__REWARD_REQUEST__BODY_SCORE;
     req.score = &sr;
-    c->sent_ns[slot] = now_ns();
+    c->sent_ns[slot] = ag_now_ns();
     return s_send(c, &req);
 }
 
@@ -234,7 +228,7 @@ static double s_run(client_t *c, const opts_t *o)
     for (int s = 0; s < o->window; s++)
         if (s_send_score(c, o, s, seq++) < 0)
             return -1;
-    const int64_t from = now_ns() + (int64_t)(o->warmup * 1e9);
+    const int64_t from = ag_now_ns() + (int64_t)(o->warmup * 1e9);
     const int64_t end = from + (int64_t)(o->seconds * 1e9);
     int64_t t0 = 0;
     for (int in_flight = o->window; in_flight > 0; in_flight--) {
@@ -243,7 +237,7 @@ static double s_run(client_t *c, const opts_t *o)
             fprintf(stderr, "agora-bench reward: the server stopped answering\n");
             return -1;
         }
-        const int64_t t = now_ns();
+        const int64_t t = ag_now_ns();
         const int slot = (int)(r->request_id & 0xff);
         const bool ours = slot < o->window && r->request_id == c->sent_id[slot];
         const bool good = ours && r->body_case == AGORA__V1__REWARD_REPLY__BODY_SCORE &&
@@ -467,10 +461,10 @@ int bench_reward_main(int argc, char **argv)
     if (o.train && s_send_labels(c) < 0)
         goto out;
     const uint64_t u0 = s_updates(c);
-    const double t_u0 = (double)now_ns();
+    const double t_u0 = (double)ag_now_ns();
     double elapsed = s_run(c, &o);
     const uint64_t u1 = s_updates(c);
-    const double t_u = ((double)now_ns() - t_u0) / 1e9;
+    const double t_u = ((double)ag_now_ns() - t_u0) / 1e9;
     if (elapsed <= 0)
         goto out;
     qsort(c->lat_ns, c->n_lat, sizeof *c->lat_ns, cmp_u32);

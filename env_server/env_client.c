@@ -10,6 +10,7 @@
  * server is a send timeout rather than a silent queue. Packing reuses one
  * buffer that only grows.
  */
+#include "clock.h"
 #include "env_client.h"
 
 #include <errno.h>
@@ -30,13 +31,6 @@ struct ag_env_client {
     uint8_t *buf; /* packing buffer, reused */
     size_t buf_cap;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int set_int(void *sock, int opt, int value)
 {
@@ -253,9 +247,9 @@ int ag_env_client_call(ag_env_client_t *self, Agora__V1__EnvRequest *req,
             continue;
         if (rc)
             return rc;
-        int64_t deadline = now_ms() + self->timeout_ms;
+        int64_t deadline = ag_now_ms() + self->timeout_ms;
         for (;;) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - ag_now_ms();
             if (left <= 0) {
                 rc = -ETIMEDOUT;
                 break;

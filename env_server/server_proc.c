@@ -2,6 +2,7 @@
  * server_proc - start an agora env server on a free loopback port, wait for
  * its Hello, stop it with SIGTERM. See server_proc.h.
  */
+#include "clock.h"
 #include "server_proc.h"
 
 #include <arpa/inet.h>
@@ -22,13 +23,6 @@
 extern char **environ;
 
 enum { START_ATTEMPTS = 5, MAX_EXTRA = 32 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(int ms)
 {
@@ -106,7 +100,7 @@ static int wait_ready(ag_server_proc_t *p, int64_t deadline)
         return -ENOMEM;
     ag_env_client_set_retries(cl, 0);
     int rc = -ETIMEDOUT;
-    while (now_ms() < deadline) {
+    while (ag_now_ms() < deadline) {
         if (!ag_server_proc_alive(p)) {
             rc = -ECHILD;
             break;
@@ -132,9 +126,9 @@ int ag_server_proc_start(ag_server_proc_t *p, const char *exe, const char *const
                          int timeout_ms)
 {
     memset(p, 0, sizeof *p);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = ag_now_ms() + timeout_ms;
     int rc = -ETIMEDOUT;
-    for (int attempt = 0; attempt < START_ATTEMPTS && now_ms() < deadline; attempt++) {
+    for (int attempt = 0; attempt < START_ATTEMPTS && ag_now_ms() < deadline; attempt++) {
         int port = free_port();
         if (port < 0)
             return -errno;
@@ -165,8 +159,8 @@ int ag_server_proc_stop(ag_server_proc_t *p, int timeout_ms)
         return -1;
     if (ag_server_proc_alive(p)) {
         kill(p->pid, SIGTERM);
-        int64_t deadline = now_ms() + timeout_ms;
-        while (ag_server_proc_alive(p) && now_ms() < deadline)
+        int64_t deadline = ag_now_ms() + timeout_ms;
+        while (ag_server_proc_alive(p) && ag_now_ms() < deadline)
             sleep_ms(10);
         if (!p->reaped) {
             kill(p->pid, SIGKILL);

@@ -9,6 +9,7 @@
  * memory that refuses its resends, and --resume puts it back: nothing
  * acknowledged is lost across a restart.
  */
+#include "clock.h"
 #include "learner.h"
 
 #include <errno.h>
@@ -135,13 +136,6 @@ static const ag_limits_t s_traj_limits = {
 };
 
 static const ag_limits_t s_ctl_limits = {.max_string = 256, .max_repeated = 32};
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* The output directory is checked to leave room for every name below it. */
 static void s_path(char *dst, const ag_learner_t *l, const char *dir, const char *name)
@@ -642,7 +636,7 @@ static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
     st = l->st;
     st.rng = *ag_ppo_rng(l->ppo);
     st.kl_coef = ag_ppo_kl_coef(l->ppo);
-    st.elapsed_s = l->st.elapsed_s + (s_now() - l->t_start);
+    st.elapsed_s = l->st.elapsed_s + (ag_now() - l->t_start);
     st.dedup = ag_dedup_to_json(l->dedup);
     uv_mutex_unlock(&l->lk);
 
@@ -735,7 +729,7 @@ static void s_progress(ag_learner_t *l, const char *fmt, ...)
 
 static double s_time_s(const ag_learner_t *l)
 {
-    return l->st.elapsed_s + (s_now() - l->t_start);
+    return l->st.elapsed_s + (ag_now() - l->t_start);
 }
 
 static void s_write_metrics(ag_learner_t *l, json_t *rec)
@@ -897,14 +891,14 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
         if (stl > st_max)
             st_max = stl;
     }
-    const double t0 = s_now();
+    const double t0 = ag_now();
     ag_ppo_stats_t ps;
     if (!all_ref)
         uv_mutex_lock(&l->ref_lk); /* the update runs the reference pass itself */
     int rc = ag_ppo_update(l->ppo, rp, all_ref ? rr : NULL, nr, &ps);
     if (!all_ref)
         uv_mutex_unlock(&l->ref_lk);
-    const double t1 = s_now();
+    const double t1 = ag_now();
     if (!small) {
         free(rp);
         free(rr);
@@ -999,7 +993,7 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
 
 static bool s_time_up(const ag_learner_t *l)
 {
-    return l->o.max_seconds > 0 && s_now() - l->t_start >= l->o.max_seconds;
+    return l->o.max_seconds > 0 && ag_now() - l->t_start >= l->o.max_seconds;
 }
 
 /* The reference log-probs of t's seats with model m, in one forward. */
@@ -1118,7 +1112,7 @@ static void s_trainer(void *arg)
     l->phase = "ppo";
     uv_mutex_unlock(&l->lk);
     s_ref_thread_start(l);
-    l->t_last = s_now();
+    l->t_last = ag_now();
     for (;;) {
         if (l->o.max_updates > 0) {
             uv_mutex_lock(&l->lk);
@@ -1471,7 +1465,7 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     l->o.out = l->out;
     l->o.resume = l->resume;
     l->phase = "warmstart";
-    l->t_start = s_now();
+    l->t_start = ag_now();
     l->resumed = l->resume[0] != '\0';
     uv_mutex_init(&l->lk);
     uv_mutex_init(&l->ref_lk);

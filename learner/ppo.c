@@ -3,6 +3,7 @@
  * batch layout into a compact (rows, longest row) block so short games do
  * not pay for the longest sequence of the whole batch.
  */
+#include "clock.h"
 #include "ppo.h"
 
 #include <errno.h>
@@ -77,13 +78,6 @@ static void s_mb_free(mb_t *m)
     free(m->ref);
     free(m->lp);
     memset(m, 0, sizeof *m);
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Copies rows idx[0..n) of b into m, cut to the longest of them. */
@@ -302,7 +296,7 @@ int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const 
     int rc = ag_batch_init(b, rows, n);
     if (rc < 0)
         return rc;
-    const double t0 = s_now();
+    const double t0 = ag_now();
     rc = s_score(p->policy, b, s_micro(c), b->prox, b->values, &st->score_positions);
     if (rc == 0 && use_ref && ref) {
         for (int i = 0; i < b->B; i++)
@@ -310,7 +304,7 @@ int ag_ppo_prepare(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const 
     } else if (rc == 0 && use_ref) {
         rc = s_score(p->ref, b, s_micro(c), b->ref, NULL, &st->score_positions);
     }
-    st->score_s = s_now() - t0;
+    st->score_s = ag_now() - t0;
     st->score_passes = use_ref && !ref ? 2 : 1;
     if (rc == 0)
         rc = ag_batch_gae(b, rows, &c->gae);
@@ -373,7 +367,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
     lc.kl_coef = use_ref ? (float)p->kl_coef : 0.0f;
     lc.kl_estimator = c->kl_estimator;
     double wtot = 0, kl_train = 0;
-    const double t0 = s_now();
+    const double t0 = ag_now();
     for (int e = 0; e < c->epochs; e++) {
         for (int i = 0; i < b.B; i++)
             perm[i] = i;
@@ -449,7 +443,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
             st->steps++;
         }
     }
-    st->train_s = s_now() - t0;
+    st->train_s = ag_now() - t0;
     if (wtot > 0) {
         st->policy_loss /= wtot;
         st->value_loss /= wtot;

@@ -2,6 +2,7 @@
  * warmstart.c - demonstrations (Demo requests or JSONL) and the supervised
  * warm start (see warmstart.h).
  */
+#include "clock.h"
 #include "warmstart.h"
 
 #include <errno.h>
@@ -29,13 +30,6 @@ typedef struct seqs {
     size_t dropped;
     int ctx;
 } seqs_t;
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)[2], size_t max)
 {
@@ -351,7 +345,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
     lc.ce_coef = 1.0f;
     lc.kl_estimator = AG_KL_K3;
     for (int e = 0; e < c->epochs; e++) {
-        double t0 = s_now(), ce = 0, toks = 0;
+        double t0 = ag_now(), ce = 0, toks = 0;
         for (size_t i = n - 1; i > 0; i--) {
             size_t j = ag_rng_below(rng, (uint32_t)(i + 1));
             size_t t = perm[i];
@@ -394,7 +388,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
             ce += ls.ce * ls.tokens;
             toks += ls.tokens;
         }
-        double secs = s_now() - t0;
+        double secs = ag_now() - t0;
         ag_info("warmstart", "epoch %d/%d: cross-entropy %.4f over %.0f tokens (%.1f s)", e + 1,
                 c->epochs, toks > 0 ? ce / toks : 0.0, toks, secs);
         if (cb && cb(arg, e + 1, toks > 0 ? ce / toks : 0.0, toks, secs)) {

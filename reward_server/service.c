@@ -10,6 +10,7 @@
  * computes outside it, so the loop thread may drop a label from the buffer
  * at any time.
  */
+#include "clock.h"
 #include "service.h"
 
 #include <errno.h>
@@ -146,13 +147,6 @@ static const ag_limits_t s_limits = {
     .fields = s_fields,
     .n_fields = sizeof s_fields / sizeof s_fields[0],
 };
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------------- rings */
 
@@ -729,7 +723,7 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
     if (!k)
         return 0;
     int rc = ag_rm_evaluate(m->train, m->stage, k, m->stage_correct, NULL);
-    m->last_eval = s_now();
+    m->last_eval = ag_now();
     if (rc < 0) {
         /* Count them as wrong rather than retry them forever. */
         ag_warn("reward", "model %s: held-out evaluation failed: %s", m->name, strerror(-rc));
@@ -1132,7 +1126,7 @@ static bool s_waiting_for_init(ag_reward_service_t *s)
 {
     if (!s->init_pending)
         return false;
-    const double now = s_now();
+    const double now = ag_now();
     if (now - s->init_checked < 1.0)
         return true;
     s->init_checked = now;
@@ -1172,7 +1166,7 @@ static void s_trainer(void *arg)
         /* Held-out figures: at most once a second per model while it trains,
          * continuously while it is idle until they match its weights. */
         bool evaluated = false;
-        const double now = s_now();
+        const double now = ag_now();
         for (size_t i = 0; i < s->n_models; i++) {
             rmodel_t *m = &s->models[i];
             uv_mutex_lock(&s->lk);

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "game_outcome.h"
 
 #include "episode.h"
@@ -375,13 +376,6 @@ static void test_hostile_actions(void **state)
     free(buf);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /*
  * The server's budget is 100,000 steps/s including networking on 2 cores;
  * the game logic must be a small part of that. Plays client-side debates
@@ -402,7 +396,7 @@ static void test_step_cost(void **state)
             strcpy(actions[i][t], tr.turns[t].action);
     }
     long steps = 0, episodes = 0;
-    double t0 = now(), elapsed;
+    double t0 = ag_now(), elapsed;
     do {
         for (int r = 0; r < 200; r++, episodes++) {
             int i = (int)(episodes % N);
@@ -418,7 +412,7 @@ static void test_step_cost(void **state)
             assert_true(res.terminated);
             ag_episode_destroy(&ep);
         }
-        elapsed = now() - t0;
+        elapsed = ag_now() - t0;
     } while (elapsed < 0.5);
     double per_step_ns = elapsed / (double)steps * 1e9;
     print_message("debate game logic: %.0f steps/s (%.0f ns per step, create included), %.0f "

@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "ckpt.h"
 #include "harness.h"
 #include "control.pb-c.h"
@@ -80,13 +81,6 @@ static int s_free_port(void)
     int port = ntohs(a.sin_port);
     close(fd);
     return port;
-}
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void *s_connect(learner_t *l, int type, const char *ep)
@@ -280,9 +274,9 @@ static double s_metric(const Agora__V1__StatusReply *s, const char *name)
 /* Waits until the learner answers Status in phase ppo (it has version 1). */
 static void s_wait_ready(learner_t *l)
 {
-    double t0 = s_now();
+    double t0 = ag_now();
     zmq_pollitem_t it = {.socket = l->ctl, .events = ZMQ_POLLIN};
-    while (s_now() - t0 < 20) {
+    while (ag_now() - t0 < 20) {
         Agora__V1__StatusRequest sr = AGORA__V1__STATUS_REQUEST__INIT;
         Agora__V1__ControlRequest req = AGORA__V1__CONTROL_REQUEST__INIT;
         req.body_case = AGORA__V1__CONTROL_REQUEST__BODY_STATUS;
@@ -314,8 +308,8 @@ static void s_wait_ready(learner_t *l)
 
 static void s_wait_updates(learner_t *l, uint64_t updates)
 {
-    double t0 = s_now();
-    while (s_now() - t0 < 30) {
+    double t0 = ag_now();
+    while (ag_now() - t0 < 30) {
         Agora__V1__ControlReply *rep = s_status(l);
         uint64_t u = rep->status->updates;
         agora__v1__control_reply__free_unpacked(rep, NULL);

@@ -137,7 +137,7 @@ typedef struct run {
 static void s_turn(fake_learner_t *fl, void *arg)
 {
     run_t *r = arg;
-    if (r->late && harness_now_ms() - r->t0 >= r->late_ms) {
+    if (r->late && ag_now_ms() - r->t0 >= r->late_ms) {
         r->late();
         r->late = NULL;
     }
@@ -194,7 +194,7 @@ static void s_run_actor(run_t *r, const char *reward, const char *const *extra, 
     argv[argc] = NULL;
     r->late = late;
     r->late_ms = late_ms;
-    r->t0 = harness_now_ms();
+    r->t0 = ag_now_ms();
     assert_int_equal(fake_learner_run(&r->fl, argv, 240000, s_turn, r), 0);
     r->t = calloc(r->fl.n_trajs + 1, sizeof *r->t);
     for (size_t i = 0; i < r->fl.n_trajs; i++) {
@@ -444,7 +444,7 @@ static void s_start_late(void)
 {
     s_shipped_before = s_late_run->fl.n_trajs;
     assert_int_equal(s_reward_start(&s_late, s_late_ep, "reward-late"), 0);
-    s_late_started = harness_now_ms();
+    s_late_started = ag_now_ms();
 }
 
 /* The actor's scores time out, it waits (nothing shipped unscored) and
@@ -456,10 +456,10 @@ static void test_reward_away(void **state)
     run_t r = {0};
     const char *extra[] = {
         "--reward-model", "frozen", "--reward-weight", "1", "--reward-timeout-ms", "300", NULL};
-    int64_t t0 = harness_now_ms();
+    int64_t t0 = ag_now_ms();
     s_late_run = &r;
     s_run_actor(&r, s_late_ep, extra, 24, s_start_late, 3000);
-    int64_t done = harness_now_ms();
+    int64_t done = ag_now_ms();
     fprintf(stderr, "actor_reward: reward server up after %lld ms, actor done after %lld ms\n",
             (long long)(s_late_started - t0), (long long)(done - t0));
     assert_true(s_late_started > 0);

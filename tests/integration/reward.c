@@ -53,6 +53,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "harness.h"
 #include "reward_peer.h"
 #include "rng.h"
@@ -93,13 +94,6 @@ static const char *const s_fixed[N_FIXED] = {
     "transcript, which is what decides it | result: lost. 01",
     "seat 1 | result: won. \xc3\xa9t\xc3\xa9",
 };
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* One seat's transcript of the synthetic game: won or lost near the end. */
 static void s_transcript(ag_rng_t *r, bool won, char *out, size_t cap)
@@ -329,15 +323,15 @@ static void test_learns(void **state)
 {
     fixture_t *fx = *state;
     s_send_labels(fx);
-    const double t0 = s_now();
+    const double t0 = ag_now();
     double worst_score_s = 0, acc = 0, oacc = 0;
     uint64_t last_version = 0;
     for (;;) {
         /* Score answers while the model trains; the version only grows */
-        double ts = s_now();
+        double ts = ag_now();
         Agora__V1__RewardReply *r =
             reward_peer_score(&fx->c, "default", s_fixed, N_FIXED, TIMEOUT_MS);
-        ts = s_now() - ts;
+        ts = ag_now() - ts;
         assert_non_null(r);
         assert_int_equal(r->body_case, AGORA__V1__REWARD_REPLY__BODY_SCORE);
         assert_true(r->score->model_version >= last_version);
@@ -360,15 +354,15 @@ static void test_learns(void **state)
         agora__v1__reward_reply__free_unpacked(r, NULL);
         if (idle && updates > 0 && pairs >= 100 && outs >= 30 && acc >= 0.9 && oacc >= 0.85)
             break;
-        if (s_now() - t0 > 30)
+        if (ag_now() - t0 > 30)
             fail_msg("after %.0f s: %" PRIu64 " updates, pairwise %.3f over %.0f, outcome %.3f "
                      "over %.0f, idle %d",
-                     s_now() - t0, updates, acc, pairs, oacc, outs, idle);
+                     ag_now() - t0, updates, acc, pairs, oacc, outs, idle);
         usleep(100 * 1000);
     }
     print_message("  held-out pairwise accuracy %.3f, outcome accuracy %.3f after %.1f s; "
                   "slowest Score %.3f s, version %" PRIu64 "\n",
-                  acc, oacc, s_now() - t0, worst_score_s, last_version);
+                  acc, oacc, ag_now() - t0, worst_score_s, last_version);
     assert_true(last_version > 0);
     assert_true(worst_score_s < 2.0);
 

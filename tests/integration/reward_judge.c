@@ -212,9 +212,9 @@ static uint64_t send_step(ag_env_client_t *c, uint64_t episode, uint32_t player,
  */
 static Agora__V1__EnvReply *recv_reply(ag_env_client_t *c, uint64_t id, int timeout_ms)
 {
-    int64_t deadline = harness_now_ms() + timeout_ms;
+    int64_t deadline = ag_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - harness_now_ms();
+        int64_t left = deadline - ag_now_ms();
         Agora__V1__EnvReply *r = NULL;
         int rc = ag_env_client_recv(c, left > 0 ? (int)left : 0, &r, NULL);
         if (rc == -ETIMEDOUT)
@@ -494,13 +494,13 @@ static void test_reward_down_and_back(void **state)
     char action[AG_DEBATE_PLAYER_MOVE_CAP], action_b[AG_DEBATE_PLAYER_MOVE_CAP];
     wg_move(&a, 5, action);
     wg_move(&b, 5, action_b);
-    int64_t sent = harness_now_ms();
+    int64_t sent = ag_now_ms();
     uint64_t id_a = send_step(held, a.id, a.to_act, action);
     uint64_t id_b = send_step(held_b, b.id, b.to_act, action_b);
     harness_sleep_ms(50);
 
     /* Others are served while the judge is awaited. */
-    int64_t t0 = harness_now_ms();
+    int64_t t0 = ag_now_ms();
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_hello(fx.c, "reward_judge", &r), 0);
     assert_int_equal(r->body_case, AGORA__V1__ENV_REPLY__BODY_HELLO);
@@ -519,7 +519,7 @@ static void test_reward_down_and_back(void **state)
     assert_int_equal(ag_env_client_close(fx.c, b.id, &r), 0);
     assert_int_equal(ag_env_reply_error(r), 0);
     agora__v1__env_reply__free_unpacked(r, NULL);
-    int64_t served_ms = harness_now_ms() - t0;
+    int64_t served_ms = ag_now_ms() - t0;
     printf("while a Step waited for the judge: hello, a whole rule-judged debate, a refused "
            "step and a close took %lld ms\n",
            (long long)served_ms);
@@ -528,7 +528,7 @@ static void test_reward_down_and_back(void **state)
     assert_null(recv_reply(held, id_a, 0));
 
     r = recv_reply(held, id_a, CLIENT_TIMEOUT_MS);
-    int64_t waited = harness_now_ms() - sent;
+    int64_t waited = ag_now_ms() - sent;
     assert_non_null(r);
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_OVERLOADED);
     assert_non_null(strstr(error_message(r), "the reward judge did not answer: retry the step"));
@@ -593,9 +593,9 @@ static void test_ttl_spares_held_step(void **state)
     char action[AG_DEBATE_PLAYER_MOVE_CAP];
     wg_move(&g, 4, action);
     Agora__V1__EnvReply *r = NULL;
-    int64_t t0 = harness_now_ms();
+    int64_t t0 = ag_now_ms();
     assert_int_equal(ag_env_client_step(c, g.id, g.to_act, action, &r), 0);
-    assert_true(harness_now_ms() - t0 >= 2700);
+    assert_true(ag_now_ms() - t0 >= 2700);
     assert_int_equal(ag_env_reply_error(r), AGORA__V1__ERROR_CODE__ERROR_OVERLOADED);
     agora__v1__env_reply__free_unpacked(r, NULL);
     /* Still there (not evicted while held): the wrong seat is told whose turn it is. */

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 extern char **environ;
 
 /* The test fixes the number of PPO updates itself, whatever smoke.ini says. */
@@ -44,13 +46,6 @@ static int s_status = -1;
 static double s_seconds;
 static int s_passed; /* tests that reached their end: the run is kept unless all did */
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Runs the job once for every test; the exit status is checked by a test. */
 static int s_run_job(void **state)
 {
@@ -62,7 +57,7 @@ static int s_run_job(void **state)
         (char *)s_agora,    "run", (char *)s_runfile, "--out", s_out, "--learner.max_updates",
         SMOKE_UPDATES_TEXT, NULL};
     pid_t pid;
-    double t0 = s_now();
+    double t0 = ag_now();
     if (posix_spawn(&pid, s_agora, NULL, NULL, argv, environ) != 0)
         return -1;
     int st = 0;
@@ -70,7 +65,7 @@ static int s_run_job(void **state)
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             break;
-        if (s_now() - t0 > RUN_TIMEOUT_S) {
+        if (ag_now() - t0 > RUN_TIMEOUT_S) {
             fprintf(stderr, "smoke: agora run did not end within %d s; stopping it\n",
                     RUN_TIMEOUT_S);
             kill(pid, SIGTERM);
@@ -78,12 +73,12 @@ static int s_run_job(void **state)
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             s_status = -2;
-            s_seconds = s_now() - t0;
+            s_seconds = ag_now() - t0;
             return 0;
         }
         usleep(100 * 1000);
     }
-    s_seconds = s_now() - t0;
+    s_seconds = ag_now() - t0;
     s_status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     fprintf(stderr, "smoke: agora run ended with status %d after %.1f s (output in %s)\n", s_status,
             s_seconds, s_out);

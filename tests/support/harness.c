@@ -2,6 +2,7 @@
  * harness - clock, ports, child processes and scratch directories for the
  * integration tests (see harness.h).
  */
+#include "clock.h"
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -23,13 +24,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-int64_t harness_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void harness_sleep_ms(int ms)
 {
@@ -110,8 +104,8 @@ int harness_run_while(char *const argv[], int timeout_ms, void (*turn)(void *arg
         fprintf(stderr, "harness: cannot start %s: %s\n", argv[0], strerror(e));
         return -1;
     }
-    const int64_t until = harness_now_ms() + timeout_ms;
-    while (harness_now_ms() < until) {
+    const int64_t until = ag_now_ms() + timeout_ms;
+    while (ag_now_ms() < until) {
         if (turn)
             turn(arg);
         int st;

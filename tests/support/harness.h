@@ -1,6 +1,6 @@
 /*
  * harness - what the integration tests need from the machine they run on:
- * the monotonic clock, loopback endpoints nobody listens on, child
+ * the monotonic clock (clock.h, re-exported), loopback endpoints nobody listens on, child
  * processes run to their end (stdout captured) or alongside the test's own
  * work, scratch directories, and the numbers of a tool's one-line JSON
  * report.
@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Milliseconds on the monotonic clock. */
-int64_t harness_now_ms(void);
+#include "clock.h"
+
 void harness_sleep_ms(int ms);
 
 /*

@@ -25,7 +25,7 @@ static int s_wait_stats(ag_server_proc_t *p, int64_t deadline)
     if (reward_peer_open(&c, p->endpoint) < 0)
         return -ENOMEM;
     int rc = -ETIMEDOUT;
-    while (harness_now_ms() < deadline) {
+    while (ag_now_ms() < deadline) {
         if (!ag_server_proc_alive(p)) {
             rc = -ECHILD;
             break;
@@ -46,9 +46,9 @@ int reward_proc_start_at(ag_server_proc_t *p, const char *exe, const char *endpo
 {
     memset(p, 0, sizeof *p);
     const bool fixed = endpoint && endpoint[0];
-    const int64_t deadline = harness_now_ms() + timeout_ms;
+    const int64_t deadline = ag_now_ms() + timeout_ms;
     int rc = -ETIMEDOUT;
-    for (int attempt = 0; attempt < START_ATTEMPTS && harness_now_ms() < deadline; attempt++) {
+    for (int attempt = 0; attempt < START_ATTEMPTS && ag_now_ms() < deadline; attempt++) {
         if (fixed && attempt)
             harness_sleep_ms(RESTART_PAUSE_MS);
         if (fixed)
@@ -105,7 +105,7 @@ int reward_peer_open(reward_peer_t *c, const char *endpoint)
     int64_t max = 16 << 20;
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
-    c->next_id = ((uint64_t)harness_now_ms() << 20) | 1;
+    c->next_id = ((uint64_t)ag_now_ms() << 20) | 1;
     if (zmq_connect(c->sock, endpoint) < 0) {
         reward_peer_close(c);
         return -EINVAL;
@@ -194,9 +194,9 @@ Agora__V1__RewardReply *reward_peer_call(reward_peer_t *c, Agora__V1__RewardRequ
     req->request_id = reward_peer_id(c);
     if (reward_peer_send_req(c, req) < 0)
         return NULL;
-    const int64_t deadline = harness_now_ms() + timeout_ms;
+    const int64_t deadline = ag_now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - harness_now_ms();
+        int64_t left = deadline - ag_now_ms();
         Agora__V1__RewardReply *r = NULL;
         if (left <= 0 || reward_peer_recv(c, (int)left, &r, NULL) == -ETIMEDOUT)
             return NULL;
