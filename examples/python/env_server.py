@@ -93,8 +93,12 @@ class Nim:
                              "invalid_action must be error or penalize")
         self.penalize = opts["invalid_action"] == "penalize"
         # One generator per episode, seeded only by the seed: the same seed and
-        # the same actions give the same pile and the same bot moves.
+        # the same actions give the same pile and the same bot moves. Each
+        # seat's bot draws from a stream of its own, so it plays the same moves
+        # whoever (a client, another bot) plays the other seat.
         self.rng = random.Random(seed)
+        self.bot_rngs = [random.Random("%d/bot/%d" % (seed, seat))
+                         for seat in range(len(self.roles))]
         self.pile = pile if pile else self.rng.randint(10, 30)
         self.start_pile = self.pile
         self.to_act = 0
@@ -135,7 +139,7 @@ class Nim:
         limit = min(self.max_take, self.pile)
         if bot == "perfect" and self.pile % (self.max_take + 1):
             return str(self.pile % (self.max_take + 1))
-        return str(self.rng.randint(1, limit))
+        return str(self.bot_rngs[self.to_act].randint(1, limit))
 
     @property
     def terminated(self):
