@@ -55,7 +55,7 @@ static void start(match_t *m, uint64_t seed, const char *const *kv)
     m->task = t;
     ag_task_chain(&t, m->truth);
     ag_task_render(&t, m->task_text, sizeof m->task_text);
-    char expect[AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     snprintf(expect, sizeof expect, "critique\ntask: %s\nyour chain: ", m->task_text);
     assert_string_equal(obs, expect);
 }
@@ -85,7 +85,7 @@ static void chain_with_error(const match_t *m, int wrong, char *buf)
 
 static void expect_critic_obs(const match_t *m, bool first, const char *chain)
 {
-    char expect[AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     if (first)
         snprintf(expect, sizeof expect,
                  "critique\ntask: %s\nsolver chain: %s\nverdict: ", m->task_text, chain);
@@ -99,7 +99,7 @@ static void expect_critic_obs(const match_t *m, bool first, const char *chain)
  * step i-1 (x0 for i = 1) and the task text's operations i..k ("x0 op1 op2 ..."). */
 static void expect_revise_obs(const match_t *m, int i, const char *chain)
 {
-    char expect[2 * AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     char prev = i == 1 ? m->task_text[0] : chain[2 * (i - 2)];
     snprintf(expect, sizeof expect,
              "\ncritic: step %d\nrevise from step %d\ntask: %c%s\nyour chain: ", i, i, prev,
@@ -138,7 +138,7 @@ static void test_correct_then_ok(void **state)
     char ans[4];
     snprintf(ans, sizeof ans, "%d", m.truth[5]);
     assert_string_equal(info(o, "answer"), ans);
-    assert_true(metric(o, "first_correct") == 1 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "first_accuracy") == 1 && metric(o, "final_accuracy") == 1);
     assert_true(metric(o, "fixed") == 0 && metric(o, "broken") == 0);
     assert_true(metric(o, "critic_tn") == 1 && metric(o, "critic_tp") == 0);
     assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
@@ -174,7 +174,7 @@ static void test_fix_with_bonus(void **state)
     assert_string_equal(info(o, "verdicts"), "step 3,ok");
     assert_string_equal(info(o, "reason"), "ok");
     assert_true(metric(o, "fixed") == 1 && metric(o, "broken") == 0);
-    assert_true(metric(o, "first_correct") == 0 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "first_accuracy") == 0 && metric(o, "final_accuracy") == 1);
     assert_true(metric(o, "critic_tp") == 1 && metric(o, "critic_tn") == 1);
     assert_true(metric(o, "critic_correct_verdicts") == 2);
     assert_true(m.total[0] == 1.5f && m.total[1] == 2.0f);
@@ -511,7 +511,7 @@ static void test_redo_demos(void **state)
         assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
         assert_true(tr.num_turns <= AG_GAME_MAX_TURNS);
         flagged += metric(o, "critic_tp") > 0;
-        wrong_first += metric(o, "first_correct") == 0;
+        wrong_first += metric(o, "first_accuracy") == 0;
     }
     assert_true(wrong_first > 100 && flagged == wrong_first);
 }

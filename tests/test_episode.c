@@ -290,7 +290,7 @@ static void test_capacities(void **state)
             assert_true(strlen(s_tr.outcome.info[i].value) < AG_GAME_INFO_VALUE_CAP - 1);
     }
     print_message("longest observation %d bytes, longest game %d turns\n", max_obs, max_turns);
-    assert_true(max_obs <= AG_GAME_OBS_CAP - 32);
+    assert_true(max_obs <= TEST_OBS_CAP - 32);
     assert_true(max_turns <= 18);
     assert_true(max_turns >= 10); /* critic-random with 8 rounds reaches long games */
 }
