@@ -39,7 +39,8 @@ static inline double metric(const ag_game_outcome_t *o, const char *name)
 
 /*
  * Every metric o reports is declared by game and is not a ratio, none is
- * reported twice, and every ratio's numerator and denominator are reported.
+ * reported twice, and each ratio's numerator and denominator are reported
+ * together or not at all.
  * seen (game->num_metrics flags) marks each declared metric this outcome
  * reported, so a caller can also check that each one is reported somewhere.
  */
@@ -59,9 +60,15 @@ static inline void reports_declared(const ag_game_t *game, const ag_game_outcome
         const ag_game_metric_spec_t *m = &game->metrics[k];
         if (m->numerator == NULL)
             continue;
-        metric(o, m->numerator);
-        metric(o, m->denominator);
-        seen[k] = true;
+        bool num = false, den = false;
+        for (int i = 0; i < o->num_metrics; i++) {
+            num |= strcmp(o->metrics[i].name, m->numerator) == 0;
+            den |= strcmp(o->metrics[i].name, m->denominator) == 0;
+        }
+        if (num != den)
+            fail_msg("game %s reported only one of %s's %s and %s", game->name, m->name,
+                     m->numerator, m->denominator);
+        seen[k] |= num;
     }
 }
 

@@ -143,6 +143,7 @@ static void test_correct_then_ok(void **state)
     assert_true(metric(o, "critic_tn") == 1 && metric(o, "critic_tp") == 0);
     assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
     assert_true(metric(o, "critic_correct_verdicts") == 1);
+    assert_true(metric(o, "critic_flags") == 0 && metric(o, "critic_errors") == 0);
     ag_episode_destroy(&m.ep);
 }
 
@@ -225,6 +226,8 @@ static void test_false_alarm_missed_error_broken(void **state)
     expect_rewards(&m, 0, -1);
     assert_true(metric(m.res.outcome, "critic_fn") == 1);
     assert_true(metric(m.res.outcome, "critic_correct_verdicts") == 0);
+    assert_true(metric(m.res.outcome, "critic_flags") == 0);
+    assert_true(metric(m.res.outcome, "critic_errors") == 1);
     ag_episode_destroy(&m.ep);
 
     /* False alarm on a correct chain, the solver breaks it, the critic misses it. */
@@ -242,6 +245,7 @@ static void test_false_alarm_missed_error_broken(void **state)
     const ag_game_outcome_t *o = m.res.outcome;
     assert_true(metric(o, "broken") == 1 && metric(o, "fixed") == 0);
     assert_true(metric(o, "critic_fp") == 1 && metric(o, "critic_fn") == 1);
+    assert_true(metric(o, "critic_flags") == 1 && metric(o, "critic_errors") == 1);
     assert_true(m.total[1] == -2.0f);
     ag_episode_destroy(&m.ep);
 }
@@ -270,6 +274,37 @@ static void test_max_rounds_turn_count(void **state)
     assert_string_equal(info(m.res.outcome, "rounds_used"), "8");
     assert_true(metric(m.res.outcome, "critic_tp") == 9);
     assert_int_equal(act(&m, 1, "ok"), AG_GAME_EOVER);
+    ag_episode_destroy(&m.ep);
+}
+
+/* k = 32: the longest texts arrive whole (the task, 32-digit chains, a revision of every step). */
+static void test_longest_observations(void **state)
+{
+    (void)state;
+    const char *opts[] = {"k", "32", NULL};
+    match_t m;
+    start(&m, 11, opts); /* checks the solver's first observation */
+    char wrong[AG_CHAIN_TEXT_CAP], right[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 1, wrong);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(strlen(wrong), 63);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    expect_critic_obs(&m, true, wrong);
+    assert_int_equal(act(&m, 1, "step 1"), 0);
+    expect_revise_obs(&m, 1, wrong);
+    assert_int_equal(act(&m, 0, right), 0);
+    expect_critic_obs(&m, false, right);
+    assert_int_equal(act(&m, 1, "ok"), 0);
+    assert_true(m.res.terminated);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "task"), m.task_text);
+    assert_string_equal(info(o, "first_chain"), wrong);
+    assert_string_equal(info(o, "final_chain"), right);
+    assert_string_equal(info(o, "verdicts"), "step 1,ok");
+    /* one flag, on a wrong chain; one wrong chain judged, flagged */
+    assert_true(metric(o, "critic_tp") == 1 && metric(o, "critic_tn") == 1);
+    assert_true(metric(o, "critic_flags") == 1 && metric(o, "critic_errors") == 1);
+    assert_true(metric(o, "fixed") == 1 && metric(o, "final_accuracy") == 1);
     ag_episode_destroy(&m.ep);
 }
 
@@ -524,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_rounds_limit_and_wrong_index),
         cmocka_unit_test(test_false_alarm_missed_error_broken),
         cmocka_unit_test(test_max_rounds_turn_count),
+        cmocka_unit_test(test_longest_observations),
         cmocka_unit_test(test_invalid_error_mode),
         cmocka_unit_test(test_invalid_penalize_mode),
         cmocka_unit_test(test_options),

@@ -103,11 +103,11 @@ static void step1_wrong_claim(const match_t *m, int seat, char *buf)
     chain_text(c, m->task.k, buf);
 }
 
-static void test_observations_and_transcript(void **state)
+/* A whole game with chains of k steps: every observation exactly as docs/games.md gives it. */
+static void observations_for(const char *k)
 {
-    (void)state;
     match_t m;
-    start(&m, 7, "8", "error");
+    start(&m, 7, k, "error");
     char c0[AG_CHAIN_TEXT_CAP], c1[AG_CHAIN_TEXT_CAP];
     plain_claim(&m, 0, c0);
     /* Seat 1 cannot be known before its observation; claim for seat 0 first. */
@@ -136,6 +136,19 @@ static void test_observations_and_transcript(void **state)
     ag_episode_destroy(&m.ep);
     assert_null(m.ep);
     ag_episode_destroy(&m.ep);
+}
+
+static void test_observations_and_transcript(void **state)
+{
+    (void)state;
+    observations_for("8");
+}
+
+/* The largest k: a 97-byte task and 63-byte chains arrive whole. */
+static void test_observations_longest_k(void **state)
+{
+    (void)state;
+    observations_for("32");
 }
 
 /*
@@ -950,6 +963,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observations_and_transcript),
+        cmocka_unit_test(test_observations_longest_k),
         cmocka_unit_test(test_judge_false_side_caught),
         cmocka_unit_test(test_judge_true_side_caught),
         cmocka_unit_test(test_judge_coin),
