@@ -58,7 +58,7 @@
 #define AG_GAME_ERR_CAP 256
 #define AG_GAME_MAX_INFO 16
 /* Capacity of one info value, NUL included; a longer value is an error of the game. */
-#define AG_GAME_INFO_VALUE_CAP 256
+#define AG_GAME_INFO_VALUE_CAP 160
 /* Most metrics one episode reports (a game may declare more, e.g. per option). */
 #define AG_GAME_MAX_METRICS 16
 /* Longest metric name (MetricSpec.name). */
