@@ -460,9 +460,9 @@ int main(int argc, char **argv)
     ag_jsonw_int(&j, "games", (long long)ev.games);
     ag_jsonw_int(&j, "seed", (long long)seed);
     double g = ev.games ? (double)ev.games : 1.0;
-    s_put_mean(&j, &ev, "judge_accuracy", "true_side_won");
-    s_put_mean(&j, &ev, "first_accuracy", "first_correct");
-    s_put_mean(&j, &ev, "final_accuracy", "final_correct");
+    s_put_mean(&j, &ev, "judge_accuracy", "judge_accuracy");
+    s_put_mean(&j, &ev, "first_accuracy", "first_accuracy");
+    s_put_mean(&j, &ev, "final_accuracy", "final_accuracy");
     s_put_mean(&j, &ev, "fixed_rate", "fixed");
     s_put_mean(&j, &ev, "broken_rate", "broken");
     s_put_ratio(&j, &ev, "critic_precision", "critic_tp", "critic_fp");

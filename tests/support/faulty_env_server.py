@@ -10,8 +10,7 @@ require the check for that fault to fail:
     faulty_env_server.py --fault NAME [--bind ENDPOINT]
     faulty_env_server.py --list
 
-With `--fault none` it is the example itself, plus metric declarations for
-Nim while the example has none of its own (GameSpec.metrics).
+With `--fault none` it is the example itself.
 """
 
 import argparse
@@ -24,17 +23,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import agora_proto  # noqa: E402
 import env_server  # noqa: E402
 from agora_proto import pb  # noqa: E402
-
-# What Nim reports, declared (protocol.md §8.1), for as long as the example
-# does not declare its metrics itself.
-NIM_METRICS = (
-    ("first_won", "1 if seat 0 took the last stone",
-     pb.MetricGoal.Value("METRIC_GOAL_UNSPECIFIED"), False),
-    ("moves", "stones-taking turns played",
-     pb.MetricGoal.Value("METRIC_GOAL_UNSPECIFIED"), False),
-    ("theory_winner_won", "1 if the seat that wins under perfect play won",
-     pb.MetricGoal.Value("METRIC_GOAL_MAXIMIZE"), True),
-)
 
 FAULTS = {}
 
@@ -182,21 +170,6 @@ def _bad_ratio():
     _respec(change)
 
 
-def _declare_metrics():
-    """Declares Nim's metrics unless the example declares them itself."""
-    hello = env_server.Server._hello
-
-    def hello_declared(self, req, reply):
-        hello(self, req, reply)
-        for spec in reply.hello.games:
-            if spec.name == "nim" and not spec.metrics:
-                for name, description, goal, headline in NIM_METRICS:
-                    spec.metrics.add(name=name, description=description,
-                                     goal=goal, headline=headline)
-
-    env_server.Server._hello = hello_declared
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fault", default="none", choices=sorted(FAULTS))
@@ -208,7 +181,6 @@ def main():
         for name in sorted(FAULTS):
             print("%-20s %s" % (name, FAULTS[name][0]))
         return
-    _declare_metrics()
     FAULTS[args.fault][1]()
     env_server.serve(args.bind, 300.0, 10000)
 
