@@ -1357,7 +1357,7 @@ static int s_start_eval(launcher_t *l, size_t e)
         return -1;
     }
     /* Every seat is given here: the run file's [eval] lists are matchups, not seats. */
-    char seat_opts[AG_MATCHUP_MAX_SEATS][16];
+    char seat_opts[AG_MATCHUP_MAX_SEATS][24];
     char *argv[16 + 2 * AG_MATCHUP_MAX_SEATS] = {
         l->bins[BIN_EVAL], "--config", l->run_ini, "--policy", ckpt,
         "--games",         games,      "--seed",   seed};
