@@ -281,7 +281,8 @@ static json_t *s_num(double v)
 /*
  * The result line's figures of how the seats played: the declared metrics
  * under their names and the headline first, then what every game has. A
- * declared name that is one of the line's own keys stays only in "metrics".
+ * declared name that is one of the line's own keys is left out (with a
+ * warning; a reported metric's mean is still under "metrics").
  */
 static void s_put_figures(json_t *out, const eval_t *ev, const int *policy)
 {
@@ -326,7 +327,7 @@ static void s_put_figures(json_t *out, const eval_t *ev, const int *policy)
         if (json_object_get(out, name) || json_object_get(common, name)) {
             ag_warn("eval",
                     "the game's metric %s has the name of a figure of agora-eval's own; "
-                    "it is reported under \"metrics\" only",
+                    "left out of the line",
                     name);
             continue;
         }
