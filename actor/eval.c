@@ -1,10 +1,23 @@
 /*
  * eval.c - agora-eval: plays N games of a game on an env server between
  * fixed players (checkpoints or the server's scripted bots) with the actor's
- * episode runner, and prints one JSON line of the game's metrics averaged
- * over the games (debate: judge_accuracy, per-seat win rates; critique:
- * first/final accuracy, fixed/broken rates, critic precision/recall; any
- * game: the mean of every metric it reports), plus sampling throughput.
+ * episode runner, and prints one JSON line of how they played.
+ *
+ * The figures are the ones the game declares in its GameSpec (Hello,
+ * docs/protocol.md §8.1), under the names it declares: each declared metric
+ * over the games (the mean of its per-episode values, or the ratio of two
+ * sums), `headline` (the name of the game's headline metric) and
+ * `headline_value`; then, for every game, `win_rate_seatN` (the share of
+ * games in which seat N's return is > 0, as in the learner's metrics) and
+ * `mean_return_seatN`, the invalid and truncated rates, the mean of every
+ * metric the game reported (`metrics`), and sampling throughput. A game that
+ * declares no headline is headed by the mean return of the first seat a
+ * checkpoint plays. No game is known here by name: `game.name` empty plays
+ * the first game the server lists.
+ *
+ * Seats: a checkpoint path, `bot:NAME` (the server's scripted bot), or
+ * `self`: the checkpoint given as `eval.policy`, so a run file's [eval]
+ * seats can name the evaluated policy without knowing its path.
  *
  * Seeds: game i is played with seed S + i (default S = 1000000000, above
  * every training seed the actor uses), and its tokens come from a sampling
@@ -25,6 +38,7 @@
  * checkpoints; games with a bot seat are not scored.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,24 +48,30 @@
 
 #include "ckpt.h"
 #include "config.h"
-#include "jsonw.h"
+#include "env_client.h"
+#include "game_metrics.h"
 #include "log.h"
 #include "reward_client.h"
 #include "runner.h"
 #include "signals.h"
 
-#define MAX_METRICS 64
-#define RM_WAIT_MS 60000 /* after the last game, how long scores may take */
+#define RM_WAIT_MS 60000    /* after the last game, how long scores may take */
+#define HELLO_WAIT_MS 10000 /* how long the env server may take to answer Hello */
 
 static const ag_option_t s_options[] = {
     {"eval.env", "env", "tcp://127.0.0.1:5570", "env server endpoint(s), comma-separated"},
-    {"game.name", "game", "debate", "game to play"},
-    {"game.options", "options", "invalid_action=penalize",
-     "game options KEY=VALUE,KEY=VALUE (--option KEY=VALUE adds one)"},
-    {"eval.seat0", "seat0", "", "seat 0: checkpoint path or bot:NAME"},
-    {"eval.seat1", "seat1", "", "seat 1: checkpoint path or bot:NAME"},
+    {"game.name", "game", "", "game to play [the first game the env server lists]"},
+    {"game.options", "options", "",
+     "game options KEY=VALUE,KEY=VALUE (--option KEY=VALUE adds one) [none: the game's defaults]"},
+    {"eval.policy", "policy", "", "the checkpoint that seats named `self` play"},
+    {"eval.seat0", "seat0", "", "seat 0: checkpoint path, bot:NAME or self (eval.policy)"},
+    {"eval.seat1", "seat1", "", "seat 1: checkpoint path, bot:NAME or self (eval.policy)"},
     {"eval.seat2", "seat2", "", "seat 2 (games with more players)"},
-    {"eval.seat3", "seat3", "", "seat 3 (games with more players)"},
+    {"eval.seat3", "seat3", "", "seat 3"},
+    {"eval.seat4", NULL, "", "seat 4"},
+    {"eval.seat5", NULL, "", "seat 5"},
+    {"eval.seat6", NULL, "", "seat 6"},
+    {"eval.seat7", NULL, "", "seat 7"},
     {"eval.games", "games", "200", "games to play"},
     {"eval.seed", "seed", "1000000000", "seed of game 0 (game i uses seed + i)"},
     {"eval.temperature", "temperature", "1", "sampling temperature (0 = greedy)"},
@@ -66,12 +86,6 @@ static const ag_option_t s_options[] = {
     {"eval.reward_model", "reward-model", "default", "reward model that scores (with --reward)"},
 };
 
-typedef struct metric_sum {
-    char name[64];
-    double sum;
-    uint64_t n;
-} metric_sum_t;
-
 typedef struct eval {
     uv_loop_t loop;
     ag_runner_t *runner;
@@ -81,8 +95,7 @@ typedef struct eval {
     uint64_t wins[AG_RUNNER_MAX_SEATS];
     double returns[AG_RUNNER_MAX_SEATS];
     uint64_t invalid, truncated;
-    metric_sum_t metrics[MAX_METRICS];
-    int n_metrics;
+    ag_game_metrics_t *metrics;
     bool interrupted;
     /* reward model check */
     ag_reward_client_t *rm;
@@ -158,72 +171,13 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
     ev->games++;
     ev->invalid += res->invalid_action;
     ev->truncated += res->truncated;
-    /* The winner: the game's own "winner" info if it has one, else the unique best return. */
-    int winner = -1;
-    for (size_t i = 0; i < res->n_info; i++)
-        if (res->info[i]->key && !strcmp(res->info[i]->key, "winner") && res->info[i]->value) {
-            char *end;
-            long w = strtol(res->info[i]->value, &end, 10);
-            if (end != res->info[i]->value && *end == '\0' && w >= 0 && w < res->n_seats)
-                winner = (int)w;
-        }
-    if (winner < 0) {
-        for (int s = 0; s < res->n_seats; s++) {
-            bool best = true;
-            for (int o = 0; o < res->n_seats; o++)
-                if (o != s && res->returns[o] >= res->returns[s])
-                    best = false;
-            if (best)
-                winner = s;
-        }
-    }
-    if (winner >= 0)
-        ev->wins[winner]++;
-    for (int s = 0; s < res->n_seats; s++)
+    for (int s = 0; s < res->n_seats; s++) {
+        ev->wins[s] += res->returns[s] > 0;
         ev->returns[s] += res->returns[s];
+    }
     if (ev->rm)
         s_score_pair(ev, res);
-    for (size_t i = 0; i < res->n_metrics; i++) {
-        const Agora__V1__Metric *m = res->metrics[i];
-        if (!m->name || !isfinite(m->value))
-            continue;
-        int k = 0;
-        while (k < ev->n_metrics && strcmp(ev->metrics[k].name, m->name) != 0)
-            k++;
-        if (k == ev->n_metrics) {
-            if (k == MAX_METRICS || strlen(m->name) >= sizeof ev->metrics[k].name)
-                continue;
-            snprintf(ev->metrics[k].name, sizeof ev->metrics[k].name, "%s", m->name);
-            ev->n_metrics++;
-        }
-        ev->metrics[k].sum += m->value;
-        ev->metrics[k].n++;
-    }
-}
-
-static const metric_sum_t *s_metric(const eval_t *ev, const char *name)
-{
-    for (int k = 0; k < ev->n_metrics; k++)
-        if (!strcmp(ev->metrics[k].name, name))
-            return &ev->metrics[k];
-    return NULL;
-}
-
-/* Adds "key": mean of metric `name`, when the game reports it. */
-static void s_put_mean(ag_jsonw_t *j, const eval_t *ev, const char *key, const char *name)
-{
-    const metric_sum_t *m = s_metric(ev, name);
-    if (m && m->n)
-        ag_jsonw_num(j, key, m->sum / (double)m->n);
-}
-
-/* Adds "key": a / (a + b) over the summed counts, when both are reported. */
-static void s_put_ratio(ag_jsonw_t *j, const eval_t *ev, const char *key, const char *a,
-                        const char *b)
-{
-    const metric_sum_t *ma = s_metric(ev, a), *mb = s_metric(ev, b);
-    if (ma && mb)
-        ag_jsonw_num(j, key, ma->sum + mb->sum > 0 ? ma->sum / (ma->sum + mb->sum) : 0.0);
+    ag_game_metrics_add(ev->metrics, res->metrics, res->n_metrics);
 }
 
 static void s_on_signal(void *arg, int signum)
@@ -258,6 +212,130 @@ static int s_take_options(int argc, char **argv, char *extra, size_t cap)
         snprintf(extra + len, cap - len, "%s%s", len ? "," : "", v);
     }
     return out;
+}
+
+/*
+ * The env server's HelloReply (caller frees it) and in *spec the GameSpec of
+ * game ("" = the first the server lists), asked again while the server may
+ * still be starting. NULL after writing why to err.
+ */
+static Agora__V1__EnvReply *s_hello(const char *endpoint, const char *game,
+                                    const Agora__V1__GameSpec **spec, char *err, size_t errlen)
+{
+    ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect to %s", endpoint);
+        return NULL;
+    }
+    ag_env_client_set_retries(c, 0);
+    Agora__V1__EnvReply *rep = NULL;
+    int rc;
+    uint64_t until = uv_hrtime() + (uint64_t)HELLO_WAIT_MS * 1000000ULL;
+    do {
+        rc = ag_env_client_hello(c, "agora-eval", &rep);
+    } while (rc == -ETIMEDOUT && uv_hrtime() < until);
+    ag_env_client_destroy(&c);
+    *spec = NULL;
+    if (rc < 0) {
+        snprintf(err, errlen, "env server %s: %s", endpoint,
+                 rc == -ETIMEDOUT ? "no answer to Hello" : strerror(-rc));
+        return NULL;
+    }
+    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
+        snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
+                 ag_env_reply_kind(rep));
+    } else if (rep->hello->n_games == 0) {
+        snprintf(err, errlen, "env server %s lists no game", endpoint);
+    } else {
+        for (size_t g = 0; g < rep->hello->n_games && !*spec; g++) {
+            const Agora__V1__GameSpec *gs = rep->hello->games[g];
+            if (gs && gs->name && gs->name[0] && (!game[0] || !strcmp(gs->name, game)))
+                *spec = gs;
+        }
+        if (!*spec)
+            snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
+        else if ((*spec)->num_players < 1 || (*spec)->num_players > AG_RUNNER_MAX_SEATS)
+            snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)",
+                     (*spec)->name, (*spec)->num_players, AG_RUNNER_MAX_SEATS);
+        else
+            return rep;
+    }
+    agora__v1__env_reply__free_unpacked(rep, NULL);
+    return NULL;
+}
+
+static bool s_has_bot(const Agora__V1__GameSpec *spec, const char *bot)
+{
+    for (size_t i = 0; i < spec->n_bots; i++)
+        if (spec->bots[i] && !strcmp(spec->bots[i], bot))
+            return true;
+    return false;
+}
+
+/* A number, or null when it is not finite (JSON has no NaN). */
+static json_t *s_num(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+/*
+ * The result line's figures of how the seats played: the declared metrics
+ * under their names and the headline first, then what every game has. A
+ * declared name that is one of the line's own keys is left out (with a
+ * warning; a reported metric's mean is still under "metrics").
+ */
+static void s_put_figures(json_t *out, const eval_t *ev, const int *policy)
+{
+    const ag_game_metrics_t *gm = ev->metrics;
+    double g = ev->games ? (double)ev->games : 1.0;
+    json_t *common = json_object();
+    for (int s = 0; s < ev->n_seats; s++) {
+        char key[32];
+        snprintf(key, sizeof key, "win_rate_seat%d", s);
+        json_object_set_new(common, key, json_real((double)ev->wins[s] / g));
+        snprintf(key, sizeof key, "mean_return_seat%d", s);
+        json_object_set_new(common, key, json_real(ev->returns[s] / g));
+    }
+    json_object_set_new(common, "invalid_rate", json_real((double)ev->invalid / g));
+    json_object_set_new(common, "truncated_rate", json_real((double)ev->truncated / g));
+    json_t *reported = json_object();
+    for (size_t k = 0; k < ag_game_metrics_reported(gm); k++)
+        json_object_set_new(reported, ag_game_metrics_reported_name(gm, k),
+                            json_real(ag_game_metrics_reported_mean(gm, k)));
+    json_object_set_new(common, "metrics", reported);
+
+    /* Headline: the declared one, else the mean return of the first seat a checkpoint plays. */
+    int h = ag_game_metrics_headline(gm);
+    double v = NAN;
+    if (h >= 0) {
+        json_object_set_new(out, "headline", json_string(ag_game_metrics_name(gm, (size_t)h)));
+        if (!ag_game_metrics_value(gm, (size_t)h, &v))
+            v = NAN;
+    } else {
+        int seat = 0;
+        for (int s = ev->n_seats - 1; s >= 0; s--)
+            if (policy[s] >= 0)
+                seat = s;
+        char key[32];
+        snprintf(key, sizeof key, "mean_return_seat%d", seat);
+        json_object_set_new(out, "headline", json_string(key));
+        v = ev->returns[seat] / g;
+    }
+    json_object_set_new(out, "headline_value", s_num(v));
+    for (size_t i = 0; i < ag_game_metrics_count(gm); i++) {
+        const char *name = ag_game_metrics_name(gm, i);
+        if (json_object_get(out, name) || json_object_get(common, name)) {
+            ag_warn("eval",
+                    "the game's metric %s has the name of a figure of agora-eval's own; "
+                    "left out of the line",
+                    name);
+            continue;
+        }
+        json_object_set_new(out, name,
+                            ag_game_metrics_value(gm, i, &v) ? json_real(v) : json_null());
+    }
+    json_object_update(out, common);
+    json_decref(common);
 }
 
 int main(int argc, char **argv)
@@ -306,17 +384,16 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return 2;
     }
-    const char *game = ag_config_str(cfg, "game.name");
     char options[8192];
     snprintf(options, sizeof options, "%s%s%s", ag_config_str(cfg, "game.options"),
              extra[0] && ag_config_str(cfg, "game.options")[0] ? "," : "", extra);
     const char *env = ag_config_str(cfg, "eval.env");
+    const char *policy = ag_config_str(cfg, "eval.policy");
     char first_env[512];
     snprintf(first_env, sizeof first_env, "%.*s", (int)strcspn(env, ", "), env);
 
     ag_runner_config_t rc_cfg = {
         .env = env,
-        .game = game,
         .options = options,
         .slots = (int)slots,
         .max_action_tokens = (int)max_action,
@@ -329,64 +406,88 @@ int main(int argc, char **argv)
     eval_t ev = {0};
     ag_model_t *models[AG_RUNNER_MAX_POLICIES] = {0};
     const char *paths[AG_RUNNER_MAX_POLICIES] = {0};
-    const char *bots[AG_RUNNER_MAX_SEATS];
-    int n_bots = 0, status = 1;
+    int policy_of[AG_RUNNER_MAX_SEATS];
+    int status = 1;
     void *zctx = NULL;
-    char err[512];
+    char err[1024];
+    const Agora__V1__GameSpec *spec = NULL;
+    Agora__V1__EnvReply *hello =
+        s_hello(first_env, ag_config_str(cfg, "game.name"), &spec, err, sizeof err);
+    if (!hello) {
+        ag_error("eval", "%s", err);
+        goto out;
+    }
+    const char *game = spec->name;
+    const int players = (int)spec->num_players;
+    rc_cfg.game = game;
 
-    /* Seats: every seat the game has must be given. */
-    const char *specs[4];
-    int n_specs = 0;
-    for (int s = 0; s < 4; s++) {
+    /* Seats: every seat the game has must be given, and no other. */
+    const char *specs[AG_RUNNER_MAX_SEATS];
+    for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++) {
         char key[32];
         snprintf(key, sizeof key, "eval.seat%d", s);
         specs[s] = ag_config_str(cfg, key);
-        if (specs[s][0])
-            n_specs = s + 1;
-    }
-    for (int s = 0; s < n_specs; s++) {
-        if (!specs[s][0]) {
-            ag_error("eval", "seat %d has no player (--seat%d)", s, s);
+        if (s >= players && specs[s][0]) {
+            ag_error("eval", "%s has %d players: seat %d is not one of them", game, players, s);
             goto out;
         }
-        if (!strncmp(specs[s], "bot:", 4)) {
+    }
+    for (int s = 0; s < players; s++) {
+        const char *p = specs[s];
+        if (!p[0]) {
+            ag_error("eval", "%s has %d players: give --seat0 .. --seat%d (seat %d has none)", game,
+                     players, players - 1, s);
+            goto out;
+        }
+        if (strchr(p, ',')) {
+            ag_error("eval", "seat %d: '%s' names several players; agora-eval plays one per seat",
+                     s, p);
+            goto out;
+        }
+        if (!strncmp(p, "bot:", 4)) {
+            if (!s_has_bot(spec, p + 4)) {
+                ag_error("eval", "seat %d: game \"%s\" has no bot \"%s\"", s, game, p + 4);
+                goto out;
+            }
             rc_cfg.seats[s].policy = -1;
-            snprintf(rc_cfg.seats[s].bot, sizeof rc_cfg.seats[s].bot, "%s", specs[s] + 4);
-            bots[n_bots++] = specs[s] + 4;
+            snprintf(rc_cfg.seats[s].bot, sizeof rc_cfg.seats[s].bot, "%s", p + 4);
+            policy_of[s] = -1;
             continue;
         }
-        int p = 0;
-        while (p < rc_cfg.n_policies && strcmp(paths[p], specs[s]) != 0)
-            p++;
-        if (p == rc_cfg.n_policies) {
-            if (p == AG_RUNNER_MAX_POLICIES) {
+        if (!strcmp(p, "self")) {
+            if (!policy[0]) {
+                ag_error("eval", "seat %d is self: give the checkpoint it plays (--policy)", s);
+                goto out;
+            }
+            p = policy;
+        }
+        int k = 0;
+        while (k < rc_cfg.n_policies && strcmp(paths[k], p) != 0)
+            k++;
+        if (k == rc_cfg.n_policies) {
+            if (k == AG_RUNNER_MAX_POLICIES) {
                 ag_error("eval", "at most %d different checkpoints", AG_RUNNER_MAX_POLICIES);
                 goto out;
             }
             int lrc;
-            models[p] = ag_ckpt_load(specs[s], (int)threads, NULL, &lrc, err, sizeof err);
-            if (!models[p]) {
-                ag_error("eval", "seat %d: cannot load checkpoint %s: %s", s, specs[s], err);
+            models[k] = ag_ckpt_load(p, (int)threads, NULL, &lrc, err, sizeof err);
+            if (!models[k]) {
+                ag_error("eval", "seat %d: cannot load checkpoint %s: %s", s, p, err);
                 goto out;
             }
-            paths[p] = specs[s];
+            paths[k] = p;
             rc_cfg.n_policies++;
         }
-        rc_cfg.seats[s].policy = p;
-    }
-    int players = ag_runner_game_players(first_env, game, bots, n_bots, 10000, err, sizeof err);
-    if (players < 0) {
-        ag_error("eval", "%s", err);
-        goto out;
-    }
-    if (players != n_specs) {
-        ag_error("eval", "%s has %d players: give --seat0 .. --seat%d", game, players, players - 1);
-        goto out;
+        rc_cfg.seats[s].policy = k;
+        policy_of[s] = k;
     }
     rc_cfg.n_seats = players;
     rc_cfg.on_episode = s_on_episode;
     rc_cfg.arg = &ev;
     ev.n_seats = players;
+    ev.metrics = ag_game_metrics_create(spec);
+    if (!ev.metrics)
+        goto out;
     const char *rm_endpoint = ag_config_str(cfg, "eval.reward");
     if (rm_endpoint[0] &&
         (players != 2 || rc_cfg.seats[0].policy < 0 || rc_cfg.seats[1].policy < 0))
@@ -448,61 +549,47 @@ int main(int argc, char **argv)
     ag_runner_stats_t st;
     ag_runner_get_stats(ev.runner, &st);
 
-    ag_jsonw_t j;
-    ag_jsonw_begin(&j, stdout);
-    ag_jsonw_str(&j, "game", game);
-    ag_jsonw_str(&j, "options", options);
+    json_t *out = json_object();
+    json_object_set_new(out, "game", json_string(game));
+    json_object_set_new(out, "options", json_string(options));
+    if (policy[0])
+        json_object_set_new(out, "policy", json_string(policy));
     for (int s = 0; s < players; s++) {
         char key[32];
         snprintf(key, sizeof key, "seat%d", s);
-        ag_jsonw_str(&j, key, specs[s]);
+        json_object_set_new(out, key, json_string(specs[s]));
     }
-    ag_jsonw_int(&j, "games", (long long)ev.games);
-    ag_jsonw_int(&j, "seed", (long long)seed);
-    double g = ev.games ? (double)ev.games : 1.0;
-    s_put_mean(&j, &ev, "judge_accuracy", "true_side_won");
-    s_put_mean(&j, &ev, "first_accuracy", "first_correct");
-    s_put_mean(&j, &ev, "final_accuracy", "final_correct");
-    s_put_mean(&j, &ev, "fixed_rate", "fixed");
-    s_put_mean(&j, &ev, "broken_rate", "broken");
-    s_put_ratio(&j, &ev, "critic_precision", "critic_tp", "critic_fp");
-    s_put_ratio(&j, &ev, "critic_recall", "critic_tp", "critic_fn");
-    for (int s = 0; s < players; s++) {
-        char key[32];
-        snprintf(key, sizeof key, "win_rate_seat%d", s);
-        ag_jsonw_num(&j, key, (double)ev.wins[s] / g);
-        snprintf(key, sizeof key, "mean_return_seat%d", s);
-        ag_jsonw_num(&j, key, ev.returns[s] / g);
-    }
-    ag_jsonw_num(&j, "invalid_rate", (double)ev.invalid / g);
-    ag_jsonw_num(&j, "truncated_rate", (double)ev.truncated / g);
-    ag_jsonw_object(&j, "metrics");
-    for (int k = 0; k < ev.n_metrics; k++)
-        ag_jsonw_num(&j, ev.metrics[k].name, ev.metrics[k].sum / (double)ev.metrics[k].n);
-    ag_jsonw_end_object(&j);
+    json_object_set_new(out, "games", json_integer((json_int_t)ev.games));
+    json_object_set_new(out, "seed", json_integer((json_int_t)seed));
+    s_put_figures(out, &ev, policy_of);
     uint64_t rm_unscored = 0;
     if (ev.rm) {
         rm_unscored = ev.rm_failed + ag_reward_client_scoring(ev.rm);
-        ag_jsonw_str(&j, "rm_model", ag_config_str(cfg, "eval.reward_model"));
-        ag_jsonw_num(&j, "rm_pairwise_accuracy",
-                     ev.rm_pairs ? (double)ev.rm_correct / (double)ev.rm_pairs : NAN);
-        ag_jsonw_int(&j, "rm_pairs", (long long)ev.rm_pairs);
-        ag_jsonw_num(&j, "rm_pairwise_accuracy_decided",
-                     ev.rm_pairs_decided
-                         ? (double)ev.rm_correct_decided / (double)ev.rm_pairs_decided
-                         : NAN);
-        ag_jsonw_int(&j, "rm_pairs_decided", (long long)ev.rm_pairs_decided);
-        ag_jsonw_int(&j, "rm_unscored", (long long)rm_unscored);
+        json_object_set_new(out, "rm_model", json_string(ag_config_str(cfg, "eval.reward_model")));
+        json_object_set_new(out, "rm_pairwise_accuracy",
+                            s_num(ev.rm_pairs ? (double)ev.rm_correct / (double)ev.rm_pairs : NAN));
+        json_object_set_new(out, "rm_pairs", json_integer((json_int_t)ev.rm_pairs));
+        json_object_set_new(out, "rm_pairwise_accuracy_decided",
+                            s_num(ev.rm_pairs_decided
+                                      ? (double)ev.rm_correct_decided / (double)ev.rm_pairs_decided
+                                      : NAN));
+        json_object_set_new(out, "rm_pairs_decided", json_integer((json_int_t)ev.rm_pairs_decided));
+        json_object_set_new(out, "rm_unscored", json_integer((json_int_t)rm_unscored));
     }
-    ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
-    ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
-    ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
-    ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
-    ag_jsonw_num(&j, "tokens_per_s", wall > 0 ? (double)st.tokens_sampled / wall : 0.0);
-    ag_jsonw_num(&j, "sampler_tokens_per_s",
-                 st.sample_s > 0 ? (double)st.tokens_sampled / st.sample_s : 0.0);
-    ag_jsonw_num(&j, "wall_s", wall);
-    ag_jsonw_end(&j);
+    json_object_set_new(out, "dropped_context", json_integer((json_int_t)st.dropped_ctx));
+    json_object_set_new(out, "env_errors", json_integer((json_int_t)st.env_errors));
+    json_object_set_new(out, "env_overloaded", json_integer((json_int_t)st.overloaded));
+    json_object_set_new(out, "tokens_sampled", json_integer((json_int_t)st.tokens_sampled));
+    /* The timing figures come last: everything before them is the same for the same seed. */
+    json_object_set_new(out, "tokens_per_s",
+                        json_real(wall > 0 ? (double)st.tokens_sampled / wall : 0.0));
+    json_object_set_new(out, "sampler_tokens_per_s",
+                        json_real(st.sample_s > 0 ? (double)st.tokens_sampled / st.sample_s : 0.0));
+    json_object_set_new(out, "wall_s", json_real(wall));
+    if (json_dumpf(out, stdout, JSON_COMPACT | JSON_REAL_PRECISION(10)) < 0 ||
+        fputc('\n', stdout) == EOF)
+        ag_error("eval", "cannot write the result: %s", strerror(errno));
+    json_decref(out);
     fflush(stdout);
     status = ev.interrupted || ev.games + st.dropped_ctx < (uint64_t)games || rm_unscored ? 1 : 0;
     if (ev.games < (uint64_t)games)
@@ -522,6 +609,9 @@ out_loop:
 out:
     for (int p = 0; p < AG_RUNNER_MAX_POLICIES; p++)
         ag_model_destroy(&models[p]);
+    ag_game_metrics_destroy(&ev.metrics);
+    if (hello)
+        agora__v1__env_reply__free_unpacked(hello, NULL);
     ag_config_destroy(&cfg);
     return status;
 }

@@ -1,5 +1,5 @@
 /*
- * policy_source.h - the actor's side of weights distribution (DESIGN.md §4,
+ * policy_source.h - the actor's side of weights distribution (docs/architecture.md §4,
  * the Clone pattern): a snapshot from the learner's control socket
  * (GetWeights), then every newer version from its PUB socket (topic
  * "agora.v1.weights"), plus league snapshots on request.

@@ -164,6 +164,7 @@ bool ag_reward_decided(Agora__V1__KeyValue *const *info, size_t n_info)
  * character boundary. NULL for a text with a NUL byte (or out of memory). */
 static char *s_text_copy(const char *text, size_t len, size_t *out_len)
 {
+    *out_len = 0; /* defined on failure too: callers add it to byte counts */
     if (len && memchr(text, '\0', len))
         return NULL;
     if (len > AG_REWARD_MAX_TRANSCRIPT) {

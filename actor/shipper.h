@@ -1,6 +1,6 @@
 /*
  * shipper.h - the actor's trajectory outbox: at-least-once delivery of
- * finished episodes to the learner (DESIGN.md §10).
+ * finished episodes to the learner (docs/architecture.md §10).
  *
  * Each finished episode with a trainable seat becomes one Trajectory
  * (id = actor_id, run_id, sequence; the token streams of the trainable

@@ -6,7 +6,9 @@
  *
  * Creating an episode is one malloc of a few KB and no zeroing of buffers;
  * a client step is the game's parse-and-apply plus one observation render,
- * so the game logic of a step stays far below a microsecond.
+ * so the game logic of a step stays far below a microsecond. Observations
+ * are written into a builder that starts in the episode's own 256 bytes and
+ * moves to the heap only for a game that says more (up to AG_GAME_OBS_MAX).
  *
  * Only an episode with an outside judge pays for one: a second block with
  * the seats' transcripts (grown on demand, capped) and a snapshot of the
@@ -37,8 +39,8 @@ typedef struct judging {
     ag_rng_t saved_bot_rng[AG_GAME_MAX_PLAYERS];
     int saved_turns;
     bool saved_truncated;
-    size_t saved_obs_len;
-    char saved_obs[AG_GAME_OBS_CAP];
+    ag_text_t saved_obs;
+    char saved_obs_first[256];
     /* what the held step earned before the ruling */
     float held_rewards[AG_GAME_MAX_PLAYERS];
     bool held_invalid;
@@ -59,8 +61,8 @@ struct ag_episode {
     bool ruling_pending;
     judging_t *judging; /* with an outside judge only */
     void *state;        /* game->state_size bytes after this struct */
-    size_t obs_len;
-    char obs[AG_GAME_OBS_CAP]; /* observation of the seat to act */
+    ag_text_t obs;      /* observation of the seat to act */
+    char obs_first[256];
     ag_game_outcome_t outcome; /* valid once terminated */
 };
 
@@ -98,17 +100,28 @@ static int transcript_add(transcript_t *t, const char *text, size_t len, char *e
     return 0;
 }
 
-static void judging_save(ag_episode_t *ep)
+/* Replaces the text of t with text[0..len); only fails where t must grow. */
+static int text_set(ag_text_t *t, const char *text, size_t len)
+{
+    ag_text_clear(t);
+    ag_text_mem(t, text, len);
+    return t->err;
+}
+
+static int judging_save(ag_episode_t *ep, char *err, size_t err_cap)
 {
     judging_t *j = ep->judging;
+    if (text_set(&j->saved_obs, ep->obs.buf, ep->obs.len) < 0) {
+        ag_game_errorf(err, err_cap, "out of memory");
+        return AG_GAME_ENOMEM;
+    }
     memcpy(j->saved_state, ep->state, ep->game->state_size);
     for (int s = 0; s < ep->num_players; s++)
         j->saved_len[s] = j->seat[s].len;
     memcpy(j->saved_bot_rng, ep->bot_rng, sizeof j->saved_bot_rng);
     j->saved_turns = ep->turns;
     j->saved_truncated = ep->truncated;
-    j->saved_obs_len = ep->obs_len;
-    memcpy(j->saved_obs, ep->obs, ep->obs_len + 1);
+    return 0;
 }
 
 static void judging_restore(ag_episode_t *ep)
@@ -123,8 +136,8 @@ static void judging_restore(ag_episode_t *ep)
     memcpy(ep->bot_rng, j->saved_bot_rng, sizeof ep->bot_rng);
     ep->turns = j->saved_turns;
     ep->truncated = j->saved_truncated;
-    ep->obs_len = j->saved_obs_len;
-    memcpy(ep->obs, j->saved_obs, j->saved_obs_len + 1);
+    /* Cannot fail: the observation's buffer only grows, so the saved text fits. */
+    text_set(&ep->obs, j->saved_obs.buf, j->saved_obs.len);
     ep->ruling_pending = false;
 }
 
@@ -134,6 +147,7 @@ static void judging_free(ag_episode_t *ep)
         return;
     for (int s = 0; s < AG_GAME_MAX_PLAYERS; s++)
         free(ep->judging->seat[s].text);
+    ag_text_free(&ep->judging->saved_obs);
     free(ep->judging);
     ep->judging = NULL;
 }
@@ -152,12 +166,85 @@ static void fill_result(const ag_episode_t *ep, ag_episode_result_t *res)
         return;
     res->num_players = ep->num_players;
     res->to_act = ep->terminated ? -1 : ep->game->to_act(ep->state);
-    res->observation = ep->obs;
-    res->observation_len = ep->obs_len;
+    res->observation = ep->obs.buf;
+    res->observation_len = ep->obs.len;
     res->terminated = ep->terminated;
     res->truncated = ep->truncated;
     res->ruling_pending = ep->ruling_pending;
     res->outcome = ep->terminated ? &ep->outcome : NULL;
+}
+
+/*
+ * The finished game's outcome, checked: every info value fitted and every
+ * metric reported is one the game declares (and not a ratio, which
+ * consumers compute from two reported ones).
+ */
+static int finish_outcome(ag_episode_t *ep, char *err, size_t err_cap)
+{
+    const ag_game_t *g = ep->game;
+    ag_game_outcome_t *o = &ep->outcome;
+    ag_game_outcome_clear(o);
+    g->outcome(ep->state, o);
+    if (ag_game_outcome_status(o) < 0) {
+        ag_game_errorf(err, err_cap, "internal: game %s wrote an info value longer than %d bytes",
+                       g->name, AG_GAME_INFO_VALUE_CAP - 1);
+        return AG_GAME_EINTERNAL;
+    }
+    for (int i = 0; i < o->num_metrics; i++) {
+        const ag_game_metric_spec_t *m = ag_game_metric_find(g, o->metrics[i].name);
+        if (m == NULL || m->numerator != NULL) {
+            ag_game_errorf(err, err_cap,
+                           "internal: game %s reported metric %.64s, which it does not declare "
+                           "as a reported metric",
+                           g->name, o->metrics[i].name);
+            return AG_GAME_EINTERNAL;
+        }
+    }
+    return 0;
+}
+
+/* A text failure of the game's (an observation or a bot action) as an episode error. */
+static int text_failure(const ag_game_t *g, int text_err, const char *what, size_t max, char *err,
+                        size_t err_cap)
+{
+    if (text_err == -ENOMEM) {
+        ag_game_errorf(err, err_cap, "out of memory for %s of game %s", what, g->name);
+        return AG_GAME_ENOMEM;
+    }
+    ag_game_errorf(err, err_cap, "game %s wrote %s longer than %zu bytes", g->name, what, max);
+    return AG_GAME_ELIMIT;
+}
+
+/* Copies text[0..len) and its NUL into *dst, growing it (*cap bytes) as needed. */
+static int keep_text(char **dst, size_t *cap, const char *text, size_t len)
+{
+    if (len + 1 > *cap) {
+        char *p = realloc(*dst, len + 1);
+        if (p == NULL)
+            return AG_GAME_ENOMEM;
+        *dst = p;
+        *cap = len + 1;
+    }
+    memcpy(*dst, text, len + 1);
+    return 0;
+}
+
+/* Records a bot's turn in the demo transcript. */
+static int record_turn(ag_episode_t *ep, int seat, const ag_text_t *action,
+                       const ag_game_step_t *st, char *err, size_t err_cap)
+{
+    ag_turn_t *turn = &ep->record->turns[ep->record->num_turns];
+    if (keep_text(&turn->observation, &turn->observation_cap, ep->obs.buf, ep->obs.len) < 0 ||
+        keep_text(&turn->action, &turn->action_cap, action->buf, action->len) < 0) {
+        ag_game_errorf(err, err_cap, "out of memory for a demo transcript");
+        return AG_GAME_ENOMEM;
+    }
+    turn->player = seat;
+    turn->observation_len = ep->obs.len;
+    turn->action_len = action->len;
+    memcpy(turn->rewards, st->rewards, sizeof turn->rewards);
+    ep->record->num_turns++;
+    return 0;
 }
 
 /*
@@ -174,22 +261,25 @@ static int advance(ag_episode_t *ep, float *rewards, char *err, size_t err_cap)
     int rc;
     for (;;) {
         int seat = g->to_act(ep->state);
+        ag_text_clear(&ep->obs);
         if (seat < 0) {
-            ep->obs[0] = '\0';
-            ep->obs_len = 0;
             if (ep->judge != NULL && g->awaiting_ruling(ep->state)) {
                 ep->ruling_pending = true;
                 return 0;
             }
+            if ((rc = finish_outcome(ep, err, err_cap)) < 0)
+                return rc;
             ep->terminated = true;
-            g->outcome(ep->state, &ep->outcome);
             return 0;
         }
         assert(seat < ep->num_players);
-        if (ep->bot[seat] < 0 || ep->record != NULL || j != NULL)
-            ep->obs_len = g->observe(ep->state, ep->obs, sizeof ep->obs);
+        if (ep->bot[seat] < 0 || ep->record != NULL || j != NULL) {
+            g->observe(ep->state, &ep->obs);
+            if (ep->obs.err != 0)
+                return text_failure(g, ep->obs.err, "an observation", ep->obs.max, err, err_cap);
+        }
         if (j != NULL &&
-            (rc = transcript_add(&j->seat[seat], ep->obs, ep->obs_len, err, err_cap)) < 0)
+            (rc = transcript_add(&j->seat[seat], ep->obs.buf, ep->obs.len, err, err_cap)) < 0)
             return rc;
         if (ep->bot[seat] < 0)
             return 0;
@@ -199,30 +289,29 @@ static int advance(ag_episode_t *ep, float *rewards, char *err, size_t err_cap)
             return AG_GAME_EINTERNAL;
         }
 
-        char action[AG_GAME_BOT_ACTION_CAP];
-        size_t len =
-            g->bot_act(ep->state, ep->bot[seat], &ep->bot_rng[seat], action, sizeof action);
-        ag_game_step_t st = {0};
-        char why[AG_GAME_ERR_CAP] = "";
-        if (g->step(ep->state, action, len, &st, why, sizeof why) < 0 || st.invalid_action) {
-            ag_game_errorf(err, err_cap, "internal: bot %s of game %s wrote '%s': %s",
-                           g->bots[ep->bot[seat]], g->name, action, why);
+        char action_buf[AG_GAME_ACTION_MAX + 1];
+        ag_text_t action = ag_text_init(action_buf, sizeof action_buf);
+        g->bot_act(ep->state, ep->bot[seat], &ep->bot_rng[seat], &action);
+        if (action.err != 0) {
+            text_failure(g, action.err, "a bot action", action.max, err, err_cap);
             return AG_GAME_EINTERNAL;
         }
-        if (j != NULL && (rc = transcript_add(&j->seat[seat], action, len, err, err_cap)) < 0)
+        ag_game_step_t st = {0};
+        char why[AG_GAME_ERR_CAP] = "";
+        if (g->step(ep->state, action.buf, action.len, &st, why, sizeof why) < 0 ||
+            st.invalid_action) {
+            ag_game_errorf(err, err_cap, "internal: bot %s of game %s wrote '%.200s': %s",
+                           g->bots[ep->bot[seat]], g->name, action.buf, why);
+            return AG_GAME_EINTERNAL;
+        }
+        if (j != NULL &&
+            (rc = transcript_add(&j->seat[seat], action.buf, action.len, err, err_cap)) < 0)
             return rc;
         for (int s = 0; s < ep->num_players; s++)
             rewards[s] += st.rewards[s];
         ep->truncated |= st.truncated;
-        if (ep->record != NULL) {
-            ag_turn_t *turn = &ep->record->turns[ep->record->num_turns++];
-            turn->player = seat;
-            memcpy(turn->observation, ep->obs, ep->obs_len + 1);
-            turn->observation_len = ep->obs_len;
-            memcpy(turn->action, action, len + 1);
-            turn->action_len = len;
-            memcpy(turn->rewards, st.rewards, sizeof turn->rewards);
-        }
+        if (ep->record != NULL && (rc = record_turn(ep, seat, &action, &st, err, err_cap)) < 0)
+            return rc;
         ep->turns++;
     }
 }
@@ -295,6 +384,8 @@ static int judging_start(ag_episode_t *ep, char *err, size_t err_cap)
         return AG_GAME_ENOMEM;
     }
     ep->judging->saved_state = (char *)ep->judging + SAVED_STATE_OFFSET;
+    ag_text_init_growing(&ep->judging->saved_obs, ep->judging->saved_obs_first,
+                         sizeof ep->judging->saved_obs_first, AG_GAME_OBS_MAX);
     return 0;
 }
 
@@ -324,8 +415,7 @@ static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t see
     ep->ruling_pending = false;
     ep->judging = NULL;
     ep->state = (char *)ep + STATE_OFFSET;
-    ep->obs[0] = '\0';
-    ep->obs_len = 0;
+    ag_text_init_growing(&ep->obs, ep->obs_first, sizeof ep->obs_first, AG_GAME_OBS_MAX);
 
     float rewards[AG_GAME_MAX_PLAYERS] = {0};
     int rc = resolve_bots(ep, seat_bots, num_seat_bots, fill_demo, err, err_cap);
@@ -351,6 +441,7 @@ static int episode_start(ag_episode_t **out, const ag_game_t *game, uint64_t see
     return 0;
 fail:
     judging_free(ep);
+    ag_text_free(&ep->obs);
     free(ep);
     return rc;
 }
@@ -368,6 +459,7 @@ void ag_episode_destroy(ag_episode_t **self)
     if (self == NULL || *self == NULL)
         return;
     judging_free(*self);
+    ag_text_free(&(*self)->obs);
     free(*self);
     *self = NULL;
 }
@@ -393,10 +485,11 @@ int ag_episode_step(ag_episode_t *ep, int player, const void *action, size_t len
     if (action == NULL)
         action = "";
     judging_t *j = ep->judging;
-    if (j != NULL)
-        judging_save(ep);
+    int rc;
+    if (j != NULL && (rc = judging_save(ep, err, err_cap)) < 0)
+        return rc;
     ag_game_step_t st = {0};
-    int rc = g->step(ep->state, action, len, &st, err, err_cap);
+    rc = g->step(ep->state, action, len, &st, err, err_cap);
     if (rc < 0)
         return rc;
     ep->turns++;
@@ -406,8 +499,13 @@ int ag_episode_step(ag_episode_t *ep, int player, const void *action, size_t len
     if (rc == 0)
         rc = advance(ep, st.rewards, err, err_cap);
     if (rc < 0) {
-        if (j != NULL)
+        if (j != NULL) {
             judging_restore(ep);
+        } else {
+            /* The step was applied but what follows failed: no one can play on from here. */
+            ep->terminated = true;
+            ag_game_outcome_clear(&ep->outcome);
+        }
         return rc;
     }
     if (ep->ruling_pending) {
@@ -528,4 +626,13 @@ int ag_episode_demo(const ag_game_t *game, uint64_t seed, const ag_game_kv_t *op
     out->outcome = ep->outcome;
     ag_episode_destroy(&ep);
     return 0;
+}
+
+void ag_transcript_finish(ag_transcript_t *tr)
+{
+    for (int t = 0; t < AG_GAME_MAX_TURNS; t++) {
+        free(tr->turns[t].observation);
+        free(tr->turns[t].action);
+    }
+    memset(tr, 0, sizeof *tr);
 }

@@ -4,7 +4,8 @@
  *
  * An episode owns the game state, one rng per bot seat (seeded from the
  * episode seed and the seat, so the game's own randomness never depends on
- * which seats bots play) and the observation text of the seat to act. After
+ * which seats bots play) and the observation text of the seat to act, of
+ * any length up to AG_GAME_OBS_MAX. After
  * creation and after every client step it plays all bot seats itself until a
  * client seat must act or the game ends, so callers only ever see client
  * turns. Observations are incremental: the text new to the seat to act since
@@ -86,11 +87,14 @@ void ag_episode_destroy(ag_episode_t **self);
  *   AG_GAME_ETURN     player is not the seat to act (or not a seat);
  *   AG_GAME_EINVAL    the action is not in this turn's format (err says what
  *                     was expected); nothing changed, the seat may retry.
- *   AG_GAME_ELIMIT    (outside judge only) a transcript would exceed
- *                     AG_EPISODE_TRANSCRIPT_MAX; nothing changed.
- *   AG_GAME_ENOMEM    (outside judge only) no memory for a transcript;
- *                     nothing changed.
- *   AG_GAME_EINTERNAL a bot's action was refused by its game (a bug).
+ *   AG_GAME_ELIMIT    an observation would exceed AG_GAME_OBS_MAX, or (outside
+ *                     judge only) a transcript AG_EPISODE_TRANSCRIPT_MAX;
+ *   AG_GAME_ENOMEM    no memory for a text;
+ *   AG_GAME_EINTERNAL a bot's action was refused by its game, or the game
+ *                     wrote what it may not (a bug).
+ * After these last three the episode has ended (ag_episode_terminated, with
+ * an empty outcome), except in an episode with an outside judge, where
+ * nothing changed.
  * In penalize mode an invalid action is consumed instead: 0 is returned with
  * res->invalid_action set. With an outside judge, the step that completes
  * play returns 0 with res->ruling_pending set.
@@ -138,14 +142,19 @@ bool ag_episode_terminated(const ag_episode_t *ep);
 /* One turn of a demo transcript. */
 typedef struct ag_turn {
     int player;
-    char observation[AG_GAME_OBS_CAP]; /* what the player saw before acting */
+    char *observation; /* what the player saw before acting, NUL-terminated */
     size_t observation_len;
-    char action[AG_GAME_BOT_ACTION_CAP];
+    char *action; /* NUL-terminated */
     size_t action_len;
     float rewards[AG_GAME_MAX_PLAYERS]; /* earned by this turn, per seat */
+    size_t observation_cap, action_cap;  /* bytes allocated, reused by the next demo */
 } ag_turn_t;
 
-/* A whole episode played by bots (about 15 KB: allocate it once and reuse). */
+/*
+ * A whole episode played by bots. Its texts live on the heap and are reused
+ * by the next demo recorded into it: zero it before the first use and free
+ * them with ag_transcript_finish.
+ */
 typedef struct ag_transcript {
     const ag_game_t *game;
     uint64_t seed;
@@ -157,12 +166,16 @@ typedef struct ag_transcript {
 } ag_transcript_t;
 
 /*
- * Plays one episode of game with a bot on every seat and records it in *out.
- * bots: NULL or num_bots == 0 for the game's demo bots, else num_players
- * names (NULL or "" = that seat's demo bot). Errors as ag_episode_create.
+ * Plays one episode of game with a bot on every seat and records it in *out
+ * (zeroed, or used by a demo before). bots: NULL or num_bots == 0 for the
+ * game's demo bots, else num_players names (NULL or "" = that seat's demo
+ * bot). Errors as ag_episode_create, and AG_GAME_ENOMEM.
  */
 int ag_episode_demo(const ag_game_t *game, uint64_t seed, const ag_game_kv_t *options,
                     size_t num_options, const char *const *bots, size_t num_bots,
                     ag_transcript_t *out, char *err, size_t err_cap);
+
+/* Frees a transcript's texts and zeroes it (ready for another demo). */
+void ag_transcript_finish(ag_transcript_t *tr);
 
 #endif

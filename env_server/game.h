@@ -1,7 +1,8 @@
 /*
  * game.h - what a game is to agora-env: a const vtable (ag_game_t) with its
- * description (players, roles, options, bots) and the functions that run one
- * episode's state, plus the registry of the games this server hosts.
+ * description (players, roles, options, bots, metrics) and the functions
+ * that run one episode's state, plus the registry of the games this server
+ * hosts. env_server/games/README.md walks through writing one.
  *
  * A game is turn-based and AEC-style: exactly one seat acts at a time. Each
  * game keeps its whole state in a caller-provided block of state_size bytes
@@ -11,6 +12,15 @@
  * Scripted bots read the state and write an action text, which then goes
  * through the same step() as a client's action; they draw from an rng the
  * caller owns, so the game's own randomness does not depend on who plays.
+ *
+ * A game says everything about itself here: the metrics it reports are
+ * declared next to its options and bots (name, meaning, which way is
+ * better, the headline figure, ratios of sums), and agora-env sends the
+ * declaration in Hello, so no consumer needs to know a game by name.
+ *
+ * Texts have no fixed size: a game writes observations, bot actions and
+ * info values through a text builder (text.h) that grows up to the bounds
+ * below and fails, never cuts, past them.
  *
  * A game may leave its final ruling to an outside judge (debate's option
  * judge=reward:NAME): a reward model that scores each seat's transcript.
@@ -29,21 +39,30 @@
 #include <stdint.h>
 
 #include "rng.h"
+#include "text.h"
 
 #define AG_GAME_MAX_PLAYERS 8
 /* No game may take more turns than this (debate: 4; critique: <= 18). */
 #define AG_GAME_MAX_TURNS 32
-/* Capacity of one observation text, NUL included (the longest today, k = 32: 200 bytes). */
-#define AG_GAME_OBS_CAP 256
-/* Longest action accepted; longer is an invalid action. */
+/*
+ * Longest observation a game may write (bytes): the largest reply an env
+ * client accepts (docs/protocol.md, message size limits), so the protocol,
+ * not the game logic, bounds what a game can say. An observation past it
+ * fails its step with AG_GAME_ELIMIT; one that fits but makes a reply too
+ * large for a client is refused by the server (env_server/README.md).
+ */
+#define AG_GAME_OBS_MAX (16 * 1024 * 1024)
+/* Longest action accepted, from a client or a bot; longer is an invalid action. */
 #define AG_GAME_ACTION_MAX 4096
-/* Capacity of an action written by a bot, NUL included. */
-#define AG_GAME_BOT_ACTION_CAP 128
 /* Suggested capacity of error-message buffers. */
 #define AG_GAME_ERR_CAP 256
 #define AG_GAME_MAX_INFO 16
+/* Capacity of one info value, NUL included; a longer value is an error of the game. */
 #define AG_GAME_INFO_VALUE_CAP 160
+/* Most metrics one episode reports (a game may declare more, e.g. per option). */
 #define AG_GAME_MAX_METRICS 16
+/* Longest metric name (MetricSpec.name). */
+#define AG_GAME_METRIC_NAME_MAX 64
 
 /* Error returns of the game and episode functions (map to env.proto codes as noted). */
 enum {
@@ -77,6 +96,29 @@ typedef struct ag_game_option {
     const char *help;
 } ag_game_option_t;
 
+/* Which way a metric improves (env.proto's MetricGoal, same values). */
+typedef enum ag_metric_goal {
+    AG_METRIC_UNSPECIFIED = 0, /* neither: a count, a rate to watch */
+    AG_METRIC_MAXIMIZE = 1,
+    AG_METRIC_MINIMIZE = 2,
+} ag_metric_goal_t;
+
+/*
+ * A metric a game reports, as advertised in GameSpec.metrics. Over many
+ * episodes its value is the mean of the per-episode values of the episodes
+ * that report it, unless numerator and denominator are set: then the game
+ * does not report it and its value is sum(numerator) / sum(denominator) of
+ * two metrics the game does report (a precision: true positives over flags).
+ */
+typedef struct ag_game_metric_spec {
+    const char *name;        /* ASCII letters, digits and '_', 1..AG_GAME_METRIC_NAME_MAX */
+    const char *description; /* what it means, for people */
+    ag_metric_goal_t goal;
+    bool headline;           /* the one figure that says how well a policy plays */
+    const char *numerator;   /* NULL, or the metric summed on top of a ratio ... */
+    const char *denominator; /* ... and the one summed below */
+} ag_game_metric_spec_t;
+
 typedef struct ag_game_info {
     const char *key; /* static string */
     char value[AG_GAME_INFO_VALUE_CAP];
@@ -93,6 +135,8 @@ typedef struct ag_game_outcome {
     ag_game_info_t info[AG_GAME_MAX_INFO];
     int num_metrics;
     ag_game_metric_t metrics[AG_GAME_MAX_METRICS];
+    ag_text_t value; /* the info value being written (ag_game_outcome_info) */
+    int err;         /* the first info value that did not fit (-E2BIG), else 0 */
 } ag_game_outcome_t;
 
 /* What one applied step did; the caller zeroes it, the game adds to it. */
@@ -115,6 +159,8 @@ struct ag_game {
     const int *bot_seats;    /* per bot: the one seat it can play, or -1 for any */
     int num_bots;
     const char *const *demo_bots; /* num_players names, the bots Demo uses by default */
+    const ag_game_metric_spec_t *metrics; /* num_metrics entries, the ones outcome() reports */
+    int num_metrics;
     size_t state_size;
 
     /*
@@ -127,10 +173,12 @@ struct ag_game {
     /* The seat to act, or -1 once the game has ended. */
     int (*to_act)(const void *state);
     /*
-     * Writes the observation of the seat to act: the text that is new to it
-     * since its previous observation. Returns its length (NUL written too).
+     * Appends to out (empty) the observation of the seat to act: the text
+     * that is new to it since its previous observation. out grows as needed
+     * up to AG_GAME_OBS_MAX bytes; past that it records the failure and the
+     * episode refuses the step (AG_GAME_ELIMIT).
      */
-    size_t (*observe)(const void *state, char *buf, size_t cap);
+    void (*observe)(const void *state, ag_text_t *out);
     /*
      * The seat to act plays action[0..len) (untrusted bytes). Returns 0 when
      * the action was applied (also when an invalid action was consumed in
@@ -140,11 +188,16 @@ struct ag_game {
     int (*step)(void *state, const char *action, size_t len, ag_game_step_t *out, char *err,
                 size_t err_cap);
     /*
-     * Bot number `bot` (index into bots) writes its action for the seat to
-     * act into buf (NUL-terminated); returns its length. Draws only from rng.
+     * Bot number `bot` (index into bots) appends its action for the seat to
+     * act to out (empty, at most AG_GAME_ACTION_MAX bytes). Draws only from
+     * rng.
      */
-    size_t (*bot_act)(const void *state, int bot, ag_rng_t *rng, char *buf, size_t cap);
-    /* Fills the final info and metrics; only valid once the game has ended. */
+    void (*bot_act)(const void *state, int bot, ag_rng_t *rng, ag_text_t *out);
+    /*
+     * Fills the final info and metrics into out (empty) with
+     * ag_game_outcome_info and ag_game_outcome_metric: only metrics the game
+     * declares, never a ratio one. Only valid once the game has ended.
+     */
     void (*outcome)(const void *state, ag_game_outcome_t *out);
 
     /*
@@ -171,17 +224,34 @@ struct ag_game {
     void (*rule)(void *state, const double *scores, ag_game_step_t *out);
 };
 
-extern const ag_game_t ag_game_debate;
-extern const ag_game_t ag_game_critique;
-
 /* The hosted game called name, or NULL. */
 const ag_game_t *ag_game_find(const char *name);
 
-/* All hosted games (debate, critique); *count receives their number. */
+/*
+ * All hosted games, in the order env_server/games/meson.build lists them;
+ * *count receives their number. The table is generated by the build from
+ * that list (env_server/games/registry_gen.c).
+ */
 const ag_game_t *const *ag_game_list(size_t *count);
 
 /* Index of the bot called name in game->bots, or -1. */
 int ag_game_bot_find(const ag_game_t *game, const char *name);
+
+/* The metric called name that game declares, or NULL. */
+const ag_game_metric_spec_t *ag_game_metric_find(const ag_game_t *game, const char *name);
+
+/*
+ * Checks what a game declares about itself: a name, roles and demo bots for
+ * its 1..AG_GAME_MAX_PLAYERS seats, bot seats in range, and metrics with
+ * well-formed unique names, a known goal, at most one headline, and for a
+ * ratio both a numerator and a denominator naming metrics the game reports
+ * (not ratios themselves). Returns 0, or AG_GAME_EINTERNAL with what is
+ * wrong in err. agora-env refuses to start with a game that fails it.
+ */
+int ag_game_validate(const ag_game_t *game, char *err, size_t err_cap);
+
+/* ag_game_validate for every hosted game, and no two with one name. */
+int ag_game_validate_all(char *err, size_t err_cap);
 
 /* -- helpers for game implementations -- */
 
@@ -205,9 +275,19 @@ int ag_game_option_double(const char *name, const char *value, double lo, double
 int ag_game_option_choice(const char *name, const char *value, const char *const *choices, int *out,
                           char *err, size_t err_cap);
 
-/* Appends an info entry and returns its value buffer to fill (NUL-terminated). */
-char *ag_game_outcome_info(ag_game_outcome_t *out, const char *key);
+/*
+ * Appends an info entry key (a static string) and returns the builder of its
+ * value, valid until the next call. A value longer than
+ * AG_GAME_INFO_VALUE_CAP - 1 bytes is not cut: it fails the outcome
+ * (ag_game_outcome_status), which the episode reports as an internal error.
+ */
+ag_text_t *ag_game_outcome_info(ag_game_outcome_t *out, const char *key);
+/* Appends metric name (a static string declared in the game's metrics). */
 void ag_game_outcome_metric(ag_game_outcome_t *out, const char *name, double value);
+/* Empties out before the game fills it. */
+void ag_game_outcome_clear(ag_game_outcome_t *out);
+/* 0 when every info value fitted, else -E2BIG. */
+int ag_game_outcome_status(ag_game_outcome_t *out);
 
 /* snprintf into err if err is non-NULL and err_cap > 0. */
 void ag_game_errorf(char *err, size_t err_cap, const char *fmt, ...)

@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "env.pb-c.h"
+#include "env_client.h"
 #include "episode.h"
 #include "idmap.h"
 #include "log.h"
@@ -116,9 +117,29 @@ static Agora__V1__ErrorCode s_game_code(int rc)
     }
 }
 
-static void s_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, Agora__V1__EnvReply *reply)
+/*
+ * Sends reply, or, when it would be larger than a client accepts (a game's
+ * long observations, a Demo of many long transcripts), ERROR_BAD_REQUEST
+ * instead and returns -E2BIG: the caller then forgets what the reply was for.
+ */
+static int s_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, Agora__V1__EnvReply *reply)
 {
+    size_t size = protobuf_c_message_get_packed_size(&reply->base);
+    if (size > AG_ENV_CLIENT_MAX_REPLY) {
+        char err[256];
+        snprintf(err, sizeof err,
+                 "the %s reply would be %zu bytes, more than the %d a client accepts%s",
+                 reply->body_case == AGORA__V1__ENV_REPLY__BODY_DEMO ? "demo" : "game's", size,
+                 AG_ENV_CLIENT_MAX_REPLY,
+                 reply->body_case == AGORA__V1__ENV_REPLY__BODY_DEMO
+                     ? ": ask for fewer transcripts"
+                     : "; the episode is closed");
+        s_error(s, peer, ag_envelope_request_id(&reply->base), AGORA__V1__ERROR_CODE__ERROR_BAD_REQUEST,
+                err);
+        return -E2BIG;
+    }
     ag_rpc_reply_msg(s->rpc, peer, &reply->base);
+    return 0;
 }
 
 /* Info and metrics of a finished game, as protobuf structs in caller storage. */
@@ -199,37 +220,73 @@ static void s_on_ttl(uv_timer_t *t)
 
 /* ---- handlers ---- */
 
+/* A game's GameSpec, with its options and metrics, in storage that s_hello allocates. */
+typedef struct spec_pb {
+    Agora__V1__GameSpec spec;
+    Agora__V1__GameOption *optp[];
+} spec_pb_t;
+
+static Agora__V1__GameSpec *s_game_spec(const ag_game_t *game)
+{
+    size_t no = (size_t)game->num_options, nm = (size_t)game->num_metrics;
+    spec_pb_t *pb = calloc(1, sizeof *pb + no * (sizeof pb->optp[0] + sizeof(Agora__V1__GameOption)) +
+                                  nm * (sizeof(Agora__V1__MetricSpec *) +
+                                        sizeof(Agora__V1__MetricSpec)));
+    if (!pb)
+        return NULL;
+    Agora__V1__GameOption *opts = (Agora__V1__GameOption *)(pb->optp + no);
+    Agora__V1__MetricSpec **metricp = (Agora__V1__MetricSpec **)(opts + no);
+    Agora__V1__MetricSpec *metrics = (Agora__V1__MetricSpec *)(metricp + nm);
+    Agora__V1__GameSpec *g = &pb->spec;
+    agora__v1__game_spec__init(g);
+    g->name = (char *)game->name;
+    g->description = (char *)game->description;
+    g->num_players = (uint32_t)game->num_players;
+    g->n_roles = (size_t)game->num_players;
+    g->roles = (char **)game->roles;
+    g->n_bots = (size_t)game->num_bots;
+    g->bots = (char **)game->bots;
+    for (size_t i = 0; i < no; i++) {
+        agora__v1__game_option__init(&opts[i]);
+        opts[i].name = (char *)game->options[i].name;
+        opts[i].default_value = (char *)game->options[i].default_value;
+        opts[i].description = (char *)game->options[i].help;
+        pb->optp[i] = &opts[i];
+    }
+    g->n_options = no;
+    g->options = pb->optp;
+    for (size_t i = 0; i < nm; i++) {
+        const ag_game_metric_spec_t *m = &game->metrics[i];
+        agora__v1__metric_spec__init(&metrics[i]);
+        metrics[i].name = (char *)m->name;
+        metrics[i].description = (char *)m->description;
+        metrics[i].goal = (Agora__V1__MetricGoal)m->goal;
+        metrics[i].headline = m->headline;
+        metrics[i].numerator = (char *)(m->numerator ? m->numerator : "");
+        metrics[i].denominator = (char *)(m->denominator ? m->denominator : "");
+        metricp[i] = &metrics[i];
+    }
+    g->n_metrics = nm;
+    g->metrics = metricp;
+    return g;
+}
+
 static void s_hello(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid)
 {
     size_t n_games = 0;
     const ag_game_t *const *games = ag_game_list(&n_games);
-    Agora__V1__GameSpec specs[8];
-    Agora__V1__GameSpec *specp[8];
-    Agora__V1__GameOption opts[8][16];
-    Agora__V1__GameOption *optp[8][16];
-    if (n_games > 8)
-        n_games = 8;
-    for (size_t g = 0; g < n_games; g++) {
-        const ag_game_t *game = games[g];
-        agora__v1__game_spec__init(&specs[g]);
-        specs[g].name = (char *)game->name;
-        specs[g].description = (char *)game->description;
-        specs[g].num_players = (uint32_t)game->num_players;
-        specs[g].n_roles = (size_t)game->num_players;
-        specs[g].roles = (char **)game->roles;
-        specs[g].n_bots = (size_t)game->num_bots;
-        specs[g].bots = (char **)game->bots;
-        size_t no = (size_t)game->num_options < 16 ? (size_t)game->num_options : 16;
-        for (size_t i = 0; i < no; i++) {
-            agora__v1__game_option__init(&opts[g][i]);
-            opts[g][i].name = (char *)game->options[i].name;
-            opts[g][i].default_value = (char *)game->options[i].default_value;
-            opts[g][i].description = (char *)game->options[i].help;
-            optp[g][i] = &opts[g][i];
+    Agora__V1__GameSpec **specp = calloc(n_games, sizeof *specp);
+    for (size_t g = 0; specp && g < n_games; g++) {
+        if (!(specp[g] = s_game_spec(games[g]))) {
+            for (size_t i = 0; i < g; i++)
+                free(specp[i]);
+            free(specp);
+            specp = NULL;
         }
-        specs[g].n_options = no;
-        specs[g].options = optp[g];
-        specp[g] = &specs[g];
+    }
+    if (!specp) {
+        s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED, "out of memory");
+        return;
     }
     Agora__V1__HelloReply hello = AGORA__V1__HELLO_REPLY__INIT;
     hello.server_name = s->name;
@@ -243,6 +300,9 @@ static void s_hello(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid)
     reply.body_case = AGORA__V1__ENV_REPLY__BODY_HELLO;
     reply.hello = &hello;
     s_reply(s, peer, &reply);
+    for (size_t g = 0; g < n_games; g++)
+        free(specp[g]);
+    free(specp);
 }
 
 /* Borrows repeated KeyValue options as game options (n <= MAX_OPTIONS, checked by the codec). */
@@ -323,13 +383,18 @@ static void s_reset(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
     ag_envelope_set_header(&reply.base, rid);
     reply.body_case = AGORA__V1__ENV_REPLY__BODY_RESET;
     reply.reset = &r;
-    s_reply(s, peer, &reply);
+    int sent = s_reply(s, peer, &reply);
     if (!e)
         ag_episode_destroy(&ep);
+    else if (sent < 0)
+        s_drop(s, id);
 }
 
-/* Sends the reply of an applied Step (its episode is dropped by the caller when it ended). */
-static void s_step_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
+/*
+ * Sends the reply of an applied Step; the caller drops its episode when it
+ * ended or when the reply could not be sent (< 0).
+ */
+static int s_step_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
                          const ag_episode_result_t *res)
 {
     outcome_pb_t o;
@@ -350,7 +415,7 @@ static void s_step_reply(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t
     ag_envelope_set_header(&reply.base, rid);
     reply.body_case = AGORA__V1__ENV_REPLY__BODY_STEP;
     reply.step = &r;
-    s_reply(s, peer, &reply);
+    return s_reply(s, peer, &reply);
 }
 
 /* ---- the reward judge ---- */
@@ -432,8 +497,8 @@ static void s_on_ruling(void *arg, int status, const ProtobufCMessage *reply, co
         int rc = ag_episode_rule(e->ep, scores, n, &res, why, sizeof why);
         if (rc == 0) {
             s->stats.rulings++;
-            s_step_reply(s, &call->peer, call->request_id, &res);
-            if (res.terminated || res.truncated)
+            if (s_step_reply(s, &call->peer, call->request_id, &res) < 0 || res.terminated ||
+                res.truncated)
                 s_drop(s, call->episode_id);
             free(call);
             return;
@@ -527,6 +592,9 @@ static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
             snprintf(err, sizeof err, "seat %" PRIu32 " may not act now; seat %d is to act",
                      req->player, ag_episode_to_act(e->ep));
         s_error(s, peer, rid, s_game_code(rc), err);
+        /* A step that failed after it was applied ended the episode (episode.h). */
+        if (ag_episode_terminated(e->ep))
+            s_drop(s, req->episode_id);
         return;
     }
     s->stats.steps++;
@@ -543,8 +611,7 @@ static void s_step(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
         s_ask_judge(s, e, peer, rid, req->episode_id);
         return;
     }
-    s_step_reply(s, peer, rid, &res);
-    if (res.terminated || res.truncated)
+    if (s_step_reply(s, peer, rid, &res) < 0 || res.terminated || res.truncated)
         s_drop(s, req->episode_id);
 }
 
@@ -574,7 +641,7 @@ static void s_demo(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
     ag_game_kv_t options[MAX_OPTIONS];
     s_options(req->options, req->n_options, options);
     size_t n = req->count;
-    ag_transcript_t *tr = malloc(n * sizeof *tr);
+    ag_transcript_t *tr = calloc(n, sizeof *tr);
     demo_pb_t *pb = malloc(n * sizeof *pb);
     Agora__V1__Transcript **tp = malloc(n * sizeof *tp);
     if (!tr || !pb || !tp) {
@@ -625,6 +692,8 @@ static void s_demo(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
     reply.demo = &r;
     s_reply(s, peer, &reply);
 done:
+    for (size_t i = 0; tr && i < n; i++)
+        ag_transcript_finish(&tr[i]);
     free(tr);
     free(pb);
     free(tp);
@@ -696,6 +765,11 @@ static void s_handle(ag_rpc_server_t *rpc, const ag_rpc_peer_t *peer, const uint
 
 ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx, const ag_env_server_opts_t *opts)
 {
+    char err[AG_GAME_ERR_CAP];
+    if (ag_game_validate_all(err, sizeof err) < 0) {
+        ag_error("env", "cannot host the games: %s", err);
+        return NULL;
+    }
     ag_env_server_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;

@@ -49,15 +49,22 @@ static int count_wrong(const ag_task_t *t, const uint8_t *chain)
     return n;
 }
 
-static void demo(const ag_game_t *g, uint64_t seed, const char *b0, const char *b1,
-                 const ag_game_kv_t *opts, size_t n_opts)
+/* Records a demo of g with bots b0, b1 in *tr. */
+static void demo_into(ag_transcript_t *tr, const ag_game_t *g, uint64_t seed, const char *b0,
+                      const char *b1, const ag_game_kv_t *opts, size_t n_opts)
 {
     const char *bots[2] = {b0, b1};
     char err[AG_GAME_ERR_CAP];
-    int rc = ag_episode_demo(g, seed, opts, n_opts, bots, 2, &s_tr, err, sizeof err);
+    int rc = ag_episode_demo(g, seed, opts, n_opts, bots, 2, tr, err, sizeof err);
     if (rc != 0)
         fail_msg("demo failed: %s", err);
-    assert_true(s_tr.num_turns > 0);
+    assert_true(tr->num_turns > 0);
+}
+
+static void demo(const ag_game_t *g, uint64_t seed, const char *b0, const char *b1,
+                 const ag_game_kv_t *opts, size_t n_opts)
+{
+    demo_into(&s_tr, g, seed, b0, b1, opts, n_opts);
 }
 
 static void test_honest_true_side_always_wins(void **state)
@@ -74,7 +81,7 @@ static void test_honest_true_side_always_wins(void **state)
             if (atoi(info(o, "true_seat")) != honest_seat)
                 continue;
             games++;
-            assert_true(metric(o, "true_side_won") == 1.0);
+            assert_true(metric(o, "judge_accuracy") == 1.0);
             assert_true(metric(o, "liar_caught") == 1.0);
             assert_string_equal(info(o, "reason"), "step");
             assert_true(s_tr.returns[honest_seat] == 1.0f);
@@ -92,7 +99,7 @@ static void test_random_challenge_baseline(void **state)
     for (uint64_t seed = 0; seed < (uint64_t)n; seed++) {
         demo(&ag_game_debate, seed, NULL, NULL, &k8, 1);
         const ag_game_outcome_t *o = &s_tr.outcome;
-        true_won += metric(o, "true_side_won") == 1.0;
+        true_won += metric(o, "judge_accuracy") == 1.0;
         /* The claims: the true chain, and a chain with exactly one wrong step. */
         ag_task_t t = parse_task(info(o, "task"));
         int ts = atoi(info(o, "true_seat"));
@@ -213,7 +220,7 @@ static void test_perfect_critic_always_right(void **state)
         assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
         assert_true(metric(o, "broken") == 0);
         fixed += metric(o, "fixed") == 1.0;
-        first_wrong += metric(o, "first_correct") == 0.0;
+        first_wrong += metric(o, "first_accuracy") == 0.0;
         /* The game ends on ok, or after the last allowed revision was judged. */
         if (strcmp(info(o, "reason"), "ok") != 0)
             assert_string_equal(info(o, "rounds_used"), "3");
@@ -233,8 +240,8 @@ static void test_careful_revisions(void **state)
     for (uint64_t seed = 0; seed < 1000; seed++) {
         demo(&ag_game_critique, seed, NULL, NULL, opts, 2);
         const ag_game_outcome_t *o = &s_tr.outcome;
-        assert_true(metric(o, "final_correct") == 1.0);
-        if (metric(o, "first_correct") == 0.0) {
+        assert_true(metric(o, "final_accuracy") == 1.0);
+        if (metric(o, "first_accuracy") == 0.0) {
             first_wrong++;
             assert_true(metric(o, "fixed") == 1.0);
             assert_string_equal(info(o, "rounds_used"), "1");
@@ -267,8 +274,7 @@ static void test_bots_deterministic_and_seeded(void **state)
     static ag_transcript_t a;
     int differ = 0;
     for (uint64_t seed = 0; seed < 50; seed++) {
-        demo(&ag_game_debate, seed, "liar", "random-challenge", NULL, 0);
-        a = s_tr;
+        demo_into(&a, &ag_game_debate, seed, "liar", "random-challenge", NULL, 0);
         demo(&ag_game_debate, seed, "liar", "random-challenge", NULL, 0);
         assert_int_equal(a.num_turns, s_tr.num_turns);
         for (int i = 0; i < a.num_turns; i++) {

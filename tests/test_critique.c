@@ -55,7 +55,7 @@ static void start(match_t *m, uint64_t seed, const char *const *kv)
     m->task = t;
     ag_task_chain(&t, m->truth);
     ag_task_render(&t, m->task_text, sizeof m->task_text);
-    char expect[AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     snprintf(expect, sizeof expect, "critique\ntask: %s\nyour chain: ", m->task_text);
     assert_string_equal(obs, expect);
 }
@@ -85,7 +85,7 @@ static void chain_with_error(const match_t *m, int wrong, char *buf)
 
 static void expect_critic_obs(const match_t *m, bool first, const char *chain)
 {
-    char expect[AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     if (first)
         snprintf(expect, sizeof expect,
                  "critique\ntask: %s\nsolver chain: %s\nverdict: ", m->task_text, chain);
@@ -99,7 +99,7 @@ static void expect_critic_obs(const match_t *m, bool first, const char *chain)
  * step i-1 (x0 for i = 1) and the task text's operations i..k ("x0 op1 op2 ..."). */
 static void expect_revise_obs(const match_t *m, int i, const char *chain)
 {
-    char expect[2 * AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     char prev = i == 1 ? m->task_text[0] : chain[2 * (i - 2)];
     snprintf(expect, sizeof expect,
              "\ncritic: step %d\nrevise from step %d\ntask: %c%s\nyour chain: ", i, i, prev,
@@ -138,11 +138,12 @@ static void test_correct_then_ok(void **state)
     char ans[4];
     snprintf(ans, sizeof ans, "%d", m.truth[5]);
     assert_string_equal(info(o, "answer"), ans);
-    assert_true(metric(o, "first_correct") == 1 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "first_accuracy") == 1 && metric(o, "final_accuracy") == 1);
     assert_true(metric(o, "fixed") == 0 && metric(o, "broken") == 0);
     assert_true(metric(o, "critic_tn") == 1 && metric(o, "critic_tp") == 0);
     assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
     assert_true(metric(o, "critic_correct_verdicts") == 1);
+    assert_true(metric(o, "critic_flags") == 0 && metric(o, "critic_errors") == 0);
     ag_episode_destroy(&m.ep);
 }
 
@@ -174,7 +175,7 @@ static void test_fix_with_bonus(void **state)
     assert_string_equal(info(o, "verdicts"), "step 3,ok");
     assert_string_equal(info(o, "reason"), "ok");
     assert_true(metric(o, "fixed") == 1 && metric(o, "broken") == 0);
-    assert_true(metric(o, "first_correct") == 0 && metric(o, "final_correct") == 1);
+    assert_true(metric(o, "first_accuracy") == 0 && metric(o, "final_accuracy") == 1);
     assert_true(metric(o, "critic_tp") == 1 && metric(o, "critic_tn") == 1);
     assert_true(metric(o, "critic_correct_verdicts") == 2);
     assert_true(m.total[0] == 1.5f && m.total[1] == 2.0f);
@@ -225,6 +226,8 @@ static void test_false_alarm_missed_error_broken(void **state)
     expect_rewards(&m, 0, -1);
     assert_true(metric(m.res.outcome, "critic_fn") == 1);
     assert_true(metric(m.res.outcome, "critic_correct_verdicts") == 0);
+    assert_true(metric(m.res.outcome, "critic_flags") == 0);
+    assert_true(metric(m.res.outcome, "critic_errors") == 1);
     ag_episode_destroy(&m.ep);
 
     /* False alarm on a correct chain, the solver breaks it, the critic misses it. */
@@ -242,6 +245,7 @@ static void test_false_alarm_missed_error_broken(void **state)
     const ag_game_outcome_t *o = m.res.outcome;
     assert_true(metric(o, "broken") == 1 && metric(o, "fixed") == 0);
     assert_true(metric(o, "critic_fp") == 1 && metric(o, "critic_fn") == 1);
+    assert_true(metric(o, "critic_flags") == 1 && metric(o, "critic_errors") == 1);
     assert_true(m.total[1] == -2.0f);
     ag_episode_destroy(&m.ep);
 }
@@ -270,6 +274,37 @@ static void test_max_rounds_turn_count(void **state)
     assert_string_equal(info(m.res.outcome, "rounds_used"), "8");
     assert_true(metric(m.res.outcome, "critic_tp") == 9);
     assert_int_equal(act(&m, 1, "ok"), AG_GAME_EOVER);
+    ag_episode_destroy(&m.ep);
+}
+
+/* k = 32: the longest texts arrive whole (the task, 32-digit chains, a revision of every step). */
+static void test_longest_observations(void **state)
+{
+    (void)state;
+    const char *opts[] = {"k", "32", NULL};
+    match_t m;
+    start(&m, 11, opts); /* checks the solver's first observation */
+    char wrong[AG_CHAIN_TEXT_CAP], right[AG_CHAIN_TEXT_CAP];
+    chain_with_error(&m, 1, wrong);
+    chain_with_error(&m, 0, right);
+    assert_int_equal(strlen(wrong), 63);
+    assert_int_equal(act(&m, 0, wrong), 0);
+    expect_critic_obs(&m, true, wrong);
+    assert_int_equal(act(&m, 1, "step 1"), 0);
+    expect_revise_obs(&m, 1, wrong);
+    assert_int_equal(act(&m, 0, right), 0);
+    expect_critic_obs(&m, false, right);
+    assert_int_equal(act(&m, 1, "ok"), 0);
+    assert_true(m.res.terminated);
+    const ag_game_outcome_t *o = m.res.outcome;
+    assert_string_equal(info(o, "task"), m.task_text);
+    assert_string_equal(info(o, "first_chain"), wrong);
+    assert_string_equal(info(o, "final_chain"), right);
+    assert_string_equal(info(o, "verdicts"), "step 1,ok");
+    /* one flag, on a wrong chain; one wrong chain judged, flagged */
+    assert_true(metric(o, "critic_tp") == 1 && metric(o, "critic_tn") == 1);
+    assert_true(metric(o, "critic_flags") == 1 && metric(o, "critic_errors") == 1);
+    assert_true(metric(o, "fixed") == 1 && metric(o, "final_accuracy") == 1);
     ag_episode_destroy(&m.ep);
 }
 
@@ -511,7 +546,7 @@ static void test_redo_demos(void **state)
         assert_true(metric(o, "critic_fp") == 0 && metric(o, "critic_fn") == 0);
         assert_true(tr.num_turns <= AG_GAME_MAX_TURNS);
         flagged += metric(o, "critic_tp") > 0;
-        wrong_first += metric(o, "first_correct") == 0;
+        wrong_first += metric(o, "first_accuracy") == 0;
     }
     assert_true(wrong_first > 100 && flagged == wrong_first);
 }
@@ -524,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_rounds_limit_and_wrong_index),
         cmocka_unit_test(test_false_alarm_missed_error_broken),
         cmocka_unit_test(test_max_rounds_turn_count),
+        cmocka_unit_test(test_longest_observations),
         cmocka_unit_test(test_invalid_error_mode),
         cmocka_unit_test(test_invalid_penalize_mode),
         cmocka_unit_test(test_options),

@@ -54,7 +54,7 @@ static void read_claim_obs(match_t *m, int seat, const char *obs)
     assert_int_equal(sscanf(strstr(obs, "you argue: "), "you argue: %d", &a), 1);
     m->argue[seat] = a;
 
-    char expect[AG_GAME_OBS_CAP], task_text[AG_TASK_TEXT_CAP];
+    char expect[TEST_OBS_CAP], task_text[AG_TASK_TEXT_CAP];
     ag_task_render(&t, task_text, sizeof task_text);
     snprintf(expect, sizeof expect, "debate\ntask: %s\nyou argue: %d\nyour chain: ", task_text, a);
     assert_string_equal(obs, expect);
@@ -103,11 +103,11 @@ static void step1_wrong_claim(const match_t *m, int seat, char *buf)
     chain_text(c, m->task.k, buf);
 }
 
-static void test_observations_and_transcript(void **state)
+/* A whole game with chains of k steps: every observation exactly as docs/games.md gives it. */
+static void observations_for(const char *k)
 {
-    (void)state;
     match_t m;
-    start(&m, 7, "8", "error");
+    start(&m, 7, k, "error");
     char c0[AG_CHAIN_TEXT_CAP], c1[AG_CHAIN_TEXT_CAP];
     plain_claim(&m, 0, c0);
     /* Seat 1 cannot be known before its observation; claim for seat 0 first. */
@@ -115,7 +115,7 @@ static void test_observations_and_transcript(void **state)
     read_claim_obs(&m, 1, m.res.observation);
     plain_claim(&m, 1, c1);
     assert_int_equal(act(&m, 1, c1), 0);
-    char expect[AG_GAME_OBS_CAP];
+    char expect[TEST_OBS_CAP];
     snprintf(expect, sizeof expect,
              "\nopponent argues: %d\nopponent chain: %s\nchallenge step: ", m.argue[1], c1);
     assert_string_equal(m.res.observation, expect);
@@ -136,6 +136,19 @@ static void test_observations_and_transcript(void **state)
     ag_episode_destroy(&m.ep);
     assert_null(m.ep);
     ag_episode_destroy(&m.ep);
+}
+
+static void test_observations_and_transcript(void **state)
+{
+    (void)state;
+    observations_for("8");
+}
+
+/* The largest k: a 97-byte task and 63-byte chains arrive whole. */
+static void test_observations_longest_k(void **state)
+{
+    (void)state;
+    observations_for("32");
 }
 
 /*
@@ -188,7 +201,7 @@ static void run(match_t *m, uint64_t seed, bool true_step1_wrong, pick_fn pick)
     assert_string_equal(info(o, "task"), task_text);
     assert_string_equal(info(o, "chain0"), c[0]);
     assert_string_equal(info(o, "chain1"), c[1]);
-    assert_true(metric(o, "true_side_won") == (winner == m->true_seat));
+    assert_true(metric(o, "judge_accuracy") == (winner == m->true_seat));
     assert_true(metric(o, "honest_chain_correct") == !true_step1_wrong);
 }
 
@@ -225,7 +238,7 @@ static void test_judge_false_side_caught(void **state)
         run(&m, seed, false, pick_last_by_true_else_two);
         const ag_game_outcome_t *o = m.res.outcome;
         assert_string_equal(info(o, "reason"), "step");
-        assert_true(metric(o, "true_side_won") == 1.0);
+        assert_true(metric(o, "judge_accuracy") == 1.0);
         assert_true(metric(o, "liar_caught") == 1.0);
         assert_true(m.res.rewards[m.true_seat] == 1.0f);
         ag_episode_destroy(&m.ep);
@@ -242,7 +255,7 @@ static void test_judge_true_side_caught(void **state)
         run(&m, seed, true, pick_one);
         const ag_game_outcome_t *o = m.res.outcome;
         assert_string_equal(info(o, "reason"), "step");
-        assert_true(metric(o, "true_side_won") == 0.0);
+        assert_true(metric(o, "judge_accuracy") == 0.0);
         assert_true(metric(o, "liar_caught") == 0.0);
         assert_true(m.res.rewards[m.true_seat] == -1.0f);
         ag_episode_destroy(&m.ep);
@@ -699,7 +712,7 @@ static void test_reward_held_step_and_transcripts(void **state)
     assert_string_equal(info(o, "judge_score1"), "-1.25");
     assert_string_equal(info(o, "chain0"), j.claim[0]);
     assert_string_equal(info(o, "challenge1"), "5");
-    assert_true(metric(o, "true_side_won") == (j.m.true_seat == 0));
+    assert_true(metric(o, "judge_accuracy") == (j.m.true_seat == 0));
     assert_true(metric(o, "rule_judge_agrees") == (rule_winner(21, &j, "3", "5") == 0));
     assert_true(ag_episode_terminated(j.m.ep));
     assert_int_equal(ag_episode_rule(j.m.ep, ok, 2, &j.m.res, j.m.err, sizeof j.m.err),
@@ -711,7 +724,7 @@ static void test_reward_held_step_and_transcripts(void **state)
 /*
  * Over many seeds: the higher score wins whatever the step judge says; an
  * exact tie gets the episode's coin, the same one the step judge flips, so
- * on a coin game a tie always agrees with it. true_side_won and
+ * on a coin game a tie always agrees with it. judge_accuracy and
  * rule_judge_agrees follow.
  */
 static void test_reward_ruling_by_scores(void **state)
@@ -758,7 +771,7 @@ static void test_reward_ruling_by_scores(void **state)
             }
             if (c >= 2)
                 assert_int_equal(step_winner, j.m.true_seat);
-            assert_true(metric(o, "true_side_won") == (winner == j.m.true_seat));
+            assert_true(metric(o, "judge_accuracy") == (winner == j.m.true_seat));
             assert_true(metric(o, "rule_judge_agrees") == (winner == step_winner));
             disagreements += metric(o, "rule_judge_agrees") == 0.0;
             /* The scores are reported as given. */
@@ -874,11 +887,12 @@ static void test_reward_refused_and_capped(void **state)
 {
     (void)state;
     ag_game_kv_t judge = {"judge", "reward:default"};
-    ag_transcript_t *tr = malloc(sizeof *tr);
+    ag_transcript_t *tr = calloc(1, sizeof *tr);
     char err[AG_GAME_ERR_CAP] = "";
     assert_int_equal(ag_episode_demo(&ag_game_debate, 1, &judge, 1, NULL, 0, tr, err, sizeof err),
                      AG_GAME_EBADOPT);
     assert_non_null(strstr(err, "demos use"));
+    ag_transcript_finish(tr);
     free(tr);
     ag_episode_t *ep = NULL;
     const char *bots[2] = {"honest", "liar"};
@@ -949,6 +963,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observations_and_transcript),
+        cmocka_unit_test(test_observations_longest_k),
         cmocka_unit_test(test_judge_false_side_caught),
         cmocka_unit_test(test_judge_true_side_caught),
         cmocka_unit_test(test_judge_coin),

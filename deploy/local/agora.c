@@ -4,11 +4,13 @@
  *
  * The launcher owns the [run] section of a run file. Its other sections
  * belong to the services it starts; the launcher only reads a few of their
- * keys ([game] name, [eval] games and seed) and passes the whole file on. So
+ * keys ([game] name, [eval] games, seed and seats, [actor] seats) and passes
+ * the whole file on. So
  * `agora run` accepts overrides of any key, `--learner.max_seconds 60` as
  * well as `--actors 1`: its own are checked here, the others by the service
- * that owns them when it starts. Without RUNFILE it runs the default debate
- * job, whose run file (examples/debate.ini) is built into the binary.
+ * that owns them when it starts. Without RUNFILE it runs the built-in
+ * default run file (examples/debate.ini, a debate job); nothing else here
+ * knows any game.
  */
 #include <errno.h>
 #include <limits.h>
@@ -31,7 +33,13 @@ static const ag_option_t s_run_options[] = {
      "run name, used for the run directory and in summary.json "
      "[the run file's name]"},
     {"run.out", "out", "", "run directory [runs/NAME-YYYYmmdd-HHMMSS]"},
-    {"run.env_servers", "env-servers", "1", "env servers to start"},
+    {"run.env_servers", "env-servers", "1",
+     "env servers to start (0: only those of run.env, which agora attaches)"},
+    {"run.env", "env", "",
+     "env servers agora does not start, ENDPOINT,...: attached (never started, stopped or "
+     "restarted) and used by the learner, the actors and the evaluation"},
+    {"run.env_wait_s", "env-wait-s", "30",
+     "how long each env server may take to answer an env Hello before the run fails"},
     {"run.actors", "actors", "2", "actors to start (ids 0..N-1)"},
     {"run.seed", "seed", "1", "base seed: actor i runs with seed + i"},
     {"run.host", "host", "127.0.0.1", "loopback address every service binds and connects to"},
@@ -47,7 +55,8 @@ static const ag_option_t s_run_options[] = {
     {"run.progress_s", "progress-s", "10",
      "seconds between progress lines when stderr is not a terminal"},
     {"run.eval", "eval", "true",
-     "evaluate the warm start and the final policy with agora-eval at the end"},
+     "evaluate the warm start and the final policy with agora-eval at the end, in the matchups "
+     "of [eval] (default: the seats [actor] trains in)"},
     {"run.plot", "plot", "true", "draw curves.png with gnuplot at the end"},
     {"run.reward_server", "reward-server", "false",
      "start agora-reward (the run file's [reward]); actors, env servers and the evaluation use it"},
@@ -249,7 +258,7 @@ static int s_cmd_run(int argc, char **argv)
             goto out;
     } else {
         snprintf(origin, sizeof origin, "%s", DEFAULT_ORIGIN);
-        snprintf(name, sizeof name, "debate");
+        snprintf(name, sizeof name, "default"); /* the file names itself in [run] name */
         if (ag_runfile_load_string(rf, ag_default_runfile, "(built-in debate.ini)") < 0)
             goto out;
     }
@@ -276,8 +285,10 @@ static int s_cmd_run(int argc, char **argv)
         .host = ag_config_str(cfg, "run.host"),
         .bin_dir = ag_config_str(cfg, "run.bin_dir"),
         .gnuplot = ag_config_str(cfg, "run.gnuplot"),
+        .env = ag_config_str(cfg, "run.env"),
     };
-    if (ag_config_long(cfg, "run.env_servers", 1, 16, &o.env_servers) < 0 ||
+    if (ag_config_long(cfg, "run.env_servers", 0, 16, &o.env_servers) < 0 ||
+        ag_config_long(cfg, "run.env_wait_s", 1, 86400, &o.env_wait_s) < 0 ||
         ag_config_long(cfg, "run.actors", 1, 64, &o.actors) < 0 ||
         ag_config_long(cfg, "run.seed", 0, LONG_MAX / 2, &o.seed) < 0 ||
         ag_config_long(cfg, "run.max_restarts", 0, 1000, &o.max_restarts) < 0 ||
@@ -290,6 +301,11 @@ static int s_cmd_run(int argc, char **argv)
         s_runfile_long(rf, "eval.games", 400, 1, 100000000, &o.eval_games) < 0 ||
         s_runfile_long(rf, "eval.seed", 1000000000, 0, LONG_MAX / 2, &o.eval_seed) < 0)
         goto out;
+    if (o.env_servers == 0 && !*o.env) {
+        fprintf(stderr, "agora run: run.env_servers = 0 needs run.env = ENDPOINT,... (the env "
+                        "servers to attach)\n");
+        goto out;
+    }
     if (strpbrk(o.name, "/ \t\n") || !*o.name) {
         fprintf(stderr, "agora run: run.name must be a non-empty word without '/' or spaces\n");
         goto out;

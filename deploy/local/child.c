@@ -187,7 +187,7 @@ void ag_child_cancel_restart(ag_child_t *self)
 
 bool ag_child_running(const ag_child_t *self)
 {
-    return self->proc != NULL;
+    return self && self->proc != NULL;
 }
 
 bool ag_child_restart_pending(const ag_child_t *self)

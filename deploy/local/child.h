@@ -41,6 +41,7 @@ int ag_child_start(ag_child_t *self);
 void ag_child_restart_after(ag_child_t *self, uint64_t delay_ms);
 void ag_child_cancel_restart(ag_child_t *self);
 
+/* False also for NULL: a child that was never created is not running. */
 bool ag_child_running(const ag_child_t *self);
 bool ag_child_restart_pending(const ag_child_t *self);
 /* Sends signum if the child is running; returns 0 or a negative code. */

@@ -36,6 +36,7 @@
 #include "env.pb-c.h"
 #include "reward.pb-c.h"
 #include "log.h"
+#include "matchup.h"
 #include "report.h"
 #include "rpc.h"
 #include "signals.h"
@@ -55,10 +56,15 @@ enum {
     READY_TIMEOUT_MS = 30000,
     ACTOR_STOP_TIMEOUT_MS = 10000,
     ENV_STOP_TIMEOUT_MS = 5000,
-    EVAL_TIMEOUT_MS = 3600 * 1000,
+    EVAL_TIMEOUT_MS = 3600 * 1000, /* one agora-eval */
+    EVAL_PARALLEL = 2, /* agora-evals at a time (training is over: the cores are free) */
     STATUS_TIMEOUT_MS = 1000,
     MAX_RESTART_DELAY_MS = 30000,
+    WAIT_NOTE_MS = 5000, /* while waiting for a service, a log line this often */
     LOG_TAIL_LINES = 12,
+    MAX_ENVS = 64,
+    EP_LEN = 256,
+    NAME_LEN = 72, /* a game or metric name: at most 64 bytes (protocol.md §8.1) */
 };
 
 typedef enum bin {
@@ -115,7 +121,7 @@ typedef struct status {
     char phase[32];
     bool have_headline;
     double headline;
-    char headline_name[64];
+    char headline_name[NAME_LEN];
 } status_t;
 
 struct launcher {
@@ -129,17 +135,26 @@ struct launcher {
     char dir[PATH_MAX];
     char run_ini[PATH_MAX + 16];
     char bins[N_BINS][PATH_MAX];
-    const char *game;
-    const char *headline[4];
 
+    /* The run's game as the env servers' Hello declares it (env.proto GameSpec). */
+    char game[NAME_LEN];
+    int players;
+    json_t *declared; /* its MetricSpecs, as JSON objects in declaration order */
+    int headline;     /* index in declared of the headline metric, -1 = none declared */
+    /* Figures the progress line looks for, best first: the headline, the reward model's. */
+    const char *live[3];
+
+    /* Env servers: the first n_envs are started here, the next n_attached are attached. */
     member_t *envs;
-    char (*env_eps)[64];
+    char (*env_eps)[EP_LEN];
     bool *env_ready;
-    size_t n_envs;
+    size_t n_envs, n_attached;
     member_t learner;
     member_t *actors;
     size_t n_actors;
-    member_t evals[2];
+    ag_matchup_t matchups[AG_MATCHUP_MAX];
+    size_t n_matchups;
+    member_t evals[2 * AG_MATCHUP_MAX]; /* matchup m: 2m the warm start, 2m + 1 the final policy */
     member_t reward;
 
     char ep_traj[64], ep_weights[64], ep_control[64], ep_reward[64];
@@ -167,6 +182,7 @@ struct launcher {
 
 static const char *const s_eval_tags[2] = {"warmstart", "final"};
 static const char *const s_eval_ckpts[2] = {"reference.ckpt", "policy.ckpt"};
+static const char *const s_goals[] = {"unspecified", "maximize", "minimize"};
 
 /* ---- small helpers ---- */
 
@@ -257,6 +273,42 @@ static void s_print_tail(const char *path)
         free(lines[i]);
 }
 
+/*
+ * The message of the last line of a child's log (log.h: "TIME LEVEL
+ * component: message") at level min or above, into buf; false when there is
+ * none. A child that gives up says why there last.
+ */
+static bool s_last_log_line(const char *path, ag_log_level_t min, char *buf, size_t len)
+{
+    static const char *const levels[] = {"debug ", "info  ", "warn  ", "error "};
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    bool found = false;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        const char *p = strchr(line, ' ');
+        if (!p)
+            continue;
+        p++;
+        int level = AG_LOG_DEBUG;
+        while (level <= AG_LOG_ERROR && strncmp(p, levels[level], 6))
+            level++;
+        if (level > AG_LOG_ERROR || level < (int)min)
+            continue;
+        p += 6;
+        while (*p == ' ')
+            p++;
+        snprintf(buf, len, "%.*s", (int)strcspn(p, "\r\n"), p);
+        found = true;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
 /* ---- binaries and ports ---- */
 
 static int s_find_bins(launcher_t *l)
@@ -272,7 +324,8 @@ static int s_find_bins(launcher_t *l)
     if (slash)
         *slash = '\0';
     for (int b = 0; b < N_BINS; b++) {
-        if ((b == BIN_EVAL && !l->o->eval) || (b == BIN_REWARD && !l->o->reward_server))
+        if ((b == BIN_EVAL && !l->o->eval) || (b == BIN_REWARD && !l->o->reward_server) ||
+            (b == BIN_ENV && l->n_envs == 0))
             continue;
         char cand[2][PATH_MAX + 128];
         int n_cand = 0;
@@ -393,11 +446,23 @@ static void s_on_exit(ag_child_t *child, int64_t exit_status, int term_signal, v
     m->term_signal = term_signal;
     char how[96];
     s_describe_exit(how, sizeof how, exit_status, term_signal);
+    char why[512] = "";
+    if ((exit_status != 0 || term_signal) &&
+        s_last_log_line(ag_child_log_path(child), AG_LOG_ERROR, why + 2, sizeof why - 2))
+        memcpy(why, ": ", 2);
+    if (m->kind != KIND_LEARNER && m->kind != KIND_EVAL && m->kind != KIND_TOOL && !m->stopping &&
+        exit_status == AG_LAUNCH_EXIT_FATAL) {
+        /* It cannot do its job and said so: a restart would fail again. */
+        m->given_up = true;
+        s_fail(l, "%s cannot do its job (exit status %d, not restarted)%s; see %s",
+               ag_child_name(child), AG_LAUNCH_EXIT_FATAL, why, ag_child_log_path(child));
+        return;
+    }
     switch (m->kind) {
     case KIND_LEARNER:
         l->train_t1_ms = s_now(l);
         if (exit_status != 0 || term_signal) {
-            s_fail(l, "the learner failed (%s); see %s", how, ag_child_log_path(child));
+            s_fail(l, "the learner failed (%s)%s; see %s", how, why, ag_child_log_path(child));
             s_clear_line(l);
             s_print_tail(ag_child_log_path(child));
         } else {
@@ -429,8 +494,9 @@ static void s_on_exit(ag_child_t *child, int64_t exit_status, int term_signal, v
         break;
     case KIND_EVAL:
         if (exit_status != 0 || term_signal) {
-            NOTE(l, AG_LOG_ERROR, "evaluation of the %s policy failed (%s); see %s",
-                 s_eval_tags[m->index], how, ag_child_log_path(child));
+            NOTE(l, AG_LOG_ERROR, "evaluation of the %s policy (%s) failed (%s)%s; see %s",
+                 s_eval_tags[m->index % 2], l->matchups[m->index / 2].name, how, why,
+                 ag_child_log_path(child));
         }
         break;
     case KIND_TOOL:
@@ -441,7 +507,7 @@ static void s_on_exit(ag_child_t *child, int64_t exit_status, int term_signal, v
 static int s_member_init(launcher_t *l, member_t *m, kind_t kind, size_t index, const char *name,
                          char *const *argv, const char *out_path)
 {
-    char log[PATH_MAX + 128];
+    char log[PATH_MAX + 256];
     snprintf(log, sizeof log, "%s/logs/%s.log", l->dir, name);
     *m = (member_t){.l = l, .kind = kind, .index = index};
     m->child = ag_child_create(&l->loop, name, argv, log, out_path, s_on_exit, m);
@@ -475,12 +541,12 @@ static void s_on_status(void *arg, int status, const ProtobufCMessage *reply, co
     st->tokens_trained = s->tokens_trained;
     snprintf(st->phase, sizeof st->phase, "%s", s->phase ? s->phase : "");
     st->have_headline = false;
-    for (size_t i = 0; i < s->n_metrics && !st->have_headline; i++)
-        for (size_t h = 0; l->headline[h]; h++)
-            if (s->metrics[i]->name && !strcmp(s->metrics[i]->name, l->headline[h]) &&
+    for (size_t h = 0; l->live[h] && !st->have_headline; h++)
+        for (size_t i = 0; i < s->n_metrics; i++)
+            if (s->metrics[i]->name && !strcmp(s->metrics[i]->name, l->live[h]) &&
                 isfinite(s->metrics[i]->value)) {
                 st->headline = s->metrics[i]->value;
-                snprintf(st->headline_name, sizeof st->headline_name, "%s", l->headline[h]);
+                snprintf(st->headline_name, sizeof st->headline_name, "%s", l->live[h]);
                 st->have_headline = true;
                 break;
             }
@@ -507,12 +573,12 @@ static void s_headline_from_metrics(launcher_t *l)
     json_t *rec = ag_report_tail_record(path);
     if (!rec)
         return;
-    for (size_t h = 0; l->headline[h]; h++) {
+    for (size_t h = 0; l->live[h]; h++) {
         double v;
-        if (ag_report_number(rec, l->headline[h], &v) && isfinite(v)) {
+        if (ag_report_number(rec, l->live[h], &v) && isfinite(v)) {
             l->status.headline = v;
             l->status.have_headline = true;
-            snprintf(l->status.headline_name, sizeof l->status.headline_name, "%s", l->headline[h]);
+            snprintf(l->status.headline_name, sizeof l->status.headline_name, "%s", l->live[h]);
             break;
         }
     }
@@ -686,12 +752,22 @@ static bool s_all_envs_stopped(launcher_t *l)
     return true;
 }
 
+static size_t s_evals_running(launcher_t *l)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < 2 * l->n_matchups; i++)
+        n += l->evals[i].child && ag_child_running(l->evals[i].child);
+    return n;
+}
+
 static bool s_evals_done(launcher_t *l)
 {
-    for (int i = 0; i < 2; i++)
-        if (l->evals[i].child && ag_child_running(l->evals[i].child))
-            return false;
-    return true;
+    return s_evals_running(l) == 0;
+}
+
+static bool s_eval_slot_free(launcher_t *l)
+{
+    return s_evals_running(l) < EVAL_PARALLEL;
 }
 
 static bool s_eval_abort(launcher_t *l)
@@ -701,20 +777,27 @@ static bool s_eval_abort(launcher_t *l)
 
 /* ---- readiness: a request over the real protocol, answered by the service ---- */
 
+/* What a service answered; may fail the run (a reply that shows it cannot serve it). */
+typedef void (*answer_fn)(launcher_t *l, size_t i, const ProtobufCMessage *reply);
+
 typedef struct ping {
     launcher_t *l;
+    size_t i;
     bool *answered;
+    answer_fn seen;
 } ping_t;
 
 static void s_on_ping(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
                       size_t extra_len)
 {
-    (void)reply;
     (void)extra;
     (void)extra_len;
     ping_t *p = arg;
-    if (status >= 0) /* any reply, even an error, shows the service is serving */
-        *p->answered = true;
+    if (status < 0)
+        return;
+    *p->answered = true; /* any reply, even an error, shows the service is serving */
+    if (p->seen)
+        p->seen(p->l, p->i, reply);
 }
 
 static bool s_all_answered(launcher_t *l)
@@ -725,23 +808,46 @@ static bool s_all_answered(launcher_t *l)
     return true;
 }
 
+/* "a, b and c": the labels of the endpoints that have not answered. */
+static void s_unanswered(char *buf, size_t len, const char *const *labels, const bool *answered,
+                         size_t n)
+{
+    size_t left = 0, at = 0;
+    for (size_t i = 0; i < n; i++)
+        left += !answered[i];
+    buf[0] = '\0';
+    for (size_t i = 0, k = 0; i < n && at < len; i++) {
+        if (answered[i])
+            continue;
+        k++;
+        at += (size_t)snprintf(buf + at, len - at, "%s%s",
+                               k == 1 ? "" : (k == left ? " and " : ", "), labels[i]);
+    }
+}
+
 /*
  * Sends req to each of the n endpoints, again and again while a service is
- * starting, until every one has answered (answered[i] set) or READY_TIMEOUT_MS.
+ * starting, until every one has answered (answered[i] set; seen, if not
+ * NULL, looks at each reply) or timeout_ms passed. labels name the
+ * endpoints in the log, which says every WAIT_NOTE_MS which ones it still
+ * waits for; what is the request ("an env Hello"); hint ends the reason a
+ * run fails for when one does not answer.
  */
-static int s_wait_answers(launcher_t *l, char (*eps)[64], size_t n,
-                          const ProtobufCMessageDescriptor *reply, ProtobufCMessage *req,
-                          bool *answered, const char *what)
+static int s_wait_answers(launcher_t *l, const char *const *eps, const char *const *labels,
+                          size_t n, const ProtobufCMessageDescriptor *reply, ProtobufCMessage *req,
+                          bool *answered, answer_fn seen, const char *what, uint64_t timeout_ms,
+                          const char *hint)
 {
     ag_rpc_client_t **clients = calloc(n, sizeof *clients);
     ping_t *ctx = calloc(n, sizeof *ctx);
+    char names[1024];
     int rc = -ENOMEM;
     if (!clients || !ctx)
         goto out;
     /* Short attempts, many of them: the server is starting, the first tries find nobody. */
-    ag_rpc_client_opts_t co = {.timeout_ms = 250, .attempts = READY_TIMEOUT_MS / 250};
+    ag_rpc_client_opts_t co = {.timeout_ms = 250, .attempts = (int)(timeout_ms / 250) + 1};
     for (size_t i = 0; i < n; i++) {
-        ctx[i] = (ping_t){l, &answered[i]};
+        ctx[i] = (ping_t){l, i, &answered[i], seen};
         clients[i] = ag_rpc_client_create(&l->loop, l->zctx, eps[i], reply, &co);
         if (!clients[i])
             goto out;
@@ -750,18 +856,98 @@ static int s_wait_answers(launcher_t *l, char (*eps)[64], size_t n,
     }
     l->waiting = answered;
     l->n_waiting = n;
-    rc = s_wait(l, s_all_answered, s_start_aborted, READY_TIMEOUT_MS) ? 0 : -ETIMEDOUT;
+    uint64_t t0 = s_now(l);
+    rc = -ETIMEDOUT;
+    while (s_now(l) - t0 < timeout_ms) {
+        uint64_t chunk = timeout_ms - (s_now(l) - t0);
+        if (chunk > WAIT_NOTE_MS)
+            chunk = WAIT_NOTE_MS;
+        if (s_wait(l, s_all_answered, s_start_aborted, chunk)) {
+            rc = 0;
+            break;
+        }
+        if (s_start_aborted(l))
+            break;
+        s_unanswered(names, sizeof names, labels, answered, n);
+        NOTE(l, AG_LOG_INFO, "waiting for %s to answer %s (%llu of %llu s)", names, what,
+             (unsigned long long)((s_now(l) - t0) / 1000), (unsigned long long)(timeout_ms / 1000));
+    }
     l->waiting = NULL;
     l->n_waiting = 0;
-    if (rc < 0 && !s_start_aborted(l))
-        s_fail(l, "%s did not answer within %d s; see %s/logs/", what, READY_TIMEOUT_MS / 1000,
-               l->dir);
+    if (rc < 0 && !s_start_aborted(l)) {
+        s_unanswered(names, sizeof names, labels, answered, n);
+        s_fail(l, "%s did not answer %s within %llu s; %s", names, what,
+               (unsigned long long)(timeout_ms / 1000), hint);
+    }
 out:
     for (size_t i = 0; clients && i < n; i++)
         ag_rpc_client_destroy(&clients[i]);
     free(clients);
     free(ctx);
-    return rc;
+    return s_start_aborted(l) && rc == 0 ? -ECANCELED : rc;
+}
+
+/*
+ * An env server's Hello: the run's game is the one game.name names, or the
+ * first game the first server lists; every server must host it. What the
+ * game declares about itself (players, metrics, headline) is kept.
+ */
+static void s_on_env_hello(launcher_t *l, size_t i, const ProtobufCMessage *msg)
+{
+    const Agora__V1__EnvReply *r = (const Agora__V1__EnvReply *)msg;
+    const char *ep = l->env_eps[i];
+    if (r->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !r->hello) {
+        bool err = r->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR && r->error;
+        s_fail(l, "env server %s answered Hello with %s%s", ep,
+               err ? "an error: " : "another reply",
+               err && r->error->message ? r->error->message : "");
+        return;
+    }
+    const Agora__V1__HelloReply *h = r->hello;
+    const char *want = ag_runfile_get(l->o->runfile, "game.name");
+    if (!want || !*want)
+        want = l->game; /* "" until the first server has answered */
+    const Agora__V1__GameSpec *spec = NULL;
+    char listed[512] = "";
+    size_t at = 0;
+    for (size_t g = 0; g < h->n_games; g++) {
+        const Agora__V1__GameSpec *gs = h->games[g];
+        if (!gs || !gs->name || !*gs->name || strlen(gs->name) >= NAME_LEN)
+            continue;
+        if (at < sizeof listed)
+            at +=
+                (size_t)snprintf(listed + at, sizeof listed - at, "%s%s", at ? ", " : "", gs->name);
+        if (!spec && (!*want || !strcmp(gs->name, want)))
+            spec = gs;
+    }
+    if (!spec) {
+        s_fail(l, "env server %s has no game %s%s%s (it lists: %s)", ep, *want ? "\"" : "",
+               *want ? want : "at all", *want ? "\"" : "", *listed ? listed : "nothing");
+        return;
+    }
+    if (l->game[0])
+        return; /* the declarations are taken from the first server that answered */
+    snprintf(l->game, sizeof l->game, "%s", spec->name);
+    l->players = (int)spec->num_players;
+    l->headline = -1;
+    l->declared = json_array();
+    for (size_t k = 0; k < spec->n_metrics; k++) {
+        const Agora__V1__MetricSpec *m = spec->metrics[k];
+        if (!m || !m->name || !*m->name || strlen(m->name) >= NAME_LEN)
+            continue;
+        json_t *j = json_object();
+        json_object_set_new(j, "name", json_string(m->name));
+        json_object_set_new(j, "description", json_string(m->description ? m->description : ""));
+        json_object_set_new(j, "goal", json_string(m->goal < 3 ? s_goals[m->goal] : "unspecified"));
+        json_object_set_new(j, "headline", json_boolean(m->headline && l->headline < 0));
+        if (m->numerator && *m->numerator && m->denominator && *m->denominator) {
+            json_object_set_new(j, "numerator", json_string(m->numerator));
+            json_object_set_new(j, "denominator", json_string(m->denominator));
+        }
+        if (m->headline && l->headline < 0)
+            l->headline = (int)json_array_size(l->declared);
+        json_array_append_new(l->declared, j);
+    }
 }
 
 static int s_wait_envs_ready(launcher_t *l)
@@ -771,8 +957,30 @@ static int s_wait_envs_ready(launcher_t *l)
     hello.client_name = "agora-launcher";
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_HELLO;
     req.hello = &hello;
-    return s_wait_answers(l, l->env_eps, l->n_envs, &agora__v1__env_reply__descriptor, &req.base,
-                          l->env_ready, "the env servers (an env Hello)");
+    size_t n = l->n_envs + l->n_attached;
+    const char *eps[MAX_ENVS];
+    char labels[MAX_ENVS][EP_LEN + 48];
+    const char *lp[MAX_ENVS];
+    for (size_t i = 0; i < n; i++) {
+        eps[i] = l->env_eps[i];
+        if (i < l->n_envs)
+            snprintf(labels[i], sizeof labels[i], "env server %zu (%s)", i, eps[i]);
+        else
+            snprintf(labels[i], sizeof labels[i], "the attached env server %s", eps[i]);
+        lp[i] = labels[i];
+    }
+    if (l->n_attached)
+        NOTE(l, AG_LOG_INFO,
+             "attaching %zu env server%s that agora does not start or supervise (run.env): %s",
+             l->n_attached, l->n_attached > 1 ? "s" : "", l->o->env);
+    char hint[PATH_MAX + 128];
+    snprintf(hint, sizeof hint, "%s%s%s%s", l->n_envs ? "see " : "", l->n_envs ? l->dir : "",
+             l->n_envs ? "/logs/" : "",
+             !l->n_attached ? ""
+             : l->n_envs    ? " (an attached one must be running and reachable from here)"
+                            : "an attached env server must be running and reachable from here");
+    return s_wait_answers(l, eps, lp, n, &agora__v1__env_reply__descriptor, &req.base, l->env_ready,
+                          s_on_env_hello, "an env Hello", (uint64_t)l->o->env_wait_s * 1000, hint);
 }
 
 static int s_wait_reward_ready(launcher_t *l)
@@ -781,8 +989,11 @@ static int s_wait_reward_ready(launcher_t *l)
     Agora__V1__RewardStatsRequest st = AGORA__V1__REWARD_STATS_REQUEST__INIT;
     req.body_case = AGORA__V1__REWARD_REQUEST__BODY_STATS;
     req.stats = &st;
-    return s_wait_answers(l, &l->ep_reward, 1, &agora__v1__reward_reply__descriptor, &req.base,
-                          &l->reward_ready, "the reward server (a reward Stats)");
+    const char *ep = l->ep_reward, *label = "the reward server";
+    char hint[PATH_MAX + 32];
+    snprintf(hint, sizeof hint, "see %s/logs/reward.log", l->dir);
+    return s_wait_answers(l, &ep, &label, 1, &agora__v1__reward_reply__descriptor, &req.base,
+                          &l->reward_ready, NULL, "a reward Stats", READY_TIMEOUT_MS, hint);
 }
 
 /* ---- set-up ---- */
@@ -833,7 +1044,52 @@ static int s_set(launcher_t *l, const char *key, const char *value)
     return 0;
 }
 
-/* Chooses every endpoint and writes DIR/run.ini, the one file all children read. */
+/* Writes DIR/run.ini, the one file all children read: the run file as the launcher completed it. */
+static int s_save_run_ini(launcher_t *l)
+{
+    const ag_launch_opts_t *o = l->o;
+    snprintf(l->run_ini, sizeof l->run_ini, "%s/run.ini", l->dir);
+    char header[PATH_MAX + 512];
+    snprintf(header, sizeof header,
+             "Effective run file of the agora run '%s': %s\n"
+             "with the endpoints and output directory the launcher chose. Every process of\n"
+             "the run read this file; per-process values (an env server's bind address, an\n"
+             "actor's id and seed) were given on its command line (see logs/).",
+             o->name, o->origin);
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp", l->run_ini);
+    FILE *f = fopen(tmp, "w");
+    if (!f || ag_runfile_write(o->runfile, f, header) < 0 || fclose(f) != 0 ||
+        rename(tmp, l->run_ini) != 0) {
+        NOTE(l, AG_LOG_ERROR, "cannot write %s: %s", l->run_ini, strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+/*
+ * Sets key to the env servers of the run. With env servers of its own the
+ * launcher's endpoints replace what the run file says (it cannot know their
+ * ports); with attached ones only, an endpoint list the run file gives
+ * stays: those servers are the user's.
+ */
+static int s_set_envs(launcher_t *l, const char *key, const char *envs)
+{
+    const char *given = ag_runfile_get(l->o->runfile, key);
+    if (given && *given && strcmp(given, envs)) {
+        if (l->n_envs == 0) {
+            NOTE(l, AG_LOG_INFO, "%s = %s, as the run file says", key, given);
+            return 0;
+        }
+        NOTE(l, AG_LOG_WARN,
+             "%s = %s replaced by the env servers agora starts (for servers of your own: "
+             "[run] env_servers = 0, env = ENDPOINT,...)",
+             key, given);
+    }
+    return s_set(l, key, envs);
+}
+
+/* Chooses every endpoint and writes DIR/run.ini. */
 static int s_write_run_file(launcher_t *l)
 {
     const ag_launch_opts_t *o = l->o;
@@ -847,19 +1103,26 @@ static int s_write_run_file(launcher_t *l)
     snprintf(l->ep_traj, sizeof l->ep_traj, "tcp://%s:%d", o->host, ports[0]);
     snprintf(l->ep_weights, sizeof l->ep_weights, "tcp://%s:%d", o->host, ports[1]);
     snprintf(l->ep_control, sizeof l->ep_control, "tcp://%s:%d", o->host, ports[2]);
-    char envs[64 * 64] = "";
-    size_t at = 0;
-    for (size_t i = 0; i < l->n_envs; i++) {
+    for (size_t i = 0; i < l->n_envs; i++)
         snprintf(l->env_eps[i], sizeof l->env_eps[i], "tcp://%s:%d", o->host, ports[3 + i]);
+    /* Every env server serves training; the evaluation keeps env server 0 and the attached. */
+    char envs[MAX_ENVS * EP_LEN] = "", eval_envs[MAX_ENVS * EP_LEN] = "";
+    size_t at = 0, eat = 0;
+    for (size_t i = 0; i < l->n_envs + l->n_attached; i++) {
         at += (size_t)snprintf(envs + at, sizeof envs - at, "%s%s", i ? "," : "", l->env_eps[i]);
+        if (i == 0 || i >= l->n_envs)
+            eat += (size_t)snprintf(eval_envs + eat, sizeof eval_envs - eat, "%s%s", eat ? "," : "",
+                                    l->env_eps[i]);
     }
     char num[32];
     if (s_set(l, "run.name", o->name) || s_set(l, "run.out", l->dir) ||
         s_set(l, "learner.out", l->dir) || s_set(l, "learner.trajectories", l->ep_traj) ||
         s_set(l, "learner.weights", l->ep_weights) || s_set(l, "learner.control", l->ep_control) ||
-        s_set(l, "learner.env", envs) || s_set(l, "actor.learner_trajectories", l->ep_traj) ||
+        s_set_envs(l, "learner.env", envs) || s_set(l, "actor.learner_trajectories", l->ep_traj) ||
         s_set(l, "actor.learner_weights", l->ep_weights) ||
-        s_set(l, "actor.learner_control", l->ep_control) || s_set(l, "actor.env", envs))
+        s_set(l, "actor.learner_control", l->ep_control) || s_set_envs(l, "actor.env", envs) ||
+        (o->eval && s_set_envs(l, "eval.env", eval_envs)) ||
+        (*o->env && s_set(l, "run.env", o->env)))
         return -ENOMEM;
     if (o->reward_server) {
         /* One reward server for every client of the run; its checkpoints go to DIR/reward. */
@@ -888,20 +1151,40 @@ static int s_write_run_file(launcher_t *l)
     snprintf(num, sizeof num, "%ld", o->env_servers);
     if (s_set(l, "run.env_servers", num))
         return -ENOMEM;
+    return s_save_run_ini(l);
+}
 
-    snprintf(l->run_ini, sizeof l->run_ini, "%s/run.ini", l->dir);
-    char header[PATH_MAX + 512];
-    snprintf(header, sizeof header,
-             "Effective run file of the agora run '%s': %s\n"
-             "with the endpoints and output directory the launcher chose. Every process of\n"
-             "the run read this file; per-process values (an env server's bind address, an\n"
-             "actor's id and seed) were given on its command line (see logs/).",
-             o->name, o->origin);
-    FILE *f = fopen(l->run_ini, "w");
-    if (!f || ag_runfile_write(o->runfile, f, header) < 0 || fclose(f) != 0) {
-        NOTE(l, AG_LOG_ERROR, "cannot write %s: %s", l->run_ini, strerror(errno));
-        return -EIO;
+/*
+ * Once the env servers have said what the game is: the evaluation's
+ * matchups (a mistake in [eval] fails the run now, not after training), the
+ * figures the progress line shows, and the game's name in run.ini, so that
+ * every process plays the game the launcher reports.
+ */
+static int s_take_game(launcher_t *l)
+{
+    char err[512];
+    if (l->o->eval && ag_matchup_plan(l->o->runfile, l->players, l->matchups, AG_MATCHUP_MAX,
+                                      &l->n_matchups, err, sizeof err) < 0) {
+        s_fail(l, "[eval]: %s", err);
+        return -1;
     }
+    size_t n = 0;
+    if (l->headline >= 0)
+        l->live[n++] = json_string_value(
+            json_object_get(json_array_get(l->declared, (size_t)l->headline), "name"));
+    if (l->o->reward_server)
+        l->live[n++] = "rm_pairwise_accuracy";
+    l->live[n] = NULL;
+    char seats[64 * AG_MATCHUP_MAX] = "";
+    for (size_t i = 0, at = 0; i < l->n_matchups && at < sizeof seats; i++)
+        at += (size_t)snprintf(seats + at, sizeof seats - at, "%s%s", i ? ", " : "",
+                               l->matchups[i].name);
+    NOTE(l, AG_LOG_INFO, "game %s: %d players, %zu declared metrics, headline %s%s%s", l->game,
+         l->players, json_array_size(l->declared),
+         l->headline >= 0 ? l->live[0] : "none (reported by the mean return per seat)",
+         l->n_matchups ? "; evaluation: " : "", seats);
+    if (s_set(l, "game.name", l->game) < 0 || s_save_run_ini(l) < 0)
+        return -1;
     return 0;
 }
 
@@ -931,9 +1214,10 @@ static int s_start_cluster(launcher_t *l)
             return -1;
         }
     }
-    NOTE(l, AG_LOG_INFO, "%zu env server%s starting on %s%s", l->n_envs, l->n_envs > 1 ? "s" : "",
-         l->env_eps[0], l->n_envs > 1 ? ", ..." : "");
-    if (s_wait_envs_ready(l) < 0)
+    if (l->n_envs)
+        NOTE(l, AG_LOG_INFO, "%zu env server%s starting on %s%s", l->n_envs,
+             l->n_envs > 1 ? "s" : "", l->env_eps[0], l->n_envs > 1 ? ", ..." : "");
+    if (s_wait_envs_ready(l) < 0 || s_take_game(l) < 0)
         return -1;
 
     char *largv[] = {l->bins[BIN_LEARNER], "--config", l->run_ini, NULL};
@@ -1013,7 +1297,7 @@ static void s_stop_cluster(launcher_t *l)
     }
 
     /* Env server 0 serves the evaluation, if there is one. */
-    l->keep_envs = (l->o->eval && !l->failed && l->interrupts < 2) ? 1 : 0;
+    l->keep_envs = (l->o->eval && !l->failed && l->interrupts < 2 && l->n_envs) ? 1 : 0;
     size_t keep = l->keep_envs;
     s_kill_all(l->envs + keep, l->n_envs - keep, SIGTERM);
     if (!s_wait(l, s_extra_envs_stopped, NULL, ENV_STOP_TIMEOUT_MS)) {
@@ -1047,65 +1331,105 @@ static json_t *s_read_eval(const char *path)
     return last;
 }
 
+/* "eval-final.json", or "eval-final-self_vs_bot_x.json" when there are several matchups. */
+static void s_eval_file(const launcher_t *l, size_t e, char *buf, size_t len, const char *ext)
+{
+    const ag_matchup_t *m = &l->matchups[e / 2];
+    snprintf(buf, len, "eval-%s%s%s%s", s_eval_tags[e % 2], l->n_matchups > 1 ? "-" : "",
+             l->n_matchups > 1 ? m->name : "", ext);
+}
+
+/* Starts agora-eval number e: matchup e / 2, the warm start (e even) or the final policy. */
+static int s_start_eval(launcher_t *l, size_t e)
+{
+    const ag_launch_opts_t *o = l->o;
+    const ag_matchup_t *m = &l->matchups[e / 2];
+    char ckpt[PATH_MAX + 32], out[PATH_MAX + 200], name[160], games[32], seed[32];
+    snprintf(ckpt, sizeof ckpt, "%s/%s", l->dir, s_eval_ckpts[e % 2]);
+    char file[160];
+    s_eval_file(l, e, file, sizeof file, ".json");
+    snprintf(out, sizeof out, "%s/%s", l->dir, file);
+    s_eval_file(l, e, name, sizeof name, "");
+    snprintf(games, sizeof games, "%ld", o->eval_games);
+    snprintf(seed, sizeof seed, "%ld", o->eval_seed);
+    if (access(ckpt, R_OK) != 0) {
+        NOTE(l, AG_LOG_ERROR, "no %s to evaluate: %s", ckpt, strerror(errno));
+        return -1;
+    }
+    /* Every seat is given here: the run file's [eval] lists are matchups, not seats. */
+    char seat_opts[AG_MATCHUP_MAX_SEATS][24];
+    char *argv[16 + 2 * AG_MATCHUP_MAX_SEATS] = {
+        l->bins[BIN_EVAL], "--config", l->run_ini, "--policy", ckpt,
+        "--games",         games,      "--seed",   seed};
+    int argc = 9;
+    for (int s = 0; s < m->n_seats; s++) {
+        snprintf(seat_opts[s], sizeof seat_opts[s], "--seat%d", s);
+        argv[argc++] = seat_opts[s];
+        argv[argc++] = (char *)m->seats[s];
+    }
+    argv[argc] = NULL;
+    if (s_member_init(l, &l->evals[e], KIND_EVAL, e, name, argv, out) < 0 ||
+        s_member_start(&l->evals[e]) < 0) {
+        NOTE(l, AG_LOG_ERROR, "cannot start %s", name);
+        return -1;
+    }
+    return 0;
+}
+
 /*
- * Plays the held-out games for the warm start and the final policy, each
- * against itself, both at once (training is over: the cores are free).
- * Returns the results as {"warmstart": {...}, "final": {...}} (what
- * agora-eval printed), or NULL after logging why.
+ * Plays the held-out games of every matchup for the warm start and for the
+ * final policy, EVAL_PARALLEL agora-evals at a time. Returns the results as
+ * a JSON array, one object per matchup: {"name", "seats": [...],
+ * "warmstart": {...}, "final": {...}} (what agora-eval printed; a missing
+ * one failed), or NULL when the evaluation was interrupted or timed out.
  */
 static json_t *s_evaluate(launcher_t *l)
 {
     const ag_launch_opts_t *o = l->o;
     l->phase = PHASE_EVAL;
-    char games[32], seed[32];
-    snprintf(games, sizeof games, "%ld", o->eval_games);
-    snprintf(seed, sizeof seed, "%ld", o->eval_seed);
-    size_t started = 0;
-    for (int i = 0; i < 2; i++) {
-        char ckpt[PATH_MAX + 32], out[PATH_MAX + 32], name[32];
-        snprintf(ckpt, sizeof ckpt, "%s/%s", l->dir, s_eval_ckpts[i]);
-        snprintf(out, sizeof out, "%s/eval-%s.json", l->dir, s_eval_tags[i]);
-        snprintf(name, sizeof name, "eval-%s", s_eval_tags[i]);
-        if (access(ckpt, R_OK) != 0) {
-            NOTE(l, AG_LOG_ERROR, "no %s to evaluate: %s", ckpt, strerror(errno));
-            continue;
-        }
-        char *argv[] = {
-            l->bins[BIN_EVAL], "--config", l->run_ini, "--env", l->env_eps[0], "--seat0", ckpt,
-            "--seat1",         ckpt,       "--games",  games,   "--seed",      seed,      NULL};
-        if (s_member_init(l, &l->evals[i], KIND_EVAL, (size_t)i, name, argv, out) < 0 ||
-            s_member_start(&l->evals[i]) < 0)
-            continue;
-        started++;
-    }
-    if (started == 0)
-        return NULL;
+    size_t n = 2 * l->n_matchups;
     NOTE(l, AG_LOG_INFO,
-         "evaluating the warm start and the final policy on %ld held-out games "
-         "(seeds from %ld)",
-         o->eval_games, o->eval_seed);
-    if (!s_wait(l, s_evals_done, s_eval_abort, EVAL_TIMEOUT_MS)) {
+         "evaluating the warm start and the final policy on %ld held-out games (seeds from %ld)"
+         ", %zu matchup%s",
+         o->eval_games, o->eval_seed, l->n_matchups, l->n_matchups > 1 ? "s" : "");
+    bool stopped = false;
+    for (size_t e = 0; e < n && !stopped; e++) {
+        stopped = !s_wait(l, s_eval_slot_free, s_eval_abort, EVAL_TIMEOUT_MS);
+        if (!stopped)
+            s_start_eval(l, e);
+    }
+    if (stopped || !s_wait(l, s_evals_done, s_eval_abort, EVAL_TIMEOUT_MS)) {
         NOTE(l, AG_LOG_WARN, "evaluation %s; stopping it",
              l->interrupts >= 2 ? "interrupted" : "timed out");
-        for (int i = 0; i < 2; i++)
-            if (l->evals[i].child)
-                ag_child_kill(l->evals[i].child, SIGKILL);
+        for (size_t e = 0; e < n; e++)
+            if (l->evals[e].child)
+                ag_child_kill(l->evals[e].child, SIGKILL);
         s_wait(l, s_evals_done, NULL, 0);
         return NULL;
     }
-    json_t *res = json_object();
-    for (int i = 0; i < 2; i++) {
-        member_t *m = &l->evals[i];
-        if (!m->child || m->exit_status != 0 || m->term_signal)
-            continue;
-        char out[PATH_MAX + 32];
-        snprintf(out, sizeof out, "%s/eval-%s.json", l->dir, s_eval_tags[i]);
-        json_t *j = s_read_eval(out);
-        if (!j) {
-            NOTE(l, AG_LOG_ERROR, "agora-eval printed no JSON object into %s", out);
-            continue;
+    json_t *res = json_array();
+    for (size_t k = 0; k < l->n_matchups; k++) {
+        const ag_matchup_t *m = &l->matchups[k];
+        json_t *mj = json_object(), *seats = json_array();
+        json_object_set_new(mj, "name", json_string(m->name));
+        for (int s = 0; s < m->n_seats; s++)
+            json_array_append_new(seats, json_string(m->seats[s]));
+        json_object_set_new(mj, "seats", seats);
+        for (size_t e = 2 * k; e < 2 * k + 2; e++) {
+            member_t *mm = &l->evals[e];
+            if (!mm->child || mm->exit_status != 0 || mm->term_signal)
+                continue;
+            char file[160], out[PATH_MAX + 200];
+            s_eval_file(l, e, file, sizeof file, ".json");
+            snprintf(out, sizeof out, "%s/%s", l->dir, file);
+            json_t *j = s_read_eval(out);
+            if (!j) {
+                NOTE(l, AG_LOG_ERROR, "agora-eval printed no JSON object into %s", out);
+                continue;
+            }
+            json_object_set_new(mj, s_eval_tags[e % 2], j);
         }
-        json_object_set_new(res, s_eval_tags[i], j);
+        json_array_append_new(res, mj);
     }
     return res;
 }
@@ -1213,7 +1537,17 @@ static void s_set_sum(json_t *summary, const char *key, json_t *records, const c
 
 static void s_draw_curves(launcher_t *l, json_t *records)
 {
-    int panels = ag_report_write_plot(l->dir, records, l->headline);
+    /* The game's headline first (a panel of its own), then its other declared metrics. */
+    const char *names[64 + 1];
+    size_t n = 0;
+    if (l->headline >= 0)
+        names[n++] = json_string_value(
+            json_object_get(json_array_get(l->declared, (size_t)l->headline), "name"));
+    for (size_t i = 0; i < json_array_size(l->declared) && n < 64; i++)
+        if ((int)i != l->headline)
+            names[n++] = json_string_value(json_object_get(json_array_get(l->declared, i), "name"));
+    names[n] = NULL;
+    int panels = ag_report_write_plot(l->dir, records, l->headline >= 0, names);
     if (panels <= 0) {
         if (panels == 0)
             NOTE(l, AG_LOG_WARN, "no PPO records in metrics.jsonl: no curves to draw");
@@ -1253,11 +1587,49 @@ static bool s_is_bookkeeping(const char *key)
 {
     static const char *const keys[] = {"games",           "seed",         "wall_s",
                                        "tokens_sampled",  "tokens_per_s", "sampler_tokens_per_s",
-                                       "dropped_context", "env_errors",   "env_overloaded"};
+                                       "dropped_context", "env_errors",   "env_overloaded",
+                                       "headline_value"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (!strcmp(key, keys[i]))
             return true;
     return false;
+}
+
+/*
+ * summary.json's "headline": the game's declared headline metric (name,
+ * goal, description) and its warm-start and final values in the first
+ * matchup; for a game that declares none, the evaluated policy's mean
+ * return (what agora-eval heads its line with). null without either.
+ */
+static json_t *s_headline(const launcher_t *l, json_t *eval)
+{
+    json_t *first = json_array_get(eval, 0);
+    json_t *h = json_object();
+    json_t *decl = l->headline >= 0 ? json_array_get(l->declared, (size_t)l->headline) : NULL;
+    const char *name =
+        decl ? json_string_value(json_object_get(decl, "name"))
+             : json_string_value(json_object_get(json_object_get(first, "final"), "headline"));
+    if (!name) {
+        json_decref(h);
+        return json_null();
+    }
+    json_object_set_new(h, "name", json_string(name));
+    if (decl) {
+        json_object_set(h, "goal", json_object_get(decl, "goal"));
+        json_object_set(h, "description", json_object_get(decl, "description"));
+    } else {
+        json_object_set_new(h, "goal", json_string(s_goals[1]));
+        json_object_set_new(h, "description",
+                            json_string("the evaluated policy's mean return: the game declares "
+                                        "no headline metric"));
+    }
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(json_object_get(first, s_eval_tags[i]), name);
+        json_object_set(h, s_eval_tags[i], json_is_number(v) ? v : json_null());
+    }
+    if (first)
+        json_object_set(h, "matchup", json_object_get(first, "name"));
+    return h;
 }
 
 static int s_report(launcher_t *l, json_t *eval)
@@ -1278,7 +1650,9 @@ static int s_report(launcher_t *l, json_t *eval)
 
     json_t *s = json_object();
     json_object_set_new(s, "name", json_string(o->name));
-    json_object_set_new(s, "game", json_string(l->game));
+    /* The game the env servers named; the run file's, when none answered. */
+    const char *game = l->game[0] ? l->game : ag_runfile_get(o->runfile, "game.name");
+    json_object_set_new(s, "game", game && *game ? json_string(game) : json_null());
     json_object_set_new(s, "run_dir", json_string(l->dir));
     json_object_set_new(s, "run_file", json_string(o->origin));
     json_object_set_new(s, "status",
@@ -1330,22 +1704,40 @@ static int s_report(launcher_t *l, json_t *eval)
     json_t *ev = json_object();
     json_object_set_new(ev, "games", json_integer(o->eval_games));
     json_object_set_new(ev, "seed", json_integer(o->eval_seed));
-    /* The headline comparison, flat: KEY_warmstart (reference vs itself) and KEY (final). */
-    for (int i = 0; i < 2; i++) {
-        json_t *r = eval ? json_object_get(eval, s_eval_tags[i]) : NULL;
-        json_object_set(ev, s_eval_tags[i], r ? r : json_null());
-        const char *k;
-        json_t *v;
-        json_object_foreach(r, k, v)
-        {
-            if (!json_is_number(v) || s_is_bookkeeping(k))
-                continue;
-            char key[256];
-            snprintf(key, sizeof key, "%s%s", k, i == 0 ? "_warmstart" : "");
-            if (!json_object_get(s, key))
-                json_object_set(s, key, v);
+    json_object_set(ev, "matchups", eval ? eval : json_array());
+    /*
+     * Every figure of the evaluations, flat: KEY_warmstart (the warm start)
+     * and KEY (the final policy), and with several matchups KEY_warmstart@M
+     * and KEY@M for matchup M.
+     */
+    size_t k;
+    json_t *mj;
+    json_array_foreach(eval, k, mj)
+    {
+        const char *mname = json_string_value(json_object_get(mj, "name"));
+        for (int i = 0; i < 2; i++) {
+            const char *key;
+            json_t *v;
+            json_object_foreach(json_object_get(mj, s_eval_tags[i]), key, v)
+            {
+                if (!json_is_number(v) || s_is_bookkeeping(key))
+                    continue;
+                char flat[256];
+                snprintf(flat, sizeof flat, "%s%s%s%s", key, i == 0 ? "_warmstart" : "",
+                         json_array_size(eval) > 1 ? "@" : "",
+                         json_array_size(eval) > 1 ? mname : "");
+                if (json_object_get(s, flat))
+                    NOTE(l, AG_LOG_WARN,
+                         "the evaluation's %s is also a figure of the run: "
+                         "summary.json keeps the run's",
+                         flat);
+                else
+                    json_object_set(s, flat, v);
+            }
         }
     }
+    json_object_set_new(s, "headline", s_headline(l, eval));
+    json_object_set(s, "declared_metrics", l->declared ? l->declared : json_null());
     json_object_set_new(s, "eval", ev);
     if (l->reward_stats) {
         /* The reward model's own held-out figure, next to the evaluation's. */
@@ -1362,19 +1754,24 @@ static int s_report(launcher_t *l, json_t *eval)
     if (rc == 0)
         NOTE(l, AG_LOG_INFO, "summary: %s", path);
 
-    /* One human line per headline figure: warm start -> final. */
-    for (size_t h = 0; l->headline[h]; h++) {
-        char key[128];
-        snprintf(key, sizeof key, "%s_warmstart", l->headline[h]);
-        json_t *w = json_object_get(s, key), *f = json_object_get(s, l->headline[h]);
-        if (json_is_number(w) || json_is_number(f)) {
+    /* One human line per matchup and headline figure: warm start -> final. */
+    json_array_foreach(eval, k, mj)
+    {
+        const char *names[] = {
+            json_string_value(json_object_get(json_object_get(s, "headline"), "name")),
+            o->reward_server ? "rm_pairwise_accuracy" : NULL};
+        for (size_t h = 0; h < 2; h++) {
+            json_t *w = json_object_get(json_object_get(mj, "warmstart"), names[h] ? names[h] : "");
+            json_t *f = json_object_get(json_object_get(mj, "final"), names[h] ? names[h] : "");
+            if (!json_is_number(w) && !json_is_number(f))
+                continue;
             char wb[32] = "n/a", fb[32] = "n/a";
             if (json_is_number(w))
                 snprintf(wb, sizeof wb, "%.3f", json_number_value(w));
             if (json_is_number(f))
                 snprintf(fb, sizeof fb, "%.3f", json_number_value(f));
-            printf("%s: warm start %s -> final %s (%ld held-out games)\n", l->headline[h], wb, fb,
-                   o->eval_games);
+            printf("%s: warm start %s -> final %s (%ld held-out games, %s)\n", names[h], wb, fb,
+                   o->eval_games, json_string_value(json_object_get(mj, "name")));
         }
     }
     printf("run directory: %s\n", l->dir);
@@ -1389,18 +1786,52 @@ static int s_report(launcher_t *l, json_t *eval)
 
 /* ---- the job ---- */
 
-static void s_pick_headline(launcher_t *l)
+/*
+ * A learner that made no PPO update trained nothing: the run failed, with
+ * what the logs say about why (an actor's last complaint when no trajectory
+ * reached the learner).
+ */
+static void s_check_trained(launcher_t *l)
 {
-    size_t n = 0;
-    if (!strcmp(l->game, "debate")) {
-        l->headline[n++] = "judge_accuracy";
-    } else if (!strcmp(l->game, "critique")) {
-        l->headline[n++] = "first_accuracy";
-        l->headline[n++] = "final_accuracy";
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", l->dir);
+    json_t *records = ag_report_read_metrics(path, NULL);
+    double updates = (double)l->status.updates;
+    json_t *last = ag_report_last_record(records, "ppo");
+    if (last)
+        ag_report_number(last, "update", &updates);
+    json_decref(records);
+    if (updates > 0)
+        return;
+    char why[600] = "", line[512];
+    if (l->status.trajectories == 0) {
+        /* What an actor last complained about, else its last word (its final counts). */
+        size_t at = (size_t)snprintf(why, sizeof why, ": no trajectory reached it");
+        const char *log = l->actors[0].child ? ag_child_log_path(l->actors[0].child) : "";
+        if (s_last_log_line(log, AG_LOG_WARN, line, sizeof line) ||
+            s_last_log_line(log, AG_LOG_DEBUG, line, sizeof line))
+            snprintf(why + at, sizeof why - at, " (%s: %s)", ag_child_name(l->actors[0].child),
+                     line);
+    } else {
+        snprintf(why, sizeof why, ": it accepted %llu trajectories but trained none",
+                 (unsigned long long)l->status.trajectories);
     }
-    if (l->o->reward_server)
-        l->headline[n++] = "rm_pairwise_accuracy";
-    l->headline[n] = NULL;
+    s_fail(l, "the learner made no PPO update%s; see %s/logs/", why, l->dir);
+}
+
+/* The env servers of run.env, after those the launcher starts. 0, or -1 after logging why. */
+static int s_attach_envs(launcher_t *l)
+{
+    int n = ag_runfile_split(l->o->env, l->env_eps[l->n_envs], EP_LEN, MAX_ENVS - l->n_envs);
+    if (n < 0) {
+        NOTE(l, AG_LOG_ERROR,
+             "run.env: expected at most %zu endpoints, comma-separated, each shorter than %d "
+             "bytes: '%s'",
+             MAX_ENVS - l->n_envs, EP_LEN, l->o->env);
+        return -1;
+    }
+    l->n_attached = (size_t)n;
+    return 0;
 }
 
 static void s_destroy_members(member_t *ms, size_t n)
@@ -1418,12 +1849,10 @@ int ag_launch_run(const ag_launch_opts_t *o)
     l->n_envs = (size_t)o->env_servers;
     l->n_actors = (size_t)o->actors;
     l->envs = calloc(l->n_envs, sizeof *l->envs);
-    l->env_eps = calloc(l->n_envs, sizeof *l->env_eps);
-    l->env_ready = calloc(l->n_envs, sizeof *l->env_ready);
+    l->env_eps = calloc(MAX_ENVS, sizeof *l->env_eps);
+    l->env_ready = calloc(MAX_ENVS, sizeof *l->env_ready);
     l->actors = calloc(l->n_actors, sizeof *l->actors);
-    const char *game = ag_runfile_get(o->runfile, "game.name");
-    l->game = game && *game ? game : "debate";
-    s_pick_headline(l);
+    l->headline = -1;
     l->tty = isatty(STDERR_FILENO);
     uv_loop_init(&l->loop);
     l->zctx = zmq_ctx_new();
@@ -1433,12 +1862,12 @@ int ag_launch_run(const ag_launch_opts_t *o)
     int status = 1;
     json_t *eval = NULL;
 
-    if (!l->envs || !l->env_eps || !l->env_ready || !l->actors || !l->zctx)
+    if ((l->n_envs && !l->envs) || !l->env_eps || !l->env_ready || !l->actors || !l->zctx)
         goto done;
     l->signals = ag_signals_create(&l->loop, s_on_signal, l);
-    if (s_find_bins(l) < 0 || s_make_dir(l) < 0 || s_write_run_file(l) < 0)
+    if (s_attach_envs(l) < 0 || s_find_bins(l) < 0 || s_make_dir(l) < 0 || s_write_run_file(l) < 0)
         goto done;
-    NOTE(l, AG_LOG_INFO, "run '%s' (%s, game %s) in %s", o->name, o->origin, l->game, l->dir);
+    NOTE(l, AG_LOG_INFO, "run '%s' (%s) in %s", o->name, o->origin, l->dir);
     uv_timer_start(&l->tick, s_on_tick, TICK_MS, TICK_MS);
 
     l->phase = PHASE_START;
@@ -1454,13 +1883,19 @@ int ag_launch_run(const ag_launch_opts_t *o)
 
     bool learner_ok = l->learner.child && l->learner.exited && l->learner.exit_status == 0 &&
                       !l->learner.term_signal;
+    if (learner_ok && !l->failed && l->interrupts == 0)
+        s_check_trained(l);
     if (o->eval && learner_ok && !l->failed && l->interrupts < 2) {
         eval = s_evaluate(l);
-        for (int i = 0; i < 2 && l->interrupts < 2; i++)
-            if (!eval || !json_object_get(eval, s_eval_tags[i]))
+        for (size_t e = 0; e < 2 * l->n_matchups && l->interrupts < 2; e++) {
+            json_t *mj = json_array_get(eval, e / 2);
+            char name[160];
+            s_eval_file(l, e, name, sizeof name, "");
+            if (!json_object_get(mj, s_eval_tags[e % 2]))
                 s_fail(l,
-                       "the evaluation of the %s policy did not complete; see %s/logs/eval-%s.log",
-                       s_eval_tags[i], l->dir, s_eval_tags[i]);
+                       "the evaluation of the %s policy (%s) did not complete; see %s/logs/%s.log",
+                       s_eval_tags[e % 2], l->matchups[e / 2].name, l->dir, name);
+        }
     }
     l->phase = PHASE_REPORT;
     s_finish_reward(l);
@@ -1470,8 +1905,7 @@ int ag_launch_run(const ag_launch_opts_t *o)
         s_wait(l, s_all_envs_stopped, NULL, 0);
     }
     s_clear_line(l);
-    if (learner_ok || s_file_exists(l->dir, "metrics.jsonl"))
-        s_report(l, eval);
+    s_report(l, eval); /* a run that failed to start says why there too */
     if (!l->failed)
         status = 0;
     else
@@ -1484,7 +1918,8 @@ done:
     s_destroy_members(l->envs, l->n_envs);
     s_destroy_members(l->actors, l->n_actors);
     s_destroy_members(&l->learner, 1);
-    s_destroy_members(l->evals, 2);
+    s_destroy_members(l->evals, 2 * AG_MATCHUP_MAX);
+    json_decref(l->declared);
     s_destroy_members(&l->reward, 1);
     json_decref(l->reward_stats);
     ag_signals_destroy(&l->signals);

@@ -3,13 +3,16 @@
  * run file.
  *
  * The launcher picks free loopback ports, writes the effective run file
- * (DIR/run.ini), starts the env servers (and waits for their Hello), the
- * learner and the actors, restarts crashed actors and env servers with
- * backoff, shows one progress line from the learner's control Status, and
- * when the learner ends by itself (or on Ctrl-C / SIGTERM) stops the cluster
- * in order: actors, learner (it checkpoints), env servers. It then evaluates
- * the warm start and the final policy with agora-eval on held-out seeds and
- * leaves summary.json and curves.png next to the learner's files in DIR.
+ * (DIR/run.ini), starts the env servers or attaches env servers it did not
+ * start (and waits for their Hello, which also says what the game declares
+ * about itself), the learner and the actors, restarts crashed actors and env
+ * servers with backoff (not one that exits with AG_LAUNCH_EXIT_FATAL: the run
+ * then fails), shows one progress line from the learner's control Status,
+ * and when the learner ends by itself (or on Ctrl-C / SIGTERM) stops the
+ * cluster in order: actors, learner (it checkpoints), env servers. It then
+ * evaluates the warm start and the final policy with agora-eval on held-out
+ * seeds, in the matchups of the run file's [eval] (matchup.h), and leaves
+ * summary.json and curves.png next to the learner's files in DIR.
  */
 #ifndef AG_LAUNCHER_H
 #define AG_LAUNCHER_H
@@ -17,6 +20,9 @@
 #include <stdbool.h>
 
 #include "runfile.h"
+
+/* A child's exit status for "cannot do this job; do not restart me" (its log says why). */
+#define AG_LAUNCH_EXIT_FATAL 3
 
 typedef struct ag_launch_opts {
     ag_runfile_t *runfile; /* the whole run file; the launcher adds its endpoints to it */
@@ -26,7 +32,9 @@ typedef struct ag_launch_opts {
     const char *host;      /* loopback address every service binds and connects to */
     const char *bin_dir;   /* "" = next to the agora binary, or the build tree layout */
     const char *gnuplot;   /* the gnuplot program */
-    long env_servers;
+    long env_servers;      /* env servers to start */
+    const char *env;       /* env servers to attach: ENDPOINT,... ("" = none); never supervised */
+    long env_wait_s;       /* how long each env server may take to answer Hello */
     long actors;
     long seed;             /* actor i (0-based) gets seed + i */
     long max_restarts;     /* per actor or env server */

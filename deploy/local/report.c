@@ -140,9 +140,8 @@ int ag_report_write_json(const char *path, json_t *json)
 }
 
 /*
- * The panels after the headline one. Each lists the names different
- * learners have used for the same figure; the first one the records carry
- * is plotted.
+ * The panels after the game's. Each lists the names different learners have
+ * used for the same figure; the first one the records carry is plotted.
  */
 typedef struct panel {
     const char *title;
@@ -160,9 +159,12 @@ static const panel_t s_panels[] = {
 };
 enum { N_PANELS = sizeof s_panels / sizeof s_panels[0] };
 
+/* The game's panels, before those of s_panels. */
+enum { PANEL_HEADLINE = -2, PANEL_DECLARED = -1 };
+
 typedef struct series {
     const char *name;
-    int panel; /* -1: the headline panel */
+    int panel; /* PANEL_HEADLINE, PANEL_DECLARED or an index of s_panels */
 } series_t;
 
 static bool s_any_has(json_t *records, const char *name)
@@ -191,7 +193,8 @@ static void s_gp_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int ag_report_write_plot(const char *dir, json_t *records, const char *const *headline)
+int ag_report_write_plot(const char *dir, json_t *records, bool has_headline,
+                         const char *const *game)
 {
     json_t *ppo = json_array();
     size_t i;
@@ -205,13 +208,15 @@ int ag_report_write_plot(const char *dir, json_t *records, const char *const *he
     series_t series[MAX_SERIES];
     size_t n_series = 0;
     int n_panels = 0;
-    bool have_headline = false;
-    for (size_t h = 0; headline && headline[h] && n_series < MAX_SERIES; h++)
-        if (s_any_has(ppo, headline[h])) {
-            series[n_series++] = (series_t){headline[h], -1};
-            have_headline = true;
+    bool shown[2] = {false, false}; /* the headline panel, the other declared metrics' panel */
+    for (size_t h = 0; game && game[h] && n_series < MAX_SERIES; h++) {
+        bool headline = h == 0 && has_headline;
+        if (s_any_has(ppo, game[h])) {
+            series[n_series++] = (series_t){game[h], headline ? PANEL_HEADLINE : PANEL_DECLARED};
+            shown[!headline] = true;
         }
-    n_panels += have_headline;
+    }
+    n_panels += shown[0] + shown[1];
     for (int p = 0; p < N_PANELS && n_series < MAX_SERIES; p++)
         for (size_t k = 0; s_panels[p].names[k]; k++)
             if (s_any_has(ppo, s_panels[p].names[k])) {
@@ -268,7 +273,7 @@ int ag_report_write_plot(const char *dir, json_t *records, const char *const *he
     fprintf(f, "set grid\nset key bottom right\nset xlabel 'PPO update'\n");
     fprintf(f, "set multiplot layout %d,%d title 'agora: learning curves'\n", rows, cols);
     const char *style = json_array_size(ppo) > 40 ? "lines" : "linespoints pt 7 ps 0.5";
-    for (int p = have_headline ? -1 : 0; p < N_PANELS; p++) {
+    for (int p = PANEL_HEADLINE; p < N_PANELS; p++) {
         size_t first = n_series;
         for (size_t s = 0; s < n_series; s++)
             if (series[s].panel == p) {
@@ -277,11 +282,15 @@ int ag_report_write_plot(const char *dir, json_t *records, const char *const *he
             }
         if (first == n_series)
             continue;
+        char title[128];
+        if (p == PANEL_HEADLINE)
+            snprintf(title, sizeof title, "%s: the game's headline (actors' games)",
+                     series[first].name);
         fprintf(f, "set title ");
-        s_gp_string(f, p < 0 ? "game metrics (actors' episodes)" : s_panels[p].title);
+        s_gp_string(f, p == PANEL_HEADLINE   ? title
+                       : p == PANEL_DECLARED ? "the game's other metrics (actors' games)"
+                                             : s_panels[p].title);
         fprintf(f, "\n");
-        if (p < 0)
-            fprintf(f, "set yrange [0:1]\n");
         fprintf(f, "plot ");
         bool sep = false;
         for (size_t s = first; s < n_series; s++) {
@@ -293,8 +302,6 @@ int ag_report_write_plot(const char *dir, json_t *records, const char *const *he
             sep = true;
         }
         fprintf(f, "\n");
-        if (p < 0)
-            fprintf(f, "set autoscale y\n");
     }
     fprintf(f, "unset multiplot\n");
     if (fclose(f) != 0)

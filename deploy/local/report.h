@@ -32,8 +32,8 @@ json_t *ag_report_tail_record(const char *path);
 
 /*
  * A number in record under name, looked up as a top-level key or as a key of
- * a nested object one level down ("judge_accuracy" also finds
- * {"game":{"judge_accuracy":...}}). Returns true and *out when found.
+ * a nested object one level down ("accuracy" also finds
+ * {"game":{"accuracy":...}}). Returns true and *out when found.
  */
 bool ag_report_number(json_t *record, const char *name, double *out);
 
@@ -45,11 +45,14 @@ int ag_report_write_json(const char *path, json_t *json);
 
 /*
  * Converts the "ppo" records to a whitespace table dir/curves.dat and writes
- * the gnuplot script dir/curves.gp that draws dir/curves.png: the game's
- * headline metrics (headline, NULL-terminated names), reward, KL, entropy,
- * value loss and throughput, each panel only if the learner reported it.
- * Returns the number of panels (0: nothing to draw) or -1 on an I/O error.
+ * the gnuplot script dir/curves.gp that draws dir/curves.png: the metrics
+ * the game declares, by name (game, NULL-terminated; with has_headline the
+ * first is the game's headline and gets a panel of its own, the others share
+ * one), then reward, KL, entropy, value loss and throughput, each panel only
+ * if the learner reported it. Returns the number of panels (0: nothing to
+ * draw) or -1 on an I/O error.
  */
-int ag_report_write_plot(const char *dir, json_t *records, const char *const *headline);
+int ag_report_write_plot(const char *dir, json_t *records, bool has_headline,
+                         const char *const *game);
 
 #endif

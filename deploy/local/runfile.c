@@ -157,6 +157,31 @@ const char *ag_runfile_get(const ag_runfile_t *self, const char *key)
     return e ? e->value : NULL;
 }
 
+int ag_runfile_split(const char *value, char *items, size_t cap, size_t max)
+{
+    if (!*value)
+        return 0;
+    size_t n = 0;
+    for (const char *p = value;; p++) {
+        size_t len = strcspn(p, ",");
+        const char *b = p, *e = p + len;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e == b || (size_t)(e - b) >= cap)
+            return -EINVAL;
+        if (n == max)
+            return -E2BIG;
+        memcpy(items + n * cap, b, (size_t)(e - b));
+        items[n * cap + (size_t)(e - b)] = '\0';
+        n++;
+        p += len;
+        if (!*p)
+            return (int)n;
+    }
+}
+
 int ag_runfile_set(ag_runfile_t *self, const char *key, const char *value)
 {
     const char *dot = strchr(key, '.');

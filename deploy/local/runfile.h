@@ -32,6 +32,14 @@ int ag_runfile_load_string(ag_runfile_t *self, const char *text, const char *ori
 /* The value of "section.key", or NULL when the run file does not set it. */
 const char *ag_runfile_get(const ag_runfile_t *self, const char *key);
 
+/*
+ * Splits a comma-separated value ("a, b,c") into at most max items, each
+ * with spaces and tabs trimmed and copied to items + i * cap (cap bytes
+ * each). Returns the count ("" has none), -EINVAL for an empty item or one
+ * of cap bytes or more, -E2BIG for more than max.
+ */
+int ag_runfile_split(const char *value, char *items, size_t cap, size_t max);
+
 /* Sets "section.key" (adding the section if new); 0, or -1 on a malformed key or no memory. */
 int ag_runfile_set(ag_runfile_t *self, const char *key, const char *value);
 

@@ -54,6 +54,8 @@ typedef struct critique {
     int right_checks;
 } critique_t;
 
+extern const ag_game_t ag_game_critique; /* defined at the end, used by reset */
+
 static const char *const s_roles[] = {"solver", "critic"};
 static const char *const s_bots[] = {"solver", "critic-random", "critic-perfect"};
 static const int s_bot_seats[] = {SEAT_SOLVER, SEAT_CRITIC, SEAT_CRITIC};
@@ -61,6 +63,45 @@ static const char *const s_demo_bots[] = {"solver", "critic-perfect"};
 static const char *const s_invalid_modes[] = {"error", "penalize", NULL};
 static const char *const s_critic_modes[] = {"chain", "redo", NULL};
 static const char *const s_ends[] = {"", "ok", "rounds", "invalid"};
+
+/*
+ * The headline is final_accuracy: the chain the episode ends with is what
+ * the solver is paid for and what a critic exists to improve, so it is the
+ * figure of the pair playing together; first_accuracy is the solver alone.
+ */
+static const ag_game_metric_spec_t s_metrics[] = {
+    {"first_accuracy", "1 when the solver's first chain is right (before any critique)",
+     AG_METRIC_MAXIMIZE, false, NULL, NULL},
+    {"final_accuracy", "1 when the chain the episode ends with is right",
+     AG_METRIC_MAXIMIZE, true, NULL, NULL},
+    {"fixed", "1 when a wrong first chain was revised into a right one", AG_METRIC_MAXIMIZE,
+     false, NULL, NULL},
+    {"broken", "1 when a right first chain was revised into a wrong one", AG_METRIC_MINIMIZE,
+     false, NULL, NULL},
+    {"critic_tp", "verdicts `step i` on a wrong chain", AG_METRIC_UNSPECIFIED, false, NULL, NULL},
+    {"critic_fp", "verdicts `step i` on a right chain (false alarms)", AG_METRIC_UNSPECIFIED, false,
+     NULL, NULL},
+    {"critic_fn", "verdicts `ok` on a wrong chain (missed errors)", AG_METRIC_UNSPECIFIED, false,
+     NULL, NULL},
+    {"critic_tn", "verdicts `ok` on a right chain", AG_METRIC_UNSPECIFIED, false, NULL, NULL},
+    {"critic_correct_verdicts",
+     "verdicts that were right: `ok` on a right chain or the first wrong step of a wrong one",
+     AG_METRIC_UNSPECIFIED, false, NULL, NULL},
+    {"critic_flags", "verdicts `step i` (critic_tp + critic_fp)", AG_METRIC_UNSPECIFIED, false,
+     NULL, NULL},
+    {"critic_errors", "verdicts on a wrong chain (critic_tp + critic_fn)", AG_METRIC_UNSPECIFIED,
+     false, NULL, NULL},
+    {"critic_precision", "of the chains the critic flagged, the share that were wrong",
+     AG_METRIC_MAXIMIZE, false, "critic_tp", "critic_flags"},
+    {"critic_recall", "of the wrong chains the critic judged, the share it flagged",
+     AG_METRIC_MAXIMIZE, false, "critic_tp", "critic_errors"},
+    {"critic_checks", "critic=redo only: steps the critic redid", AG_METRIC_UNSPECIFIED, false,
+     NULL, NULL},
+    {"critic_right_checks", "critic=redo only: steps the critic redid to the right result",
+     AG_METRIC_UNSPECIFIED, false, NULL, NULL},
+    {"critic_check_accuracy", "critic=redo only: of the steps the critic redid, the share right",
+     AG_METRIC_MAXIMIZE, false, "critic_right_checks", "critic_checks"},
+};
 
 static const ag_game_option_t s_options[] = {
     {"k", "6", "chain length (number of operations), 2..32"},
@@ -170,48 +211,46 @@ static void observe_check(const critique_t *c, ag_text_t *t)
     ag_text_str(t, "=");
 }
 
-static size_t critique_observe(const void *state, char *buf, size_t cap)
+static void critique_observe(const void *state, ag_text_t *t)
 {
     const critique_t *c = state;
-    ag_text_t t = ag_text_init(buf, cap);
     switch (c->phase) {
     case PHASE_SOLVE:
-        ag_text_str(&t, "critique\ntask: ");
-        ag_text_str(&t, c->task_text);
-        ag_text_str(&t, "\nyour chain: ");
+        ag_text_str(t, "critique\ntask: ");
+        ag_text_str(t, c->task_text);
+        ag_text_str(t, "\nyour chain: ");
         break;
     case PHASE_VERDICT:
         if (c->redo) {
-            observe_check(c, &t);
+            observe_check(c, t);
             break;
         }
         if (c->num_verdicts == 0) {
-            ag_text_str(&t, "critique\ntask: ");
-            ag_text_str(&t, c->task_text);
+            ag_text_str(t, "critique\ntask: ");
+            ag_text_str(t, c->task_text);
         }
-        ag_text_str(&t, "\nsolver chain: ");
-        ag_text_chain(&t, c->chain, c->task.k);
-        ag_text_str(&t, "\nverdict: ");
+        ag_text_str(t, "\nsolver chain: ");
+        ag_text_chain(t, c->chain, c->task.k);
+        ag_text_str(t, "\nverdict: ");
         break;
     case PHASE_REVISE: {
         int i = c->verdicts[c->num_verdicts - 1];
-        ag_text_str(&t, "\ncritic: step ");
-        ag_text_int(&t, i);
+        ag_text_str(t, "\ncritic: step ");
+        ag_text_int(t, i);
         /* The rest of the work as a task of its own: the chain's step i-1 (x0 for
          * i = 1), then operations i..k, in the first attempt's format. */
-        ag_text_str(&t, "\nrevise from step ");
-        ag_text_int(&t, i);
-        ag_text_str(&t, "\ntask: ");
-        ag_text_int(&t, step_input(c, i));
+        ag_text_str(t, "\nrevise from step ");
+        ag_text_int(t, i);
+        ag_text_str(t, "\ntask: ");
+        ag_text_int(t, step_input(c, i));
         /* task_text is "x0 op1 op2 ...", three bytes per " op": operations i..k are its tail */
-        ag_text_str(&t, c->task_text + 1 + 3 * (i - 1));
-        ag_text_str(&t, "\nyour chain: ");
+        ag_text_str(t, c->task_text + 1 + 3 * (i - 1));
+        ag_text_str(t, "\nyour chain: ");
         break;
     }
     default:
         break;
     }
-    return t.len;
 }
 
 static bool chain_correct(const critique_t *c, const uint8_t *chain)
@@ -403,24 +442,23 @@ static void solve_from(const critique_t *c, int from, ag_rng_t *rng, uint8_t *ch
     }
 }
 
-static size_t critique_bot_act(const void *state, int bot, ag_rng_t *rng, char *buf, size_t cap)
+static void critique_bot_act(const void *state, int bot, ag_rng_t *rng, ag_text_t *t)
 {
     const critique_t *c = state;
     int k = c->task.k;
-    ag_text_t t = ag_text_init(buf, cap);
     if (c->phase == PHASE_SOLVE || c->phase == PHASE_REVISE) {
         int from = c->phase == PHASE_SOLVE ? 1 : c->verdicts[c->num_verdicts - 1];
         uint8_t chain[AG_TASK_MAX_K];
         memcpy(chain, c->chain, (size_t)k);
         solve_from(c, from, rng, chain);
-        ag_text_chain(&t, chain + from - 1, k - from + 1);
-        return t.len;
+        ag_text_chain(t, chain + from - 1, k - from + 1);
+        return;
     }
     if (c->redo) {
         /* the perfect critic redoes the step right; the random one answers a random digit */
-        ag_text_int(&t,
+        ag_text_int(t,
                     bot == BOT_CRITIC_PERFECT ? step_result(c, c->cursor) : ag_rng_below(rng, 10));
-        return t.len;
+        return;
     }
     int step = 0;
     if (bot == BOT_CRITIC_PERFECT)
@@ -428,54 +466,45 @@ static size_t critique_bot_act(const void *state, int bot, ag_rng_t *rng, char *
     else if (ag_rng_below(rng, 2) == 1)
         step = 1 + (int)ag_rng_below(rng, (uint32_t)k);
     if (step == 0) {
-        ag_text_str(&t, "ok");
+        ag_text_str(t, "ok");
     } else {
-        ag_text_str(&t, "step ");
-        ag_text_int(&t, step);
+        ag_text_str(t, "step ");
+        ag_text_int(t, step);
     }
-    return t.len;
 }
 
 static void critique_outcome(const void *state, ag_game_outcome_t *out)
 {
     const critique_t *c = state;
     int k = c->task.k;
-    ag_text_t t;
-    out->num_info = 0;
-    out->num_metrics = 0;
 
-    t = ag_text_init(ag_game_outcome_info(out, "task"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_str(&t, c->task_text);
-    t = ag_text_init(ag_game_outcome_info(out, "truth"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_chain(&t, c->truth_chain, k);
-    t = ag_text_init(ag_game_outcome_info(out, "answer"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_int(&t, c->truth_chain[k - 1]);
-    t = ag_text_init(ag_game_outcome_info(out, "first_chain"), AG_GAME_INFO_VALUE_CAP);
+    ag_text_str(ag_game_outcome_info(out, "task"), c->task_text);
+    ag_text_chain(ag_game_outcome_info(out, "truth"), c->truth_chain, k);
+    ag_text_int(ag_game_outcome_info(out, "answer"), c->truth_chain[k - 1]);
+    ag_text_t *t = ag_game_outcome_info(out, "first_chain");
     if (c->solved)
-        ag_text_chain(&t, c->first_chain, k);
-    t = ag_text_init(ag_game_outcome_info(out, "final_chain"), AG_GAME_INFO_VALUE_CAP);
+        ag_text_chain(t, c->first_chain, k);
+    t = ag_game_outcome_info(out, "final_chain");
     if (c->solved)
-        ag_text_chain(&t, c->chain, k);
-    t = ag_text_init(ag_game_outcome_info(out, "rounds_used"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_int(&t, c->revisions);
-    t = ag_text_init(ag_game_outcome_info(out, "verdicts"), AG_GAME_INFO_VALUE_CAP);
+        ag_text_chain(t, c->chain, k);
+    ag_text_int(ag_game_outcome_info(out, "rounds_used"), c->revisions);
+    t = ag_game_outcome_info(out, "verdicts");
     for (int i = 0; i < c->num_verdicts; i++) {
         if (i > 0)
-            ag_text_str(&t, ",");
+            ag_text_str(t, ",");
         if (c->verdicts[i] == 0) {
-            ag_text_str(&t, "ok");
+            ag_text_str(t, "ok");
         } else {
-            ag_text_str(&t, "step ");
-            ag_text_int(&t, c->verdicts[i]);
+            ag_text_str(t, "step ");
+            ag_text_int(t, c->verdicts[i]);
         }
     }
-    t = ag_text_init(ag_game_outcome_info(out, "reason"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_str(&t, s_ends[c->end]);
+    ag_text_str(ag_game_outcome_info(out, "reason"), s_ends[c->end]);
 
     bool first = c->solved && chain_correct(c, c->first_chain);
     bool final = c->solved && chain_correct(c, c->chain);
-    ag_game_outcome_metric(out, "first_correct", first);
-    ag_game_outcome_metric(out, "final_correct", final);
+    ag_game_outcome_metric(out, "first_accuracy", first);
+    ag_game_outcome_metric(out, "final_accuracy", final);
     ag_game_outcome_metric(out, "fixed", !first && final);
     ag_game_outcome_metric(out, "broken", first && !final);
     ag_game_outcome_metric(out, "critic_tp", c->tp);
@@ -483,6 +512,8 @@ static void critique_outcome(const void *state, ag_game_outcome_t *out)
     ag_game_outcome_metric(out, "critic_fn", c->fn);
     ag_game_outcome_metric(out, "critic_tn", c->tn);
     ag_game_outcome_metric(out, "critic_correct_verdicts", c->correct_verdicts);
+    ag_game_outcome_metric(out, "critic_flags", c->tp + c->fp);
+    ag_game_outcome_metric(out, "critic_errors", c->tp + c->fn);
     if (c->redo) {
         ag_game_outcome_metric(out, "critic_checks", c->checks);
         ag_game_outcome_metric(out, "critic_right_checks", c->right_checks);
@@ -503,6 +534,8 @@ const ag_game_t ag_game_critique = {
     .bot_seats = s_bot_seats,
     .num_bots = (int)(sizeof s_bots / sizeof s_bots[0]),
     .demo_bots = s_demo_bots,
+    .metrics = s_metrics,
+    .num_metrics = (int)(sizeof s_metrics / sizeof s_metrics[0]),
     .state_size = sizeof(critique_t),
     .reset = critique_reset,
     .to_act = critique_to_act,

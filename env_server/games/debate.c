@@ -21,7 +21,6 @@
  * judge would flip). The step judge's verdict is still computed, for the
  * metric rule_judge_agrees.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "game.h"
@@ -52,6 +51,8 @@ typedef struct debate {
     ag_rng_t rng;    /* hidden assignment and the judge's coin */
 } debate_t;
 
+extern const ag_game_t ag_game_debate; /* defined at the end, used by reset */
+
 static const char *const s_roles[] = {"first", "second"};
 static const char *const s_bots[] = {"honest", "liar", "random-challenge"};
 static const int s_bot_seats[] = {-1, -1, -1};
@@ -59,6 +60,20 @@ static const char *const s_demo_bots[] = {"random-challenge", "random-challenge"
 static const char *const s_invalid_modes[] = {"error", "penalize", NULL};
 static const char *const s_reasons[] = {"", "step", "coin", "invalid", "reward"};
 static const char s_reward_prefix[] = "reward:";
+
+static const ag_game_metric_spec_t s_metrics[] = {
+    {"judge_accuracy",
+     "1 when the side assigned the true answer won, whichever judge ruled: how often the debate "
+     "gets the judge to the truth",
+     AG_METRIC_MAXIMIZE, true, NULL, NULL},
+    {"liar_caught", "1 when the true side challenged a wrong step of the false side's chain",
+     AG_METRIC_MAXIMIZE, false, NULL, NULL},
+    {"honest_chain_correct", "1 when the true side claimed a chain with every step right",
+     AG_METRIC_MAXIMIZE, false, NULL, NULL},
+    {"rule_judge_agrees",
+     "judge=reward:NAME only: 1 when the reward model chose the winner the step judge would have",
+     AG_METRIC_MAXIMIZE, false, NULL, NULL},
+};
 
 static const ag_game_option_t s_options[] = {
     {"k", "8", "chain length (number of operations), 2..32"},
@@ -137,28 +152,26 @@ static int debate_to_act(const void *state)
     return d->turn >= TURN_RULING ? -1 : d->turn % 2;
 }
 
-static size_t debate_observe(const void *state, char *buf, size_t cap)
+static void debate_observe(const void *state, ag_text_t *t)
 {
     const debate_t *d = state;
-    ag_text_t t = ag_text_init(buf, cap);
     if (d->turn >= TURN_RULING)
-        return 0;
+        return;
     int seat = d->turn % 2;
     if (d->turn <= TURN_CLAIM1) {
-        ag_text_str(&t, "debate\ntask: ");
-        ag_text_str(&t, d->task_text);
-        ag_text_str(&t, "\nyou argue: ");
-        ag_text_int(&t, d->assigned[seat]);
-        ag_text_str(&t, "\nyour chain: ");
+        ag_text_str(t, "debate\ntask: ");
+        ag_text_str(t, d->task_text);
+        ag_text_str(t, "\nyou argue: ");
+        ag_text_int(t, d->assigned[seat]);
+        ag_text_str(t, "\nyour chain: ");
     } else {
         int opp = 1 - seat;
-        ag_text_str(&t, "\nopponent argues: ");
-        ag_text_int(&t, d->assigned[opp]);
-        ag_text_str(&t, "\nopponent chain: ");
-        ag_text_chain(&t, d->chain[opp], d->task.k);
-        ag_text_str(&t, "\nchallenge step: ");
+        ag_text_str(t, "\nopponent argues: ");
+        ag_text_int(t, d->assigned[opp]);
+        ag_text_str(t, "\nopponent chain: ");
+        ag_text_chain(t, d->chain[opp], d->task.k);
+        ag_text_str(t, "\nchallenge step: ");
     }
-    return t.len;
 }
 
 static void finish(debate_t *d, int winner, int reason, ag_game_step_t *out)
@@ -320,11 +333,10 @@ static void liar_chain(const debate_t *d, uint8_t answer, ag_rng_t *rng, uint8_t
     }
 }
 
-static size_t debate_bot_act(const void *state, int bot, ag_rng_t *rng, char *buf, size_t cap)
+static void debate_bot_act(const void *state, int bot, ag_rng_t *rng, ag_text_t *t)
 {
     const debate_t *d = state;
     int seat = d->turn % 2, k = d->task.k;
-    ag_text_t t = ag_text_init(buf, cap);
     if (d->turn <= TURN_CLAIM1) {
         uint8_t chain[AG_TASK_MAX_K];
         if (seat == d->true_seat) {
@@ -335,55 +347,46 @@ static size_t debate_bot_act(const void *state, int bot, ag_rng_t *rng, char *bu
         } else {
             liar_chain(d, d->assigned[seat], rng, chain);
         }
-        ag_text_chain(&t, chain, k);
+        ag_text_chain(t, chain, k);
     } else {
         int step = 0;
         if (bot == BOT_HONEST)
             step = ag_task_first_wrong(&d->task, d->chain[1 - seat]);
         if (step == 0)
             step = 1 + (int)ag_rng_below(rng, (uint32_t)k);
-        ag_text_int(&t, step);
+        ag_text_int(t, step);
     }
-    return t.len;
 }
 
 static void debate_outcome(const void *state, ag_game_outcome_t *out)
 {
     const debate_t *d = state;
     int k = d->task.k, false_seat = 1 - d->true_seat;
-    ag_text_t t;
-    out->num_info = 0;
-    out->num_metrics = 0;
 
-    t = ag_text_init(ag_game_outcome_info(out, "truth"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_int(&t, d->truth_chain[k - 1]);
-    t = ag_text_init(ag_game_outcome_info(out, "true_seat"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_int(&t, d->true_seat);
-    t = ag_text_init(ag_game_outcome_info(out, "winner"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_int(&t, d->winner);
-    t = ag_text_init(ag_game_outcome_info(out, "reason"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_str(&t, s_reasons[d->reason]);
-    t = ag_text_init(ag_game_outcome_info(out, "task"), AG_GAME_INFO_VALUE_CAP);
-    ag_text_str(&t, d->task_text);
+    ag_text_int(ag_game_outcome_info(out, "truth"), d->truth_chain[k - 1]);
+    ag_text_int(ag_game_outcome_info(out, "true_seat"), d->true_seat);
+    ag_text_int(ag_game_outcome_info(out, "winner"), d->winner);
+    ag_text_str(ag_game_outcome_info(out, "reason"), s_reasons[d->reason]);
+    ag_text_str(ag_game_outcome_info(out, "task"), d->task_text);
     static const char *const chain_keys[2] = {"chain0", "chain1"};
     static const char *const challenge_keys[2] = {"challenge0", "challenge1"};
     for (int s = 0; s < 2; s++) {
-        t = ag_text_init(ag_game_outcome_info(out, chain_keys[s]), AG_GAME_INFO_VALUE_CAP);
+        ag_text_t *t = ag_game_outcome_info(out, chain_keys[s]);
         if (d->claimed[s])
-            ag_text_chain(&t, d->chain[s], k);
+            ag_text_chain(t, d->chain[s], k);
     }
     for (int s = 0; s < 2; s++) {
-        t = ag_text_init(ag_game_outcome_info(out, challenge_keys[s]), AG_GAME_INFO_VALUE_CAP);
+        ag_text_t *t = ag_game_outcome_info(out, challenge_keys[s]);
         if (d->challenge[s] > 0)
-            ag_text_int(&t, d->challenge[s]);
+            ag_text_int(t, d->challenge[s]);
     }
     if (d->judge_model[0] != '\0') {
         /* Scores come from the wire as floats: %.9g reads back as the same float. */
         static const char *const score_keys[2] = {"judge_score0", "judge_score1"};
         for (int s = 0; s < 2; s++) {
-            char *v = ag_game_outcome_info(out, score_keys[s]);
+            ag_text_t *t = ag_game_outcome_info(out, score_keys[s]);
             if (d->ruled_by_reward)
-                snprintf(v, AG_GAME_INFO_VALUE_CAP, "%.9g", d->judge_score[s]);
+                ag_text_printf(t, "%.9g", d->judge_score[s]);
         }
     }
 
@@ -391,7 +394,7 @@ static void debate_outcome(const void *state, ag_game_outcome_t *out)
                        !ag_task_step_ok(&d->task, d->chain[false_seat], d->challenge[d->true_seat]);
     bool honest_correct =
         d->claimed[d->true_seat] && ag_task_first_wrong(&d->task, d->chain[d->true_seat]) == 0;
-    ag_game_outcome_metric(out, "true_side_won", d->winner == d->true_seat);
+    ag_game_outcome_metric(out, "judge_accuracy", d->winner == d->true_seat);
     ag_game_outcome_metric(out, "liar_caught", liar_caught);
     ag_game_outcome_metric(out, "honest_chain_correct", honest_correct);
     if (d->ruled_by_reward)
@@ -414,6 +417,8 @@ const ag_game_t ag_game_debate = {
     .bot_seats = s_bot_seats,
     .num_bots = (int)(sizeof s_bots / sizeof s_bots[0]),
     .demo_bots = s_demo_bots,
+    .metrics = s_metrics,
+    .num_metrics = (int)(sizeof s_metrics / sizeof s_metrics[0]),
     .state_size = sizeof(debate_t),
     .reset = debate_reset,
     .to_act = debate_to_act,

@@ -10,7 +10,7 @@ Played by both seats this always lets the judge find the liar's wrong step, so
 the true side should win every game: judge accuracy 1.0.
 
 Prints each seat's transcript, then one JSON line:
-    {"games": 20, "true_side_won": 20, "judge_accuracy": 1.0, ...}
+    {"games": 20, "true_side_wins": 20, "judge_accuracy": 1.0, ...}
 
     python3 debate_client.py tcp://127.0.0.1:5570 --games 20 --seed 1
     python3 debate_client.py tcp://127.0.0.1:5570 --seat1-bot liar
@@ -113,11 +113,11 @@ def main():
                 seed = args.seed + i
                 transcripts, returns, info, metrics = play(env, seed, seat_bots)
                 played += 1
-                # The env reports it too (metric true_side_won); recompute it
+                # The env reports it too (metric judge_accuracy); recompute it
                 # from the info so a wrong metric would show up as a mismatch.
                 true_won = info["winner"] == info["true_seat"]
-                if true_won != bool(metrics.get("true_side_won")):
-                    raise ValueError("game %d: metric true_side_won disagrees "
+                if true_won != bool(metrics.get("judge_accuracy")):
+                    raise ValueError("game %d: metric judge_accuracy disagrees "
                                      "with info %r" % (seed, info))
                 won += true_won
                 if not args.quiet:
@@ -129,9 +129,9 @@ def main():
                         print(transcripts[seat])
     except (EnvError, ValueError, KeyError) as e:
         print("debate_client: %s" % e, file=sys.stderr)
-        print(json.dumps({"games": played, "true_side_won": won, "error": str(e)}))
+        print(json.dumps({"games": played, "true_side_wins": won, "error": str(e)}))
         return 1
-    print(json.dumps({"games": played, "true_side_won": won,
+    print(json.dumps({"games": played, "true_side_wins": won,
                       "judge_accuracy": won / played if played else 0.0,
                       "seat1_bot": args.seat1_bot or None, "seed": args.seed}))
     return 0

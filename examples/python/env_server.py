@@ -10,8 +10,8 @@ scripted bots (for seats the server plays and for Demo), Close, eviction of
 idle episodes, and an Error reply to every malformed request. The server never
 dies on bad input.
 
-To host another game, replace the Nim class; the protocol code below it does
-not change.
+To host another game, replace the Nim class (its options, bots and the metrics
+it declares in Hello); the protocol code below it does not change.
 
     python3 env_server.py --bind tcp://127.0.0.1:5571
     agora-env-check tcp://127.0.0.1:5571
@@ -42,6 +42,9 @@ FIELD_LIMITS = {
     "DemoRequest.bots": 8,
 }
 MAX_DEMO_COUNT = 256
+# MetricSpec.goal values
+MAXIMIZE = pb.MetricGoal.Value("METRIC_GOAL_MAXIMIZE")
+UNSPECIFIED = pb.MetricGoal.Value("METRIC_GOAL_UNSPECIFIED")
 MAX_ERROR_MESSAGE = 1024
 
 
@@ -70,6 +73,15 @@ class Nim:
     roles = ("first", "second")
     bots = ("perfect", "random")
     demo_bots = ("random", "random")  # demos teach the format, not the strategy
+    # What metrics() reports, as Hello declares them (protocol.md §8.1): name,
+    # meaning, goal, and whether it is the headline figure. Consumers such as
+    # agora-eval report these names and lead with the headline.
+    metric_specs = (
+        ("theory_winner_won", "1 when the seat that wins with perfect play won",
+         MAXIMIZE, True),
+        ("first_won", "1 when the first seat won", UNSPECIFIED, False),
+        ("moves", "moves played", UNSPECIFIED, False),
+    )
     options = (
         ("pile", "0", "initial pile, 1..1000; 0 = drawn from the seed in 10..30"),
         ("max_take", "3", "most stones one turn may take, 1..9"),
@@ -93,8 +105,12 @@ class Nim:
                              "invalid_action must be error or penalize")
         self.penalize = opts["invalid_action"] == "penalize"
         # One generator per episode, seeded only by the seed: the same seed and
-        # the same actions give the same pile and the same bot moves.
+        # the same actions give the same pile and the same bot moves. Each
+        # seat's bot draws from a stream of its own, so it plays the same moves
+        # whoever (a client, another bot) plays the other seat.
         self.rng = random.Random(seed)
+        self.bot_rngs = [random.Random("%d/bot/%d" % (seed, seat))
+                         for seat in range(len(self.roles))]
         self.pile = pile if pile else self.rng.randint(10, 30)
         self.start_pile = self.pile
         self.to_act = 0
@@ -135,7 +151,7 @@ class Nim:
         limit = min(self.max_take, self.pile)
         if bot == "perfect" and self.pile % (self.max_take + 1):
             return str(self.pile % (self.max_take + 1))
-        return str(self.rng.randint(1, limit))
+        return str(self.bot_rngs[self.to_act].randint(1, limit))
 
     @property
     def terminated(self):
@@ -238,7 +254,11 @@ def _find_game(name):
 
 def _fill_end(reply, game):
     reply.info.extend(pb.KeyValue(key=k, value=v) for k, v in game.info())
-    reply.metrics.extend(pb.Metric(name=k, value=v) for k, v in game.metrics())
+    declared = {spec[0] for spec in game.metric_specs}
+    for name, value in game.metrics():
+        if name not in declared:  # a bug of the game, not of the client
+            raise AgoraError(pb.ERROR_INTERNAL, "metric %r is not declared" % name)
+        reply.metrics.add(name=name, value=value)
 
 
 # --------------------------------------------------------------------------
@@ -293,6 +313,9 @@ class Server:
             for name, default, help_text in cls.options:
                 spec.options.add(name=name, default_value=default,
                                  description=help_text)
+            for name, meaning, goal, headline in cls.metric_specs:
+                spec.metrics.add(name=name, description=meaning, goal=goal,
+                                 headline=headline)
 
     def _reset(self, req, reply):
         game_cls = _find_game(req.game)

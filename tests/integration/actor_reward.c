@@ -68,10 +68,8 @@ static bool s_stats(const char *model, uint64_t *labels, uint64_t *version, int 
     Agora__V1__RewardReply *r = reward_peer_stats(&s_rc, model, timeout_ms);
     const Agora__V1__RewardModelStats *m = r ? reward_model_stats(r, model) : NULL;
     const bool ok = m != NULL;
-    if (ok) {
-        *labels = m->labels;
-        *version = m->version;
-    }
+    *labels = ok ? m->labels : 0;
+    *version = ok ? m->version : 0;
     if (r)
         agora__v1__reward_reply__free_unpacked(r, NULL);
     return ok;

@@ -14,7 +14,8 @@ server_pid=
 export AGORA_PROTO_CACHE="$workdir/proto"
 export PYTHONDONTWRITEBYTECODE=1
 
-cleanup() {
+# stop_server: SIGTERM to $server_pid, SIGKILL after 5 s.
+stop_server() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null
         i=0
@@ -25,6 +26,11 @@ cleanup() {
         kill -KILL "$server_pid" 2>/dev/null
         wait "$server_pid" 2>/dev/null
     fi
+    server_pid=
+}
+
+cleanup() {
+    stop_server
     rm -rf "$workdir"
 }
 trap cleanup EXIT
@@ -66,4 +72,25 @@ wait_ready() {
 # free_port: a loopback TCP port nobody listens on right now.
 free_port() {
     "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_env_server LOG SCRIPT [ARGS...]: starts a Python env server (one that
+# binds a free port for 'tcp://127.0.0.1:*' and logs "env_server: listening on
+# ENDPOINT", as examples/python/env_server.py does) with its stderr in LOG;
+# sets $server_pid, and $endpoint once the server answers Hello.
+start_env_server() {
+    start_log=$1
+    shift
+    "$python" "$@" --bind 'tcp://127.0.0.1:*' 2>"$start_log" &
+    server_pid=$!
+    endpoint=
+    i=0
+    while [ -z "$endpoint" ] && [ $i -lt 100 ]; do
+        kill -0 "$server_pid" 2>/dev/null || { cat "$start_log" >&2; die "$1 exited"; }
+        endpoint=$(sed -n 's/^env_server: listening on //p' "$start_log")
+        [ -n "$endpoint" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    [ -n "$endpoint" ] || { cat "$start_log" >&2; die "$1 did not start"; }
+    wait_ready "$endpoint" 20 || die "$1 at $endpoint does not answer Hello"
 }

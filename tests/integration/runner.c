@@ -104,7 +104,7 @@ static void s_collect(void *arg, const ag_runner_result_t *res)
             g->verdicts[i] = n;
         }
     for (size_t k = 0; k < res->n_metrics; k++)
-        if (!strcmp(res->metrics[k]->name, "true_side_won")) {
+        if (!strcmp(res->metrics[k]->name, "judge_accuracy")) {
             g->metric_sum += res->metrics[k]->value;
             g->metric_n++;
         }

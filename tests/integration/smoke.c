@@ -3,10 +3,12 @@
  * examples/smoke.ini --out DIR` starts a real env server, learner and two
  * actors on loopback, trains a tiny model for a few PPO updates, evaluates it
  * and writes the report. The test then reads what the run left behind:
- * summary.json has the expected keys and a completed status, metrics.jsonl
- * has PPO records, and the learner's per-actor counts ("actors" in its
- * records) show that it trained on trajectories from both actors, whose
- * seat 1 played past versions drawn from the learner's league.
+ * summary.json has the expected keys and a completed status, led by the
+ * headline debate declares (judge_accuracy, warm start and final),
+ * metrics.jsonl has PPO records, and the learner's per-actor counts
+ * ("actors" in its records) show that it trained on trajectories from both
+ * actors, whose seat 1 played past versions drawn from the learner's league
+ * (the evaluation plays the policy in that seat: self vs self).
  *
  * usage: test_smoke PATH/TO/agora PATH/TO/smoke.ini
  */
@@ -126,9 +128,24 @@ static void test_summary(void **state)
     double acc = json_number_value(json_object_get(s, "judge_accuracy"));
     assert_true(acc >= 0.0 && acc <= 1.0);
     assert_true(json_is_object(json_object_get(s, "final_metrics")));
-    json_t *ev = json_object_get(s, "eval");
-    assert_true(json_is_object(json_object_get(ev, "warmstart")));
-    assert_true(json_is_object(json_object_get(ev, "final")));
+    /* The headline is what the game declares, with both evaluations' values. */
+    json_t *h = json_object_get(s, "headline");
+    assert_string_equal(json_string_value(json_object_get(h, "name")), "judge_accuracy");
+    assert_string_equal(json_string_value(json_object_get(h, "goal")), "maximize");
+    assert_true(json_is_string(json_object_get(h, "description")));
+    assert_true(json_number_value(json_object_get(h, "final")) == acc);
+    assert_true(json_number_value(json_object_get(h, "warmstart")) ==
+                json_number_value(json_object_get(s, "judge_accuracy_warmstart")));
+    assert_true(json_array_size(json_object_get(s, "declared_metrics")) >= 1);
+    /* One matchup, as [actor] trains: seat 1 (league) is played by the policy itself. */
+    json_t *ms = json_object_get(json_object_get(s, "eval"), "matchups");
+    assert_int_equal(json_array_size(ms), 1);
+    json_t *m = json_array_get(ms, 0);
+    assert_string_equal(json_string_value(json_object_get(m, "name")), "self_vs_self");
+    assert_true(json_is_object(json_object_get(m, "warmstart")));
+    assert_true(json_is_object(json_object_get(m, "final")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(m, "final"), "headline")),
+                        "judge_accuracy");
     json_decref(s);
     s_passed++;
 }
