@@ -1,9 +1,10 @@
 #!/bin/sh
 # Keeps the option tables of the READMEs equal to what the binaries declare.
 #
-#   scripts/option-tables.sh --check BUILD_DIR   (exit 1 and a diff where a table differs)
-#   scripts/option-tables.sh --write BUILD_DIR   (rewrite the tables from the binaries)
+#   scripts/option-tables.sh --check BUILD_DIR [ROOT]  (exit 1 and a diff where a table differs)
+#   scripts/option-tables.sh --write BUILD_DIR [ROOT]  (rewrite the tables from the binaries)
 #
+# ROOT is the tree whose READMEs are read (default: this source tree).
 # A README holds a table between two marker lines; the first names the binary
 # (a path in the build tree) and its arguments before --help-markdown:
 #
@@ -17,7 +18,7 @@ build=${2:-}
 case "$mode" in --check|--write) ;; *) echo "usage: $0 --check|--write BUILD_DIR" >&2; exit 2 ;; esac
 [ -d "$build" ] || { echo "$0: no build directory '$build'" >&2; exit 2; }
 build=$(cd "$build" && pwd)
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "${3:-$(dirname "$0")/..}" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0

@@ -75,7 +75,7 @@ static bool s_owns_section(const ag_config_t *c, const char *section)
 
 static bool s_is_integer_kind(ag_opt_kind_t k)
 {
-    return k == AG_OPT_INT || k == AG_OPT_LONG || k == AG_OPT_U64;
+    return k == AG_OPT_INT || k == AG_OPT_LONG || k == AG_OPT_U32 || k == AG_OPT_U64;
 }
 
 /* A row's values in words for --help and the Markdown table ("" = any text). */
@@ -101,12 +101,13 @@ static void s_describe_range(const ag_option_t *o, char *buf, size_t cap)
         break;
     case AG_OPT_INT:
     case AG_OPT_LONG:
+    case AG_OPT_U32:
     case AG_OPT_U64:
     case AG_OPT_FLOAT:
     case AG_OPT_DOUBLE:
         if (o->min == 0 && o->max == 0)
             snprintf(buf, cap, "%s",
-                     o->kind == AG_OPT_U64           ? "a non-negative integer"
+                     o->kind == AG_OPT_U64 || o->kind == AG_OPT_U32 ? "a non-negative integer"
                      : s_is_integer_kind(o->kind) ? "an integer"
                                                   : "a number");
         else if (s_is_integer_kind(o->kind))
@@ -179,15 +180,21 @@ static int s_convert(const char *prog, const ag_option_t *o, const char *v, void
             }
         break;
     case AG_OPT_INT:
-    case AG_OPT_LONG: {
+    case AG_OPT_LONG:
+    case AG_OPT_U32: {
         long long x = strtoll(v, &end, 0);
         if (errno || end == v || *end || !s_in_range(o, (double)x))
             break;
         if (o->kind == AG_OPT_INT && (x < INT32_MIN || x > INT32_MAX))
             break;
+        if (o->kind == AG_OPT_U32 && (x < 0 || x > UINT32_MAX))
+            break;
         if (field && o->kind == AG_OPT_INT) {
             int i = (int)x;
             memcpy(field, &i, sizeof i);
+        } else if (field && o->kind == AG_OPT_U32) {
+            uint32_t u = (uint32_t)x;
+            memcpy(field, &u, sizeof u);
         } else if (field) {
             long l = (long)x;
             memcpy(field, &l, sizeof l);

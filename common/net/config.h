@@ -25,6 +25,7 @@ typedef enum ag_opt_kind {
     AG_OPT_BOOL,     /* bool: true/false, 1/0, yes/no, on/off */
     AG_OPT_INT,      /* int, in [min, max] */
     AG_OPT_LONG,     /* long, in [min, max] */
+    AG_OPT_U32,      /* uint32_t, in [min, max] */
     AG_OPT_U64,      /* uint64_t, in [min, max] */
     AG_OPT_FLOAT,    /* float, finite, in [min, max] */
     AG_OPT_DOUBLE,   /* double, finite, in [min, max] */
@@ -63,6 +64,7 @@ typedef struct ag_option {
         bool: AG_OPT_BOOL,                                                                     \
         int: AG_OPT_INT,                                                                       \
         long: AG_OPT_LONG,                                                                     \
+        uint32_t: AG_OPT_U32,                                                                  \
         uint64_t: AG_OPT_U64,                                                                  \
         float: AG_OPT_FLOAT,                                                                   \
         double: AG_OPT_DOUBLE)
