@@ -13,20 +13,25 @@
 #include "server.h"
 #include "signals.h"
 
+#define OPT(f, ...) AG_OPT(ag_env_server_opts_t, f, __VA_ARGS__)
 static const ag_option_t s_options[] = {
-    {"env.bind", "bind", "tcp://*:5570", "endpoint to serve on (tcp://HOST:PORT, ipc://PATH)"},
-    {"env.name", "name", "agora-env", "server name reported in Hello"},
-    {"env.episode_ttl_s", "episode-ttl", "300", "evict episodes idle this many seconds"},
-    {"env.max_episodes", "max-episodes", "100000", "live episodes before Reset is refused"},
-    {"env.max_message_bytes", "max-message-bytes", "1048576",
-     "largest request accepted; ZeroMQ drops a connection that sends more"},
-    {"env.reward", "reward", "",
-     "reward server (agora-reward, e.g. tcp://127.0.0.1:5560) whose models judge debates "
-     "reset with judge=reward:NAME; empty = none (such a Reset is refused)"},
-    {"env.reward_timeout_ms", "reward-timeout-ms", "2000",
-     "how long a debate's final Step waits for the reward judge before it is answered "
-     "ERROR_OVERLOADED (the step is not applied and may be resent)"},
+    OPT(bind, "env.bind", "bind", "tcp://*:5570", 1, 0,
+        "endpoint to serve on (tcp://HOST:PORT, ipc://PATH)"),
+    OPT(name, "env.name", "name", "agora-env", 0, 127, "server name reported in Hello"),
+    OPT(episode_ttl_s, "env.episode_ttl_s", "episode-ttl", "300", 1, 86400 * 7,
+        "evict episodes idle this many seconds"),
+    OPT(max_episodes, "env.max_episodes", "max-episodes", "100000", 1, 100000000,
+        "live episodes before Reset is refused"),
+    OPT(max_message_bytes, "env.max_message_bytes", "max-message-bytes", "1048576", 1024,
+        1L << 30, "largest request accepted; ZeroMQ drops a connection that sends more"),
+    OPT(reward_endpoint, "env.reward", "reward", "", 0, 0,
+        "reward server (agora-reward, e.g. tcp://127.0.0.1:5560) whose models judge debates "
+        "reset with judge=reward:NAME; empty = none (such a Reset is refused)"),
+    OPT(reward_timeout_ms, "env.reward_timeout_ms", "reward-timeout-ms", "2000", 10, 600000,
+        "how long a debate's final Step waits for the reward judge before it is answered "
+        "ERROR_OVERLOADED (the step is not applied and may be resent)"),
 };
+#undef OPT
 
 typedef struct app {
     uv_loop_t loop;
@@ -56,26 +61,14 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return rc > 0 ? 0 : 2;
     }
-    long ttl_s, max_eps, max_msg, reward_timeout;
-    if (ag_config_long(cfg, "env.episode_ttl_s", 1, 86400 * 7, &ttl_s) < 0 ||
-        ag_config_long(cfg, "env.max_episodes", 1, 100000000, &max_eps) < 0 ||
-        ag_config_long(cfg, "env.max_message_bytes", 1024, 1L << 30, &max_msg) < 0 ||
-        ag_config_long(cfg, "env.reward_timeout_ms", 10, 600000, &reward_timeout) < 0) {
+    ag_env_server_opts_t opts;
+    if (ag_config_apply(cfg, &opts) < 0) {
         ag_config_destroy(&cfg);
         return 2;
     }
     app_t app = {0};
     uv_loop_init(&app.loop);
     void *zctx = zmq_ctx_new();
-    ag_env_server_opts_t opts = {
-        .bind = ag_config_str(cfg, "env.bind"),
-        .name = ag_config_str(cfg, "env.name"),
-        .episode_ttl_ms = (uint32_t)(ttl_s * 1000),
-        .max_episodes = (size_t)max_eps,
-        .max_message_bytes = max_msg,
-        .reward_endpoint = ag_config_str(cfg, "env.reward"),
-        .reward_timeout_ms = (uint32_t)reward_timeout,
-    };
     app.server = ag_env_server_create(&app.loop, zctx, &opts);
     if (!app.server) {
         ag_error("env", "cannot serve on %s", opts.bind);
@@ -87,7 +80,8 @@ int main(int argc, char **argv)
     }
     ag_info("env", "serving on %s", ag_env_server_endpoint(app.server));
     if (opts.reward_endpoint[0])
-        ag_info("env", "reward judge: %s (deadline %ld ms)", opts.reward_endpoint, reward_timeout);
+        ag_info("env", "reward judge: %s (deadline %u ms)", opts.reward_endpoint,
+                opts.reward_timeout_ms);
     app.signals = ag_signals_create(&app.loop, s_on_signal, &app);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);

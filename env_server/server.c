@@ -62,6 +62,7 @@ struct ag_env_server {
     ag_rpc_client_t *reward; /* NULL without --reward */
     uv_timer_t ttl_timer;
     ag_env_server_opts_t opts;
+    uint32_t ttl_ms; /* opts.episode_ttl_s */
     char name[128];
     ag_idmap_t episodes;
     ag_rng_t id_rng;
@@ -206,7 +207,7 @@ static void s_on_ttl(uv_timer_t *t)
     for (size_t i = 0; old && i < m->cap; i++) {
         entry_t *e = m->values[i];
         /* A held Step is answered within the reward deadline; its episode waits for that. */
-        if (m->keys[i] && !e->call && now - e->touched_ms >= s->opts.episode_ttl_ms && n < cap)
+        if (m->keys[i] && !e->call && now - e->touched_ms >= s->ttl_ms && n < cap)
             old[n++] = m->keys[i];
     }
     for (size_t i = 0; i < n; i++)
@@ -294,7 +295,7 @@ static void s_hello(ag_env_server_t *s, const ag_rpc_peer_t *peer, uint64_t rid)
     hello.n_games = n_games;
     hello.games = specp;
     hello.max_message_bytes = (uint32_t)s->opts.max_message_bytes;
-    hello.episode_ttl_ms = s->opts.episode_ttl_ms;
+    hello.episode_ttl_ms = s->ttl_ms;
     Agora__V1__EnvReply reply = AGORA__V1__ENV_REPLY__INIT;
     ag_envelope_set_header(&reply.base, rid);
     reply.body_case = AGORA__V1__ENV_REPLY__BODY_HELLO;
@@ -775,6 +776,7 @@ ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx, const ag_env_
         return NULL;
     s->loop = loop;
     s->opts = *opts;
+    s->ttl_ms = opts->episode_ttl_s * 1000;
     snprintf(s->name, sizeof s->name, "%s", opts->name ? opts->name : "agora-env");
     ag_idmap_init(&s->episodes);
     ag_rng_seed(&s->id_rng, uv_hrtime() ^ ((uint64_t)getpid() << 32));
@@ -806,7 +808,7 @@ ag_env_server_t *ag_env_server_create(uv_loop_t *loop, void *zctx, const ag_env_
     }
     uv_timer_init(loop, &s->ttl_timer);
     s->ttl_timer.data = s;
-    uint64_t every = opts->episode_ttl_ms / 4;
+    uint64_t every = s->ttl_ms / 4;
     if (every < 10)
         every = 10;
     if (every > 5000)

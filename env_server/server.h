@@ -20,12 +20,13 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* The options of agora-env ([env] of a run file; main.c's table fills them). */
 typedef struct ag_env_server_opts {
     const char *bind;            /* endpoint, e.g. "tcp://0.0.0.0:5570" */
     const char *name;            /* server name in HelloReply */
-    uint32_t episode_ttl_ms;     /* idle episodes are evicted after this */
-    size_t max_episodes;         /* more live episodes -> ERROR_OVERLOADED */
-    int64_t max_message_bytes;   /* ZMQ_MAXMSGSIZE of requests */
+    uint32_t episode_ttl_s;      /* idle episodes are evicted after this */
+    uint64_t max_episodes;       /* more live episodes -> ERROR_OVERLOADED */
+    long max_message_bytes;      /* ZMQ_MAXMSGSIZE of requests */
     const char *reward_endpoint; /* agora-reward for judge=reward:NAME; NULL or "" = none */
     uint32_t reward_timeout_ms;  /* a held Step's deadline for the scores; 0 = 2000 */
 } ag_env_server_opts_t;

@@ -134,6 +134,138 @@ static void test_errors(void **state)
     ag_config_destroy(&c);
 }
 
+/* A binary's options as one struct, filled from one typed table. */
+typedef struct {
+    const char *bind;
+    int workers;
+    long ttl;
+    uint64_t seed;
+    float lr;
+    double ratio;
+    bool fast;
+    int mode;
+} typed_t;
+
+static const ag_opt_choice_t s_modes[] = {{"k1", 1}, {"k3", 3}, {NULL, 0}};
+
+static const ag_option_t s_typed[] = {
+    AG_OPT(typed_t, bind, "svc.bind", "bind", "tcp://*:5570", 1, 64, "endpoint"),
+    AG_OPT(typed_t, workers, "svc.workers", NULL, "2", 1, 16, "workers"),
+    AG_OPT(typed_t, ttl, "svc.ttl", "ttl", "300", 0, 1L << 40, "ttl"),
+    AG_OPT(typed_t, seed, "svc.seed", NULL, "7", 0, 0, "seed"),
+    AG_OPT(typed_t, lr, "svc.lr", NULL, "3e-4", 0, 10, "rate"),
+    AG_OPT(typed_t, ratio, "svc.ratio", NULL, "0.5", 0, 1, "a | ratio"),
+    AG_OPT(typed_t, fast, "svc.fast", NULL, "off", 0, 0, "a flag"),
+    AG_OPT_CHOICE(typed_t, mode, "svc.mode", NULL, "k3", s_modes, "estimator"),
+    AG_OPT_TEXT("svc.extra", NULL, "", "read by key"),
+};
+#define N_TYPED (sizeof s_typed / sizeof s_typed[0])
+
+static void test_typed_defaults(void **state)
+{
+    typed_t t;
+    memset(&t, 0xab, sizeof t);
+    assert_int_equal(ag_option_defaults(s_typed, N_TYPED, &t), 0);
+    assert_string_equal(t.bind, "tcp://*:5570");
+    assert_int_equal(t.workers, 2);
+    assert_int_equal(t.ttl, 300);
+    assert_true(t.seed == 7);
+    assert_true(t.lr == 3e-4f);
+    assert_true(t.ratio == 0.5);
+    assert_false(t.fast);
+    assert_int_equal(t.mode, 3);
+
+    /* A default outside its own range is caught (the table is wrong). */
+    ag_option_t bad = AG_OPT(typed_t, workers, "svc.workers", NULL, "0", 1, 16, "workers");
+    assert_int_equal(ag_option_defaults(&bad, 1, &t), -1);
+}
+
+static void test_typed_apply(void **state)
+{
+    ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+    const char *argv[] = {"t",           "--bind",     "tcp://h:1", "--svc.workers=16",
+                          "--ttl",       "0x10",       "--svc.seed", "18446744073709551615",
+                          "--svc.lr",    "1",          "--svc.fast", "yes",
+                          "--svc.mode",  "k1",         "--svc.extra", "x=1"};
+    assert_int_equal(s_parse(c, (int)(sizeof argv / sizeof argv[0]), argv), 0);
+    typed_t t;
+    assert_int_equal(ag_config_apply(c, &t), 0);
+    assert_string_equal(t.bind, "tcp://h:1");
+    assert_int_equal(t.workers, 16);
+    assert_int_equal(t.ttl, 16);
+    assert_true(t.seed == UINT64_MAX);
+    assert_true(t.lr == 1.0f);
+    assert_true(t.fast);
+    assert_int_equal(t.mode, 1);
+    assert_string_equal(ag_config_str(c, "svc.extra"), "x=1");
+    ag_config_destroy(&c);
+}
+
+static void test_typed_errors(void **state)
+{
+    /* Each value is wrong for its row; every one is refused and the field keeps its value. */
+    static const char *const cases[][2] = {
+        {"svc.bind", ""},          /* may not be empty */
+        {"svc.workers", "17"},     /* above the range */
+        {"svc.workers", "3000000000"}, /* not an int */
+        {"svc.ttl", "-1"},         /* below the range */
+        {"svc.ttl", "12abc"},      /* trailing text */
+        {"svc.seed", "-1"},        /* a negative unsigned */
+        {"svc.seed", "18446744073709551616"}, /* overflow */
+        {"svc.lr", "nan"},         /* not finite */
+        {"svc.ratio", "1.5"},      /* above the range */
+        {"svc.fast", "maybe"},     /* not a flag */
+        {"svc.mode", "k2"},        /* not a choice */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+        assert_int_equal(ag_config_set(c, cases[i][0], cases[i][1]), 0);
+        typed_t t;
+        assert_int_equal(ag_option_defaults(s_typed, N_TYPED, &t), 0);
+        typed_t before = t;
+        assert_int_equal(ag_config_apply(c, &t), -1);
+        /* The good rows store their (default) values again; the bad one stores nothing. */
+        assert_string_equal(t.bind, before.bind);
+        t.bind = before.bind;
+        assert_memory_equal(&t, &before, sizeof t);
+        ag_config_destroy(&c);
+    }
+    char big[80];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+    assert_int_equal(ag_config_set(c, "svc.bind", big), 0); /* longer than 64 */
+    typed_t t;
+    assert_int_equal(ag_config_apply(c, &t), -1);
+    ag_config_destroy(&c);
+}
+
+/* --help-markdown prints one row per option, with its default, values and meaning. */
+static void test_markdown(void **state)
+{
+    ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    ag_config_print_markdown(c, f);
+    fclose(f);
+    assert_non_null(strstr(text, "| option | command line | default | values | meaning |\n"));
+    assert_non_null(strstr(text, "| `svc.bind` | `--bind` | `tcp://*:5570` | not empty, 64 "
+                                 "characters at most | endpoint |\n"));
+    assert_non_null(strstr(text, "| `svc.workers` |  | `2` | 1 .. 16 | workers |\n"));
+    assert_non_null(strstr(text, "| `svc.ratio` |  | `0.5` | 0 .. 1 | a \\| ratio |\n"));
+    assert_non_null(strstr(text, "| `svc.mode` |  | `k3` | k1, k3 | estimator |\n"));
+    assert_non_null(strstr(text, "| `log.level` | `--log-level` | `info` | debug, info, warn, "
+                                 "error | log threshold |\n"));
+    size_t rows = 0;
+    for (const char *p = text; (p = strchr(p, '\n')); p++)
+        rows++;
+    assert_int_equal(rows, 2 + N_TYPED + 1);
+    free(text);
+    ag_config_destroy(&c);
+}
+
 static void test_help(void **state)
 {
     ag_config_t *c = ag_config_create("t", "[options]", "summary", s_opts, N_OPTS, 0);
@@ -148,6 +280,10 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_run_file_then_overrides),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_typed_defaults),
+        cmocka_unit_test(test_typed_apply),
+        cmocka_unit_test(test_typed_errors),
+        cmocka_unit_test(test_markdown),
         cmocka_unit_test(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,16 @@
 /*
- * config.c - option table, INI run files through inih, command-line
- * overrides, typed getters. Values are kept as text until a getter asks for a
- * type, so a run file can carry any key of any binary.
+ * config.c - option tables, INI run files through inih, command-line
+ * overrides, and the conversion of text to typed fields. Values are kept as
+ * text until ag_config_apply (or a getter) converts them, so a run file can
+ * carry any key of any binary; one converter per kind serves the values, the
+ * defaults and the getters alike, and one description of a row's range
+ * serves --help and the Markdown table.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <ini.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +20,12 @@
 
 #define MAX_POSITIONAL 16
 
+static const ag_opt_choice_t s_log_levels[] = {
+    {"debug", AG_LOG_DEBUG}, {"info", AG_LOG_INFO}, {"warn", AG_LOG_WARN}, {"error", AG_LOG_ERROR},
+    {NULL, 0}};
+/* Every binary's last row; parse_args applies it (it has no field of the binary's). */
 static const ag_option_t s_log_level = {"log.level", "log-level", "info",
-                                        "log threshold: debug, info, warn, error"};
+                                        "log threshold", AG_OPT_ENUM, 0, 0, 0, s_log_levels};
 
 struct ag_config {
     const char *prog;
@@ -61,6 +69,173 @@ static bool s_owns_section(const ag_config_t *c, const char *section)
             return true;
     }
     return false;
+}
+
+/* ---- text -> typed values ---- */
+
+static bool s_is_integer_kind(ag_opt_kind_t k)
+{
+    return k == AG_OPT_INT || k == AG_OPT_LONG || k == AG_OPT_U32 || k == AG_OPT_U64;
+}
+
+/* A row's values in words for --help and the Markdown table ("" = any text). */
+static void s_describe_range(const ag_option_t *o, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    switch (o->kind) {
+    case AG_OPT_BOOL:
+        snprintf(buf, cap, "true or false");
+        break;
+    case AG_OPT_ENUM: {
+        size_t n = 0;
+        for (const ag_opt_choice_t *c = o->choices; c && c->name && n + 1 < cap; c++)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", c->name);
+        break;
+    }
+    case AG_OPT_STR:
+        if (o->max > 0)
+            snprintf(buf, cap, "%s%.0f characters at most", o->min >= 1 ? "not empty, " : "",
+                     o->max);
+        else if (o->min >= 1)
+            snprintf(buf, cap, "not empty");
+        break;
+    case AG_OPT_INT:
+    case AG_OPT_LONG:
+    case AG_OPT_U32:
+    case AG_OPT_U64:
+    case AG_OPT_FLOAT:
+    case AG_OPT_DOUBLE:
+        if (o->min == 0 && o->max == 0)
+            snprintf(buf, cap, "%s",
+                     o->kind == AG_OPT_U64 || o->kind == AG_OPT_U32 ? "a non-negative integer"
+                     : s_is_integer_kind(o->kind) ? "an integer"
+                                                  : "a number");
+        else if (s_is_integer_kind(o->kind))
+            snprintf(buf, cap, "%.0f .. %.0f", o->min, o->max);
+        else
+            snprintf(buf, cap, "%g .. %g", o->min, o->max);
+        break;
+    case AG_OPT_TEXT:
+        break;
+    }
+}
+
+static bool s_in_range(const ag_option_t *o, double x)
+{
+    return (o->min == 0 && o->max == 0) || (x >= o->min && x <= o->max);
+}
+
+static int s_parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (!strcmp(v, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (!strcmp(v, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/*
+ * Converts text v for row o and stores it at dst + o->offset (dst may be NULL
+ * to only check). Returns 0, or -1 after printing "PROG: KEY: expected ...,
+ * got 'v'" to stderr.
+ */
+static int s_convert(const char *prog, const ag_option_t *o, const char *v, void *dst)
+{
+    char *field = dst ? (char *)dst + o->offset : NULL;
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case AG_OPT_TEXT:
+        return 0;
+    case AG_OPT_STR: {
+        size_t len = strlen(v);
+        if ((o->min >= 1 && len == 0) || (o->max > 0 && (double)len > o->max))
+            break;
+        if (field)
+            memcpy(field, &v, sizeof v);
+        return 0;
+    }
+    case AG_OPT_BOOL: {
+        bool b;
+        if (s_parse_bool(v, &b) < 0)
+            break;
+        if (field)
+            memcpy(field, &b, sizeof b);
+        return 0;
+    }
+    case AG_OPT_ENUM:
+        for (const ag_opt_choice_t *c = o->choices; c && c->name; c++)
+            if (!strcmp(v, c->name)) {
+                if (field)
+                    memcpy(field, &c->value, sizeof c->value);
+                return 0;
+            }
+        break;
+    case AG_OPT_INT:
+    case AG_OPT_LONG:
+    case AG_OPT_U32: {
+        long long x = strtoll(v, &end, 0);
+        if (errno || end == v || *end || !s_in_range(o, (double)x))
+            break;
+        if (o->kind == AG_OPT_INT && (x < INT32_MIN || x > INT32_MAX))
+            break;
+        if (o->kind == AG_OPT_U32 && (x < 0 || x > UINT32_MAX))
+            break;
+        if (field && o->kind == AG_OPT_INT) {
+            int i = (int)x;
+            memcpy(field, &i, sizeof i);
+        } else if (field && o->kind == AG_OPT_U32) {
+            uint32_t u = (uint32_t)x;
+            memcpy(field, &u, sizeof u);
+        } else if (field) {
+            long l = (long)x;
+            memcpy(field, &l, sizeof l);
+        }
+        return 0;
+    }
+    case AG_OPT_U64: {
+        const char *p = v;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        uint64_t x = strtoull(v, &end, 0);
+        if (*p == '-' || errno || end == v || *end || !s_in_range(o, (double)x))
+            break;
+        if (field)
+            memcpy(field, &x, sizeof x);
+        return 0;
+    }
+    case AG_OPT_FLOAT:
+    case AG_OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x) || !s_in_range(o, x))
+            break;
+        if (field && o->kind == AG_OPT_FLOAT) {
+            float f = (float)x;
+            memcpy(field, &f, sizeof f);
+        } else if (field) {
+            memcpy(field, &x, sizeof x);
+        }
+        return 0;
+    }
+    }
+    char range[256];
+    s_describe_range(o, range, sizeof range);
+    const bool ranged = !(o->min == 0 && o->max == 0);
+    const char *what = o->kind == AG_OPT_ENUM ? "one of "
+                       : o->kind == AG_OPT_STR ? "a text: "
+                       : s_is_integer_kind(o->kind) ? (ranged ? "an integer in " : "")
+                       : o->kind == AG_OPT_BOOL ? ""
+                                                : (ranged ? "a number in " : "");
+    fprintf(stderr, "%s: %s: expected %s%s, got '%s'\n", prog, o->key, what, range, v);
+    return -1;
 }
 
 ag_config_t *ag_config_create(const char *prog, const char *usage, const char *summary,
@@ -167,17 +342,57 @@ static void s_help(const ag_config_t *c)
            c->prog, c->usage, c->summary);
     printf("  %-34s %s\n", "--config FILE", "read a run file (INI) before the overrides");
     printf("  %-34s %s\n", "--help", "print this and exit");
+    printf("  %-34s %s\n", "--help-markdown", "print the options as a Markdown table and exit");
     for (size_t i = 0; i < s_count(c); i++) {
         const ag_option_t *o = s_opt(c, i);
-        char names[128];
+        char names[128], range[256];
         if (o->alias)
             snprintf(names, sizeof names, "--%s, --%s", o->alias, o->key);
         else
             snprintf(names, sizeof names, "--%s", o->key);
+        s_describe_range(o, range, sizeof range);
         printf("  %-34s %s", names, o->help);
-        if (o->def && *o->def)
-            printf(" [%s]", o->def);
+        if ((o->def && *o->def) || *range)
+            printf(" [%s%s%s%s]", o->def && *o->def ? "default " : "", o->def ? o->def : "",
+                   o->def && *o->def && *range ? "; " : "", range);
         printf("\n");
+    }
+}
+
+/* Text for one Markdown table cell: '|' escaped, newlines folded. */
+static void s_md_cell(FILE *f, const char *text)
+{
+    for (const char *p = text; p && *p; p++) {
+        if (*p == '|')
+            fputs("\\|", f);
+        else
+            fputc(*p == '\n' ? ' ' : *p, f);
+    }
+}
+
+void ag_config_print_markdown(const ag_config_t *self, void *file)
+{
+    FILE *f = file;
+    fprintf(f, "| option | command line | default | values | meaning |\n"
+               "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < s_count(self); i++) {
+        const ag_option_t *o = s_opt(self, i);
+        char range[256];
+        s_describe_range(o, range, sizeof range);
+        fprintf(f, "| `%s` | ", o->key);
+        if (o->alias)
+            fprintf(f, "`--%s`", o->alias);
+        fputs(" | ", f);
+        if (o->def && *o->def) {
+            fputc('`', f);
+            s_md_cell(f, o->def);
+            fputc('`', f);
+        }
+        fputs(" | ", f);
+        s_md_cell(f, range);
+        fputs(" | ", f);
+        s_md_cell(f, o->help);
+        fputs(" |\n", f);
     }
 }
 
@@ -187,6 +402,10 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             s_help(self);
+            return 1;
+        }
+        if (!strcmp(argv[i], "--help-markdown")) {
+            ag_config_print_markdown(self, stdout);
             return 1;
         }
         const char *path = NULL;
@@ -232,11 +451,9 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
             return -1;
         }
     }
-    int level = ag_log_level_parse(ag_config_str(self, "log.level"));
-    if (level < 0) {
-        fprintf(stderr, "%s: log.level: expected debug, info, warn or error\n", self->prog);
+    int level;
+    if (s_convert(self->prog, &s_log_level, ag_config_str(self, "log.level"), &level) < 0)
         return -1;
-    }
     ag_log_set_level((ag_log_level_t)level);
     return 0;
 }
@@ -255,56 +472,46 @@ static const char *s_checked(const ag_config_t *self, const char *key)
     return v;
 }
 
+/* The getters convert through a row made for the call, so their checks and
+ * messages are those of the table's rows. */
 int ag_config_long(const ag_config_t *self, const char *key, long min, long max, long *out)
 {
     const char *v = s_checked(self, key);
-    if (!v)
-        return -1;
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 0);
-    if (errno || end == v || *end || x < min || x > max) {
-        fprintf(stderr, "%s: %s: expected an integer in [%ld, %ld], got '%s'\n", self->prog,
-                key, min, max, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    ag_option_t row = {.key = key, .kind = AG_OPT_LONG, .min = (double)min, .max = (double)max};
+    return v ? s_convert(self->prog, &row, v, out) : -1;
 }
 
 int ag_config_double(const ag_config_t *self, const char *key, double min, double max,
                      double *out)
 {
     const char *v = s_checked(self, key);
-    if (!v)
-        return -1;
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x) || x < min || x > max) {
-        fprintf(stderr, "%s: %s: expected a number in [%g, %g], got '%s'\n", self->prog, key,
-                min, max, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    ag_option_t row = {.key = key, .kind = AG_OPT_DOUBLE, .min = min, .max = max};
+    return v ? s_convert(self->prog, &row, v, out) : -1;
 }
 
 int ag_config_bool(const ag_config_t *self, const char *key, bool *out)
 {
     const char *v = s_checked(self, key);
-    if (!v)
-        return -1;
-    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on")) {
-        *out = true;
-        return 0;
-    }
-    if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "off")) {
-        *out = false;
-        return 0;
-    }
-    fprintf(stderr, "%s: %s: expected true or false, got '%s'\n", self->prog, key, v);
-    return -1;
+    ag_option_t row = {.key = key, .kind = AG_OPT_BOOL};
+    return v ? s_convert(self->prog, &row, v, out) : -1;
+}
+
+int ag_config_apply(const ag_config_t *self, void *dst)
+{
+    int rc = 0;
+    for (size_t i = 0; i < self->n_opts; i++)
+        if (s_convert(self->prog, &self->opts[i], self->values[i], dst) < 0)
+            rc = -1;
+    return rc;
+}
+
+int ag_option_defaults(const ag_option_t *opts, size_t n_opts, void *dst)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n_opts; i++)
+        if (s_convert("defaults", &opts[i], opts[i].def ? opts[i].def : "", dst) < 0)
+            rc = -1;
+    return rc;
 }
 
 size_t ag_config_positional_count(const ag_config_t *self)

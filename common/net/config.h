@@ -16,13 +16,67 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+/* What an option's value is and where ag_config_apply stores it. */
+typedef enum ag_opt_kind {
+    AG_OPT_TEXT = 0, /* no field: read with ag_config_str and the getters below */
+    AG_OPT_STR,      /* const char * (borrowed from the config: lives as long as it) */
+    AG_OPT_BOOL,     /* bool: true/false, 1/0, yes/no, on/off */
+    AG_OPT_INT,      /* int, in [min, max] */
+    AG_OPT_LONG,     /* long, in [min, max] */
+    AG_OPT_U32,      /* uint32_t, in [min, max] */
+    AG_OPT_U64,      /* uint64_t, in [min, max] */
+    AG_OPT_FLOAT,    /* float, finite, in [min, max] */
+    AG_OPT_DOUBLE,   /* double, finite, in [min, max] */
+    AG_OPT_ENUM,     /* int: the value of the choice named */
+} ag_opt_kind_t;
+
+/* One name an AG_OPT_ENUM option accepts; a table ends with {NULL, 0}. */
+typedef struct ag_opt_choice {
+    const char *name;
+    int value;
+} ag_opt_choice_t;
+
+/*
+ * One row of a binary's option table: everything about an option in one
+ * place (Redis's config.c is the model). Parsing, defaults, range checks,
+ * --help and the Markdown table of a README (--help-markdown) all come from
+ * the rows, so an option is written once. Write rows with the macros below;
+ * a row without a kind (AG_OPT_TEXT) has no field and is read by key.
+ */
 typedef struct ag_option {
     const char *key;   /* "section.key" */
     const char *alias; /* short command-line name, or NULL for none */
     const char *def;   /* default value as text ("" if none) */
     const char *help;
+    ag_opt_kind_t kind;
+    size_t offset;                  /* of the field in the struct given to ag_config_apply */
+    double min, max;                /* numbers: the range; AG_OPT_STR: max = longest length
+                                       (0 = any) and min = 1 when the value may not be empty */
+    const ag_opt_choice_t *choices; /* AG_OPT_ENUM */
 } ag_option_t;
+
+/* The kind of field f of struct type T, chosen by its C type. */
+#define AG_OPT_KIND_OF(T, f)                                                                   \
+    _Generic(((T *)0)->f,                                                                      \
+        const char *: AG_OPT_STR,                                                              \
+        bool: AG_OPT_BOOL,                                                                     \
+        int: AG_OPT_INT,                                                                       \
+        long: AG_OPT_LONG,                                                                     \
+        uint32_t: AG_OPT_U32,                                                                  \
+        uint64_t: AG_OPT_U64,                                                                  \
+        float: AG_OPT_FLOAT,                                                                   \
+        double: AG_OPT_DOUBLE)
+
+/* A number, flag or string stored in field f of T (the kind follows f's type). */
+#define AG_OPT(T, f, key, alias, def, lo, hi, help)                                            \
+    {key, alias, def, help, AG_OPT_KIND_OF(T, f), offsetof(T, f), lo, hi, NULL}
+/* An int field f of T set from one of the names in choices. */
+#define AG_OPT_CHOICE(T, f, key, alias, def, choices, help)                                    \
+    {key, alias, def, help, AG_OPT_ENUM, offsetof(T, f), 0, 0, choices}
+/* An option without a field, read with ag_config_str (e.g. one a launcher passes on). */
+#define AG_OPT_TEXT(key, alias, def, help) {key, alias, def, help, AG_OPT_TEXT, 0, 0, 0, NULL}
 
 typedef struct ag_config ag_config_t;
 
@@ -37,8 +91,8 @@ void ag_config_destroy(ag_config_t **self);
 
 /*
  * Parses argv (argv[0] is the program). Returns 0 when the program should
- * run, 1 when --help was printed (exit 0), or a negative value after printing
- * an error to stderr (exit 2). Applies log.level.
+ * run, 1 when --help or --help-markdown was printed (exit 0), or a negative
+ * value after printing an error to stderr (exit 2). Applies log.level.
  */
 int ag_config_parse_args(ag_config_t *self, int argc, char **argv);
 
@@ -62,6 +116,29 @@ int ag_config_bool(const ag_config_t *self, const char *key, bool *out);
 
 size_t ag_config_positional_count(const ag_config_t *self);
 const char *ag_config_positional(const ag_config_t *self, size_t i);
+
+/*
+ * Stores every typed option's current value into its field of dst (the
+ * struct the table's offsets are of), checking types and ranges. Every bad
+ * value is reported ("KEY: expected ..., got '...'") before it returns -1;
+ * 0 when all are good. Strings are borrowed from the config.
+ */
+int ag_config_apply(const ag_config_t *self, void *dst);
+
+/*
+ * Stores the defaults of the typed rows of opts into dst without parsing
+ * anything: the one source of a library's defaults (tests start where the
+ * binary does). Returns 0, or -1 after printing the row whose default is
+ * not valid (a programming error that a test catches).
+ */
+int ag_option_defaults(const ag_option_t *opts, size_t n_opts, void *dst);
+
+/*
+ * Prints the table as a Markdown table (option, command-line name, default,
+ * range or choices, meaning): what --help-markdown prints, and what each
+ * README's option table must equal.
+ */
+void ag_config_print_markdown(const ag_config_t *self, void *file /* FILE * */);
 
 /* Writes every declared key and its current value as an INI file body. */
 void ag_config_dump(const ag_config_t *self, void *file /* FILE * */);

@@ -24,14 +24,6 @@ ag_log_level_t ag_log_get_level(void)
     return s_level;
 }
 
-int ag_log_level_parse(const char *name)
-{
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(name, s_names[i]))
-            return i;
-    return -1;
-}
-
 void ag_log(ag_log_level_t level, const char *component, const char *fmt, ...)
 {
     if (level < s_level)

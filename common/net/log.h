@@ -16,9 +16,6 @@ typedef enum ag_log_level {
 void ag_log_set_level(ag_log_level_t level);
 ag_log_level_t ag_log_get_level(void);
 
-/* Parses "debug", "info", "warn" or "error"; returns -1 on anything else. */
-int ag_log_level_parse(const char *name);
-
 void ag_log(ag_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
