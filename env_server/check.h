@@ -31,6 +31,7 @@
 typedef struct ag_check {
     ag_env_client_t *cl;
     const char *endpoint;
+    const char *only_game; /* "" = every game in Hello */
     int timeout_ms;
     uint64_t seed;
     int passed, failed, skipped;
