@@ -119,9 +119,8 @@ static const ag_option_t s_options[] = {
      "reason=coin): a coin toss says nothing about which transcript was better"},
     {"actor.reward_timeout_ms", "reward-timeout-ms", "5000",
      "deadline of one reward request (two attempts, then the server is taken as down)"},
-    {"game.name", "game", "debate", "game to play"},
-    {"game.options", "options", "invalid_action=penalize",
-     "game options KEY=VALUE,KEY=VALUE sent in Reset"},
+    {"game.name", "game", "", "game to play (empty = the first game the env server lists)"},
+    {"game.options", "options", "", "game options KEY=VALUE,KEY=VALUE sent in Reset"},
 };
 
 /* A finished episode waiting for its reward scores: an own copy of the
@@ -769,21 +768,24 @@ int main(int argc, char **argv)
     a.seed_base = ag_splitmix64(&(uint64_t){seed ^ s_hash(a.id)});
     ag_rng_seed(&a.rng, a.seed_base ^ a.run_id);
 
-    const char *game = ag_config_str(a.cfg, "game.name");
     const char *env = ag_config_str(a.cfg, "actor.env");
     char first_env[512], err[512];
     snprintf(first_env, sizeof first_env, "%.*s", (int)strcspn(env, ", "), env);
     const char *bots[AG_RUNNER_MAX_SEATS];
     int n_bots = 0;
     /* Seat bots are checked against the game once the player count is known. */
-    int players = ag_runner_game_players(first_env, game, NULL, 0, 60000, err, sizeof err);
-    if (players < 0) {
+    ag_runner_game_t game;
+    if (ag_runner_find_game(first_env, ag_config_str(a.cfg, "game.name"), NULL, 0, 60000, &game,
+                            err, sizeof err) < 0) {
         ag_error("actor", "%s", err);
         goto out_cfg;
     }
+    if (!ag_config_str(a.cfg, "game.name")[0])
+        ag_info("actor", "game.name not set: playing %s, the first game %s lists", game.name,
+                first_env);
     a.rcfg = (ag_runner_config_t){
         .env = env,
-        .game = game,
+        .game = game.name,
         .options = ag_config_str(a.cfg, "game.options"),
         .slots = (int)slots,
         .max_action_tokens = (int)max_action,
@@ -796,10 +798,11 @@ int main(int argc, char **argv)
         .on_episode = s_on_episode,
         .arg = &a,
     };
-    if (s_seats(&a, players, bots, &n_bots) < 0)
+    if (s_seats(&a, game.players, bots, &n_bots) < 0)
         goto out_cfg;
-    if (n_bots &&
-        ag_runner_game_players(first_env, game, bots, n_bots, 10000, err, sizeof err) < 0) {
+    ag_runner_game_t checked;
+    if (n_bots && ag_runner_find_game(first_env, game.name, bots, n_bots, 10000, &checked, err,
+                                      sizeof err) < 0) {
         ag_error("actor", "%s", err);
         goto out_cfg;
     }
@@ -856,7 +859,7 @@ int main(int argc, char **argv)
                 "the reward server is not used");
     }
     ag_info("actor", "actor %s (run %016llx): %s on %s, %ld slots, learner %s", a.id,
-            (unsigned long long)a.run_id, game, env, slots, pso.control);
+            (unsigned long long)a.run_id, game.name, env, slots, pso.control);
     uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)a.log_interval_s * 1000,
                    (uint64_t)a.log_interval_s * 1000);
 

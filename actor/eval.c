@@ -45,8 +45,8 @@
 
 static const ag_option_t s_options[] = {
     {"eval.env", "env", "tcp://127.0.0.1:5570", "env server endpoint(s), comma-separated"},
-    {"game.name", "game", "debate", "game to play"},
-    {"game.options", "options", "invalid_action=penalize",
+    {"game.name", "game", "", "game to play (empty = the first game the env server lists)"},
+    {"game.options", "options", "",
      "game options KEY=VALUE,KEY=VALUE (--option KEY=VALUE adds one)"},
     {"eval.seat0", "seat0", "", "seat 0: checkpoint path or bot:NAME"},
     {"eval.seat1", "seat1", "", "seat 1: checkpoint path or bot:NAME"},
@@ -306,7 +306,7 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return 2;
     }
-    const char *game = ag_config_str(cfg, "game.name");
+    ag_runner_game_t game;
     char options[8192];
     snprintf(options, sizeof options, "%s%s%s", ag_config_str(cfg, "game.options"),
              extra[0] && ag_config_str(cfg, "game.options")[0] ? "," : "", extra);
@@ -316,7 +316,6 @@ int main(int argc, char **argv)
 
     ag_runner_config_t rc_cfg = {
         .env = env,
-        .game = game,
         .options = options,
         .slots = (int)slots,
         .max_action_tokens = (int)max_action,
@@ -374,15 +373,18 @@ int main(int argc, char **argv)
         }
         rc_cfg.seats[s].policy = p;
     }
-    int players = ag_runner_game_players(first_env, game, bots, n_bots, 10000, err, sizeof err);
-    if (players < 0) {
+    if (ag_runner_find_game(first_env, ag_config_str(cfg, "game.name"), bots, n_bots, 10000, &game,
+                            err, sizeof err) < 0) {
         ag_error("eval", "%s", err);
         goto out;
     }
+    int players = game.players;
     if (players != n_specs) {
-        ag_error("eval", "%s has %d players: give --seat0 .. --seat%d", game, players, players - 1);
+        ag_error("eval", "%s has %d players: give --seat0 .. --seat%d", game.name, players,
+                 players - 1);
         goto out;
     }
+    rc_cfg.game = game.name;
     rc_cfg.n_seats = players;
     rc_cfg.on_episode = s_on_episode;
     rc_cfg.arg = &ev;
@@ -450,7 +452,7 @@ int main(int argc, char **argv)
 
     ag_jsonw_t j;
     ag_jsonw_begin(&j, stdout);
-    ag_jsonw_str(&j, "game", game);
+    ag_jsonw_str(&j, "game", game.name);
     ag_jsonw_str(&j, "options", options);
     for (int s = 0; s < players; s++) {
         char key[32];

@@ -793,7 +793,8 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
 {
     if (cfg->n_seats < 1 || cfg->n_seats > AG_RUNNER_MAX_SEATS || cfg->slots < 1 ||
         cfg->n_policies < 0 || cfg->n_policies > AG_RUNNER_MAX_POLICIES ||
-        cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game || !cfg->env) {
+        cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game ||
+        !cfg->game[0] || !cfg->env) {
         ag_error("runner", "bad runner configuration");
         return NULL;
     }
@@ -1034,9 +1035,10 @@ void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out)
     *out = r->st;
 }
 
-int ag_runner_game_players(const char *endpoint, const char *game, const char *const *bots,
-                           int n_bots, int deadline_ms, char *err, size_t errlen)
+int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
+                        int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof *out);
     ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
     if (!c) {
         snprintf(err, errlen, "cannot connect to %s", endpoint);
@@ -1055,35 +1057,52 @@ int ag_runner_game_players(const char *endpoint, const char *game, const char *c
         ag_env_client_destroy(&c);
         return rc;
     }
-    rc = -ENOENT;
+    const bool first = !game || !game[0];
+    const Agora__V1__GameSpec *gs = NULL;
     if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
         snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
                  ag_env_reply_kind(rep));
         rc = -EPROTO;
-    } else {
-        snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
-        for (size_t g = 0; g < rep->hello->n_games; g++) {
-            const Agora__V1__GameSpec *gs = rep->hello->games[g];
-            if (!gs || !gs->name || strcmp(gs->name, game) != 0)
-                continue;
-            rc = (int)gs->num_players;
-            for (int b = 0; b < n_bots; b++) {
-                bool found = false;
-                for (size_t i = 0; i < gs->n_bots; i++)
-                    found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
-                if (!found) {
-                    snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", game, bots[b]);
-                    rc = -ENOENT;
-                }
-            }
-            if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
-                snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", game,
-                         gs->num_players, AG_RUNNER_MAX_SEATS);
-                rc = -EPROTO;
-            }
-            break;
+        goto out;
+    }
+    for (size_t g = 0; g < rep->hello->n_games && !gs; g++) {
+        const Agora__V1__GameSpec *x = rep->hello->games[g];
+        if (x && x->name && (first || !strcmp(x->name, game)))
+            gs = x;
+    }
+    rc = -ENOENT;
+    if (!gs) {
+        if (first)
+            snprintf(err, errlen, "env server %s lists no game", endpoint);
+        else
+            snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
+        goto out;
+    }
+    if (!gs->name[0] || strlen(gs->name) > AG_RUNNER_GAME_MAX) {
+        snprintf(err, errlen, "env server %s lists a game with a name of %zu bytes (1..%d)",
+                 endpoint, strlen(gs->name), AG_RUNNER_GAME_MAX);
+        rc = -EPROTO;
+        goto out;
+    }
+    if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
+        snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", gs->name,
+                 gs->num_players, AG_RUNNER_MAX_SEATS);
+        rc = -EPROTO;
+        goto out;
+    }
+    for (int b = 0; b < n_bots; b++) {
+        bool found = false;
+        for (size_t i = 0; i < gs->n_bots; i++)
+            found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
+        if (!found) {
+            snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", gs->name, bots[b]);
+            goto out;
         }
     }
+    snprintf(out->name, sizeof out->name, "%s", gs->name);
+    out->players = (int)gs->num_players;
+    rc = 0;
+out:
     agora__v1__env_reply__free_unpacked(rep, NULL);
     ag_env_client_destroy(&c);
     return rc;

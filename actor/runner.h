@@ -59,6 +59,7 @@
 #define AG_RUNNER_MAX_SEATS 8
 #define AG_RUNNER_MAX_POLICIES 4
 #define AG_RUNNER_NAME_MAX 128
+#define AG_RUNNER_GAME_MAX 64 /* bytes of a game name (protocol.md §6) */
 
 typedef struct ag_runner ag_runner_t;
 
@@ -92,9 +93,9 @@ typedef void (*ag_runner_episode_cb)(void *arg, const ag_runner_result_t *res);
 typedef uint64_t (*ag_runner_seed_fn)(void *arg, uint64_t n);
 
 typedef struct ag_runner_config {
-    const char *env; /* comma-separated env endpoints; episodes are spread over them */
-    const char *game;
-    const char *options; /* "k=8,invalid_action=penalize": KEY=VALUE, comma-separated */
+    const char *env;     /* comma-separated env endpoints; episodes are spread over them */
+    const char *game;    /* a name the env server hosts (ag_runner_find_game) */
+    const char *options; /* "k=8,judge=rule": KEY=VALUE, comma-separated; may be empty */
     int n_seats;         /* the game's number of players */
     ag_runner_seat_t seats[AG_RUNNER_MAX_SEATS];
     int n_policies; /* policies referenced by seats: 0 .. n_policies-1 */
@@ -171,15 +172,22 @@ bool ag_runner_done(const ag_runner_t *r);
 
 void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out);
 
+/* A game as an env server's Hello describes it. */
+typedef struct ag_runner_game {
+    char name[AG_RUNNER_GAME_MAX + 1];
+    int players;
+} ag_runner_game_t;
+
 /*
- * Asks the env server at endpoint (Hello, blocking) how many players game has
- * and whether it has each of the n_bots bot names. Retries until deadline_ms
- * (a server may still be starting). Returns the number of players, or a
- * negative errno after writing the reason to err: -ETIMEDOUT (no answer),
- * -ENOENT (no such game or bot), -EPROTO.
+ * Asks the env server at endpoint (Hello, blocking) for game, or, when game
+ * is NULL or "", for the first game it lists, and checks that the game has
+ * each of the n_bots bot names. Retries until deadline_ms (a server may
+ * still be starting). Returns 0 with the game in out, or a negative errno
+ * after writing the reason to err: -ETIMEDOUT (no answer), -ENOENT (no such
+ * game or bot), -EPROTO (a reply or a game this runner cannot use).
  */
-int ag_runner_game_players(const char *endpoint, const char *game, const char *const *bots,
-                           int n_bots, int deadline_ms, char *err, size_t errlen);
+int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
+                        int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen);
 
 /* Parses "k=8,invalid_action=penalize" into at most max pairs (pointers into
  * buf, a writable copy of at least strlen(text)+1 bytes). Returns the count,

@@ -489,6 +489,13 @@ static void test_eval(void **state)
     assert_int_equal(harness_run_capture(honest, out, sizeof out), 0);
     assert_true(s_json_num(out, "judge_accuracy") == 1.0);
 
+    /* No game named: the first one the env server lists (agora-env: debate). */
+    char *first[] = {(char *)s_eval_exe, "--env",    s_env.endpoint, "--seat0", "bot:honest",
+                     "--seat1",          "bot:liar", "--games",      "20",      NULL};
+    assert_int_equal(harness_run_capture(first, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"game\":\"debate\""));
+    assert_int_equal((int)s_json_num(out, "games"), 20);
+
     /* A checkpoint seat: the scripted critic; the same seed gives the same result. */
     char path[] = "/tmp/agora-test-critic-XXXXXX";
     int fd = mkstemp(path);
