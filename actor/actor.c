@@ -37,6 +37,12 @@
  * actor.reward_labels_decided only those of games not settled by the game's
  * coin.
  *
+ * Invalid actions (runner.h): an action the env server refuses is a turn
+ * penalised by actor.invalid_penalty and the seat samples again, up to
+ * actor.invalid_retries times in a row; then the runner ends the episode,
+ * which is shipped truncated with the refused seat only (the others have no
+ * outcome to learn from) and labels no game.
+ *
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
  * outbox is sent at once, and the actor waits up to actor.drain_ms for the
@@ -107,6 +113,13 @@ static const ag_option_t s_options[] = {
     {"actor.metrics", "metrics", "", "append one JSON record per log line to this file"},
     {"actor.drain_ms", "drain-ms", "3000", "on stop, wait this long for acknowledgements"},
     {"actor.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
+    {"actor.invalid_retries", "invalid-retries", "3",
+     "resample an action the env server refuses as invalid (ERROR_INVALID_ACTION) up to this "
+     "many times in a row, then end the episode (shipped truncated)"},
+    {"actor.invalid_penalty", "invalid-penalty", "1",
+     "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
+     "penalty at least the game's worst loss, so that ending a game by invalid actions never "
+     "pays"},
     {"actor.reward", "reward", "",
      "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"},
     {"actor.reward_model", "reward-model", "default", "reward model that scores and learns"},
@@ -198,12 +211,6 @@ static uint64_t s_game_seed(void *arg, uint64_t n)
     actor_t *a = arg;
     uint64_t x = a->seed_base ^ (n * 0x9e3779b97f4a7c15ULL);
     return ag_splitmix64(&x) % TRAIN_SEED_LIMIT;
-}
-
-/* The seats a trajectory carries (ag_shipper_add's rule): trainable ones that acted. */
-static bool s_shipped_seat(const ag_runner_result_t *res, int s)
-{
-    return res->trainable[s] && res->seq[s] && res->seq[s]->n_turns > 0;
 }
 
 static void s_ship(actor_t *a, const ag_runner_result_t *res)
@@ -300,7 +307,7 @@ static held_t *s_hold(actor_t *a, const ag_runner_result_t *res)
         snprintf(h->labels[s], sizeof h->labels[s], "%s", res->label[s] ? res->label[s] : "");
         h->res.label[s] = h->labels[s];
         h->res.seq[s] = NULL;
-        if (s_shipped_seat(res, s)) {
+        if (ag_shipper_carries(res, s)) {
             if (s_seq_copy(&h->seqs[s], res->seq[s]) < 0)
                 goto fail;
             h->res.seq[s] = &h->seqs[s];
@@ -388,11 +395,12 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
     size_t lens[AG_RUNNER_MAX_SEATS] = {0};
     bool trainable = false;
     for (int s = 0; s < res->n_seats; s++) {
-        trainable |= s_shipped_seat(res, s);
+        trainable |= ag_shipper_carries(res, s);
         if (a->rm && res->seq[s] && res->seq[s]->n_turns > 0)
             texts[s] = s_text(a, res->seq[s], s, &lens[s]);
     }
-    if (a->rm_labels != AG_REWARD_LABELS_OFF) {
+    /* A game the runner ended on refused actions has no outcome to label. */
+    if (a->rm_labels != AG_REWARD_LABELS_OFF && !res->invalid_ended) {
         int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->info, res->n_info,
                                              res->n_seats, res->returns, texts, lens);
         if (rc < 0)
@@ -413,7 +421,7 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
     ag_reward_item_t items[AG_RUNNER_MAX_SEATS];
     int n = 0;
     for (int s = 0; s < res->n_seats; s++) {
-        if (!s_shipped_seat(res, s))
+        if (!ag_shipper_carries(res, s))
             continue;
         if (!texts[s])
             goto fail;
@@ -456,11 +464,13 @@ static void s_log_stats(actor_t *a, bool final)
     ag_info("actor",
             "%s v%llu | %.1f episodes/s | %.0f tokens/s sampled (%.0f rows/s, model busy "
             "%.0f%%) | episodes %llu | outbox %zu | acked %llu dup %llu stale %llu | env "
-            "overloaded %llu | dropped: context %llu env %llu outbox %llu",
+            "overloaded %llu | invalid: resampled %llu ended %llu | dropped: context %llu env "
+            "%llu outbox %llu",
             final ? "final:" : "", (unsigned long long)a->version, eps, tps, rps, busy * 100.0,
             (unsigned long long)st.finished, ag_shipper_pending(a->ship),
             (unsigned long long)sh.accepted, (unsigned long long)sh.duplicate,
             (unsigned long long)sh.stale, (unsigned long long)st.overloaded,
+            (unsigned long long)st.invalid_resampled, (unsigned long long)st.invalid_ended,
             (unsigned long long)st.dropped_ctx, (unsigned long long)st.env_errors,
             (unsigned long long)sh.dropped);
     ag_reward_client_stats_t rs = {0};
@@ -489,6 +499,8 @@ static void s_log_stats(actor_t *a, bool final)
         ag_jsonw_int(&j, "episodes", (long long)st.finished);
         ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
         ag_jsonw_int(&j, "invalid_actions", (long long)st.invalid_actions);
+        ag_jsonw_int(&j, "invalid_resampled", (long long)st.invalid_resampled);
+        ag_jsonw_int(&j, "invalid_ended", (long long)st.invalid_ended);
         ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
         ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
         ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
@@ -707,8 +719,8 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes,
-        rm_timeout;
-    double temperature, top_p;
+        rm_timeout, invalid_retries;
+    double temperature, top_p, invalid_penalty;
     bool rm_decided = false;
     if (ag_config_long(a.cfg, "actor.slots", 1, 4096, &slots) < 0 ||
         ag_config_long(a.cfg, "actor.max_action_tokens", 1, 4096, &max_action) < 0 ||
@@ -726,6 +738,8 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.drain_ms", 0, 3600000, &a.drain_ms) < 0 ||
         ag_config_long(a.cfg, "actor.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
         ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
+        ag_config_long(a.cfg, "actor.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
+        ag_config_double(a.cfg, "actor.invalid_penalty", 0, 1e6, &invalid_penalty) < 0 ||
         ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
         ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
         ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0 ||
@@ -795,6 +809,8 @@ int main(int argc, char **argv)
         .seed_arg = &a,
         .max_episodes = (uint64_t)max_episodes,
         .env_timeout_ms = (int)env_timeout,
+        .invalid_retries = (int)invalid_retries,
+        .invalid_penalty = (float)invalid_penalty,
         .on_episode = s_on_episode,
         .arg = &a,
     };

@@ -9,7 +9,9 @@
  * its episode in the state that sent it; a reply for an episode that was
  * abandoned meanwhile is recognised by the episode's serial number. A
  * request the env server answers ERROR_OVERLOADED (busy, not applied) stays
- * the one in flight: it is sent again after a growing pause.
+ * the one in flight: it is sent again after a growing pause. A Step refused
+ * ERROR_INVALID_ACTION (not applied either) sends the episode back to PLAY:
+ * the same seat samples another action, up to invalid_retries times in a row.
  *
  * Per sampling step and policy, rows are gathered into one feed: first the
  * seats in the middle of an action (one row each: the token sampled last),
@@ -65,6 +67,7 @@ typedef struct episode {
     int resends;        /* of the request in flight, after ERROR_OVERLOADED */
     uint64_t resend_at; /* loop time (ms) to resend it; 0 = none due */
     int step_seat;      /* whose action the Step in flight carries */
+    int refused;        /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
     ag_rng_t rng;
     float returns[AG_RUNNER_MAX_SEATS];
     bool invalid;
@@ -328,7 +331,7 @@ static void s_fail(episode_t *ep, const char *what)
 }
 
 static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
-                   Agora__V1__Metric **metrics, size_t n_metrics, bool truncated)
+                   Agora__V1__Metric **metrics, size_t n_metrics, bool truncated, int invalid_seat)
 {
     ag_runner_t *r = ep->r;
     ag_runner_result_t res = {
@@ -342,6 +345,8 @@ static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
         .n_metrics = n_metrics,
         .truncated = truncated,
         .invalid_action = ep->invalid,
+        .invalid_ended = invalid_seat >= 0,
+        .invalid_seat = invalid_seat,
     };
     for (int s = 0; s < r->cfg.n_seats; s++) {
         int p = r->cfg.seats[s].policy;
@@ -368,6 +373,42 @@ static void s_add_rewards(episode_t *ep, const float *rewards, size_t n)
         if (r->cfg.seats[s].policy >= 0)
             ag_seq_reward(&ep->seats[s].seq, rewards[s]);
     }
+}
+
+/*
+ * The env refused the action in flight (ERROR_INVALID_ACTION: not a legal
+ * move, the episode unchanged). The refused turn keeps its place in the
+ * transcript, credited -invalid_penalty, and the seat samples again, reading
+ * it; after invalid_retries refusals in a row, or with no room left in the
+ * context, the episode is closed and emitted truncated (see runner.h).
+ */
+static void s_refused(episode_t *ep, const char *message)
+{
+    ag_runner_t *r = ep->r;
+    const int s = ep->step_seat;
+    seat_t *seat = &ep->seats[s];
+    const int ctx = r->pol[r->cfg.seats[s].policy].cfg.ctx;
+    ag_seq_reward(&seat->seq, -r->cfg.invalid_penalty);
+    if (ep->refused < r->cfg.invalid_retries && seat->seq.len < (size_t)ctx) {
+        ep->refused++;
+        r->st.invalid_resampled++;
+        ag_debug("runner", "episode %llu, seat %d: action refused (%s); resample %d",
+                 (unsigned long long)ep->number, s, message ? message : "", ep->refused);
+        seat->want = true;
+        s_set_state(ep, EP_PLAY);
+        return;
+    }
+    r->st.invalid_ended++;
+    ag_log(r->st.invalid_ended == 1 ? AG_LOG_WARN : AG_LOG_DEBUG, "runner",
+           "game %s, episode %llu (seed %llu), seat %d: the env server refused its action as "
+           "invalid (%d in a row, the limit; last reason: %s): the episode is ended and emitted "
+           "truncated, the refused turns penalised (invalid_ended)",
+           r->game, (unsigned long long)ep->number, (unsigned long long)ep->seed, s,
+           ep->refused + 1, message && message[0] ? message : "no reason given");
+    s_send_close(r, ep->env, ep->id);
+    s_emit(ep, NULL, 0, NULL, 0, true, s);
+    s_release(ep);
+    s_start_episode(ep);
 }
 
 /* The env says seat to_act must act on obs: queue it, unless it would overflow the context. */
@@ -506,7 +547,7 @@ static void s_reset_done(void *arg, int status, const ProtobufCMessage *msg, con
     }
     s_add_rewards(ep, rr->rewards, rr->n_rewards);
     if (rr->terminated) {
-        s_emit(ep, rr->info, rr->n_info, rr->metrics, rr->n_metrics, false);
+        s_emit(ep, rr->info, rr->n_info, rr->metrics, rr->n_metrics, false, -1);
         s_release(ep);
         s_start_episode(ep);
         return;
@@ -522,6 +563,12 @@ static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, cons
     if (status == -ECANCELED || ref.ep->serial != ref.serial)
         return;
     episode_t *ep = ref.ep;
+    const Agora__V1__EnvReply *refusal = (const Agora__V1__EnvReply *)msg;
+    if (status == 0 && refusal->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR && refusal->error &&
+        refusal->error->code == AGORA__V1__ERROR_CODE__ERROR_INVALID_ACTION) {
+        s_refused(ep, refusal->error->message);
+        return;
+    }
     const Agora__V1__EnvReply *rep = s_reply(ep, status, msg, "step");
     if (!rep)
         return;
@@ -530,13 +577,14 @@ static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, cons
         s_fail(ep, "step: unexpected reply");
         return;
     }
+    ep->refused = 0;
     s_add_rewards(ep, sr->rewards, sr->n_rewards);
     if (sr->invalid_action) {
         ep->invalid = true;
         ep->r->st.invalid_actions++;
     }
     if (sr->terminated || sr->truncated) {
-        s_emit(ep, sr->info, sr->n_info, sr->metrics, sr->n_metrics, sr->truncated);
+        s_emit(ep, sr->info, sr->n_info, sr->metrics, sr->n_metrics, sr->truncated, -1);
         s_release(ep);
         s_start_episode(ep);
         return;
@@ -570,6 +618,7 @@ static void s_start_episode(episode_t *ep)
     ag_rng_seed(&ep->rng, s_mix(r->cfg.seed, number));
     ep->id = 0;
     ep->invalid = false;
+    ep->refused = 0;
     ep->env = r->next_env;
     r->next_env = (r->next_env + 1) % r->n_env;
     for (int s = 0; s < r->cfg.n_seats; s++) {
@@ -794,7 +843,7 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     if (cfg->n_seats < 1 || cfg->n_seats > AG_RUNNER_MAX_SEATS || cfg->slots < 1 ||
         cfg->n_policies < 0 || cfg->n_policies > AG_RUNNER_MAX_POLICIES ||
         cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game ||
-        !cfg->game[0] || !cfg->env) {
+        !cfg->game[0] || !cfg->env || cfg->invalid_retries < 0 || !isfinite(cfg->invalid_penalty)) {
         ag_error("runner", "bad runner configuration");
         return NULL;
     }

@@ -24,6 +24,19 @@
  * exactly what the policy read and wrote. An observation that would not fit
  * in the context ends the episode as dropped (counted, never emitted).
  *
+ * Invalid actions (protocol.md §5, §8.6): a Step the env refuses with
+ * ERROR_INVALID_ACTION changed nothing, so the same seat acts again. The
+ * refused action stays in its transcript as a turn of its own, credited
+ * -invalid_penalty, and the seat's next sample reads it: every token the
+ * learner trains on is then exactly what the policy read when it sampled,
+ * and the refusal itself is a penalised turn it learns from. After
+ * invalid_retries resamples refused in a row (or when the context has no
+ * room for another), the episode is closed on the env server and emitted
+ * truncated, with invalid_ended and invalid_seat set: its refused turns are its
+ * data, while the other seats have no outcome. A game played with
+ * invalid_action=penalize consumes such actions itself (StepReply
+ * invalid_action); nothing here changes for it.
+ *
  * Weights: a policy's weights may change only while none of its seats is
  * mid-action. ag_runner_hold stops its seats from starting new actions; once
  * ag_runner_acting reports 0, the caller replaces the weights and calls
@@ -84,8 +97,11 @@ typedef struct ag_runner_result {
     size_t n_info;
     Agora__V1__Metric **metrics;
     size_t n_metrics;
-    bool truncated;      /* the env ended it by a limit */
-    bool invalid_action; /* some step was penalised as invalid */
+    bool truncated;      /* the env ended it by a limit, or the runner did (invalid_ended) */
+    bool invalid_action; /* some step was penalised as invalid (invalid_action=penalize) */
+    bool invalid_ended;  /* the runner ended it: the env refused (ERROR_INVALID_ACTION) the
+                          * actions of seat invalid_seat; no info, no metrics */
+    int invalid_seat;
 } ag_runner_result_t;
 
 typedef void (*ag_runner_episode_cb)(void *arg, const ag_runner_result_t *res);
@@ -110,17 +126,22 @@ typedef struct ag_runner_config {
                             * ERROR_OVERLOADED is no failure: the request is resent after a
                             * pause (up to 12 times in a row) */
     int env_timeout_ms;    /* deadline of one env request (sent once); 0 = 5000 */
+    int invalid_retries;   /* resamples of an action refused ERROR_INVALID_ACTION, in a row;
+                            * 0 = the first refusal ends the episode */
+    float invalid_penalty; /* subtracted from the reward of each refused turn */
     ag_runner_episode_cb on_episode;
     void *arg;
 } ag_runner_config_t;
 
 typedef struct ag_runner_stats {
-    uint64_t started;     /* episodes reset (including replays) */
-    uint64_t finished;    /* emitted through on_episode */
-    uint64_t dropped_ctx; /* an observation would overflow the context */
-    uint64_t env_errors;  /* episodes lost to an env error or timeout */
-    uint64_t overloaded;  /* env requests answered ERROR_OVERLOADED and resent after a pause */
-    uint64_t invalid_actions;
+    uint64_t started;         /* episodes reset (including replays) */
+    uint64_t finished;        /* emitted through on_episode */
+    uint64_t dropped_ctx;     /* an observation would overflow the context */
+    uint64_t env_errors;      /* episodes lost to an env error or timeout */
+    uint64_t overloaded;      /* env requests answered ERROR_OVERLOADED and resent after a pause */
+    uint64_t invalid_actions; /* Steps the env consumed as penalised (invalid_action=penalize) */
+    uint64_t invalid_resampled; /* Steps refused ERROR_INVALID_ACTION, then resampled */
+    uint64_t invalid_ended;     /* episodes ended after invalid_retries resamples were refused */
     uint64_t actions;
     uint64_t tokens_sampled; /* generated tokens */
     uint64_t tokens_fed;     /* every row run through a model (prompts, re-feeds, samples) */
