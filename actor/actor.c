@@ -46,7 +46,11 @@
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
  * outbox is sent at once, and the actor waits up to actor.drain_ms for the
- * acknowledgements; a second signal exits at once.
+ * acknowledgements; a second signal exits at once. When it cannot do its
+ * job at all, so that a restart would not help (the env server lacks the
+ * game or a bot; actor.overflow_limit episodes in a row overflowed the
+ * model's context), it exits with status 3 (AG_EXIT_FATAL), the reason as
+ * the last line of its log.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +74,8 @@
 #define TRAIN_SEED_LIMIT 1000000000ULL
 #define RM_MAX_LABELS 4096 /* labels kept while the reward server cannot take them */
 #define RM_WARN_MS 10000   /* at most one warning this often about unscored trajectories */
+/* Exit status of an actor that cannot do its job: restarting it would not help. */
+#define AG_EXIT_FATAL 3
 
 enum { POL_CURRENT = 0, POL_LEAGUE = 1 };
 
@@ -120,6 +126,9 @@ static const ag_option_t s_options[] = {
      "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
      "penalty at least the game's worst loss, so that ending a game by invalid actions never "
      "pays"},
+    {"actor.overflow_limit", "overflow-limit", "100",
+     "exit with status 3 when this many episodes in a row were dropped because a transcript "
+     "overflowed the model's context (model.ctx), none played to the end in between (0 = never)"},
     {"actor.reward", "reward", "",
      "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"},
     {"actor.reward_model", "reward-model", "default", "reward model that scores and learns"},
@@ -185,6 +194,8 @@ typedef struct actor {
     bool stopping, quit;
     uint64_t drain_until;
     int exit_code;
+    char fatal[512]; /* why the actor cannot do its job (exit status AG_EXIT_FATAL) */
+    long overflow_limit;
     uint64_t produced; /* trajectories produced (shipped or waiting for scores) */
     /* reward service */
     ag_reward_client_t *rm;
@@ -703,6 +714,40 @@ static int s_seats(actor_t *a, int players, const char **bots, int *n_bots)
     return 0;
 }
 
+/* Setup failed with rc from ag_runner_find_game: a game or bot the env
+ * server does not have (or a game this actor cannot play) is fatal; a server
+ * that did not answer may yet come, so a restart may help. */
+static void s_fail_setup(actor_t *a, int rc, const char *why)
+{
+    if (rc == -ENOENT || rc == -EPROTO) {
+        a->exit_code = AG_EXIT_FATAL;
+        snprintf(a->fatal, sizeof a->fatal, "%s", why);
+    } else {
+        ag_error("actor", "%s", why);
+    }
+}
+
+/*
+ * True (and stopping, with exit status AG_EXIT_FATAL) once actor.overflow_limit
+ * episodes in a row were dropped for the context with none played to the end:
+ * whatever this actor plays, nothing reaches the learner.
+ */
+static bool s_overflowing(actor_t *a)
+{
+    ag_runner_stats_t st;
+    ag_runner_get_stats(a->runner, &st);
+    if (!a->overflow_limit || st.ctx_streak < (uint64_t)a->overflow_limit)
+        return false;
+    snprintf(a->fatal, sizeof a->fatal,
+             "the last %llu episodes all overflowed the model's context (ctx %d, model.ctx) "
+             "and none was played to the end: nothing can be trained; raise model.ctx or "
+             "shorten the game's texts (the first overflow is logged above with its sizes)",
+             (unsigned long long)st.ctx_streak, ag_policy_source_config(a->ps)->ctx);
+    s_begin_stop(a, "every episode overflows the model's context");
+    a->exit_code = AG_EXIT_FATAL;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     actor_t a = {.exit_code = 1};
@@ -740,6 +785,7 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
         ag_config_long(a.cfg, "actor.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
         ag_config_double(a.cfg, "actor.invalid_penalty", 0, 1e6, &invalid_penalty) < 0 ||
+        ag_config_long(a.cfg, "actor.overflow_limit", 0, 1L << 40, &a.overflow_limit) < 0 ||
         ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
         ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
         ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0 ||
@@ -789,9 +835,10 @@ int main(int argc, char **argv)
     int n_bots = 0;
     /* Seat bots are checked against the game once the player count is known. */
     ag_runner_game_t game;
-    if (ag_runner_find_game(first_env, ag_config_str(a.cfg, "game.name"), NULL, 0, 60000, &game,
-                            err, sizeof err) < 0) {
-        ag_error("actor", "%s", err);
+    rc = ag_runner_find_game(first_env, ag_config_str(a.cfg, "game.name"), NULL, 0, 60000, &game,
+                             err, sizeof err);
+    if (rc < 0) {
+        s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
     if (!ag_config_str(a.cfg, "game.name")[0])
@@ -817,9 +864,9 @@ int main(int argc, char **argv)
     if (s_seats(&a, game.players, bots, &n_bots) < 0)
         goto out_cfg;
     ag_runner_game_t checked;
-    if (n_bots && ag_runner_find_game(first_env, game.name, bots, n_bots, 10000, &checked, err,
-                                      sizeof err) < 0) {
-        ag_error("actor", "%s", err);
+    if (n_bots && (rc = ag_runner_find_game(first_env, game.name, bots, n_bots, 10000, &checked,
+                                            err, sizeof err)) < 0) {
+        s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
     const char *metrics_path = ag_config_str(a.cfg, "actor.metrics");
@@ -907,6 +954,8 @@ int main(int argc, char **argv)
         }
         busy = n > 0;
         s_apply_weights(&a);
+        if (s_overflowing(&a))
+            continue;
         if (ag_runner_done(a.runner))
             s_begin_stop(&a, "max_episodes reached");
     }
@@ -939,5 +988,7 @@ out_loop:
         fclose(a.metrics);
 out_cfg:
     ag_config_destroy(&a.cfg);
+    if (a.exit_code == AG_EXIT_FATAL)
+        ag_error("actor", "%s (exit status %d: do not restart)", a.fatal, AG_EXIT_FATAL);
     return a.exit_code;
 }

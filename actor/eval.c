@@ -13,7 +13,8 @@
  * up to three times; a game whose transcript would overflow a checkpoint's
  * context is counted as dropped and left out of the averages, and so is one
  * the runner ended because the env server refused a seat's actions
- * eval.invalid_retries + 1 times in a row (invalid_ended).
+ * eval.invalid_retries + 1 times in a row (invalid_ended). An evaluation
+ * that completes no game at all exits with status 3 and says why.
  *
  * Reward model check (--reward ENDPOINT --reward-model NAME): after every
  * two-seat game with different returns in which both seats acted (a seat
@@ -528,6 +529,15 @@ int main(int argc, char **argv)
                 "refused as invalid)",
                 (unsigned long long)ev.games, games, (unsigned long long)st.dropped_ctx,
                 (unsigned long long)ev.invalid_ended);
+    if (ev.games == 0 && !ev.interrupted) {
+        ag_error("eval",
+                 "no game of %s was played to the end: %llu dropped because a transcript "
+                 "overflowed a checkpoint's context (model.ctx), %llu ended after actions "
+                 "refused as invalid, %llu lost to env errors (exit status 3)",
+                 game.name, (unsigned long long)st.dropped_ctx,
+                 (unsigned long long)ev.invalid_ended, (unsigned long long)st.env_errors);
+        status = 3;
+    }
 
 out_loop:
     ag_reward_client_destroy(&ev.rm);

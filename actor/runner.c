@@ -361,6 +361,7 @@ static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
         }
     }
     r->st.finished++;
+    r->st.ctx_streak = 0;
     if (r->cfg.on_episode)
         r->cfg.on_episode(r->cfg.arg, &res);
 }
@@ -373,6 +374,27 @@ static void s_add_rewards(episode_t *ep, const float *rewards, size_t n)
         if (r->cfg.seats[s].policy >= 0)
             ag_seq_reward(&ep->seats[s].seq, rewards[s]);
     }
+}
+
+/* Seat s's transcript cannot take its next observation of obs_len bytes: the
+ * episode is dropped. The first time is an error the user must see at once
+ * (a game whose transcripts never fit trains nothing); later ones are counted. */
+static void s_overflow(episode_t *ep, int s, size_t obs_len)
+{
+    ag_runner_t *r = ep->r;
+    const seat_t *seat = &ep->seats[s];
+    const int ctx = r->pol[r->cfg.seats[s].policy].cfg.ctx;
+    r->st.dropped_ctx++;
+    r->st.ctx_streak++;
+    ag_log(r->st.dropped_ctx == 1 ? AG_LOG_ERROR : AG_LOG_DEBUG, "runner",
+           "game %s, episode %llu (seed %llu), seat %d: the transcript needs %zu tokens (%zu so "
+           "far, a %zu-byte observation and one to act) but the model's context (model.ctx) is "
+           "%d: the episode is dropped, as is every one that does not fit (dropped_context)",
+           r->game, (unsigned long long)ep->number, (unsigned long long)ep->seed, s,
+           seat->seq.len + obs_len + 1, seat->seq.len, obs_len, ctx);
+    s_send_close(r, ep->env, ep->id);
+    s_release(ep);
+    s_start_episode(ep);
 }
 
 /*
@@ -426,12 +448,7 @@ static void s_observe(episode_t *ep, uint32_t to_act, const char *obs)
     size_t len = obs ? strlen(obs) : 0;
     /* Room for the observation and at least one sampled token. */
     if (seat->seq.len + len + 1 > (size_t)p->cfg.ctx) {
-        r->st.dropped_ctx++;
-        ag_debug("runner", "episode %llu dropped: seat %u's transcript would exceed %d tokens",
-                 (unsigned long long)ep->number, to_act, p->cfg.ctx);
-        s_send_close(r, ep->env, ep->id);
-        s_release(ep);
-        s_start_episode(ep);
+        s_overflow(ep, to_act, len);
         return;
     }
     if (ag_seq_context(&seat->seq, obs ? obs : "", len) < 0) {

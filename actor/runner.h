@@ -21,8 +21,7 @@
  * or when the transcript fills the model's context; its bytes (EOT and other
  * special tokens dropped) are sent as the Step. An action cut by a limit has
  * no EOT: the turn ends on its last sampled token, so the transcript is
- * exactly what the policy read and wrote. An observation that would not fit
- * in the context ends the episode as dropped (counted, never emitted).
+ * exactly what the policy read and wrote.
  *
  * Invalid actions (protocol.md §5, §8.6): a Step the env refuses with
  * ERROR_INVALID_ACTION changed nothing, so the same seat acts again. The
@@ -36,6 +35,12 @@
  * data, while the other seats have no outcome. A game played with
  * invalid_action=penalize consumes such actions itself (StepReply
  * invalid_action); nothing here changes for it.
+ *
+ * Context: an observation that would not fit in the model's context (with
+ * room for one sampled token) drops the episode: never emitted, counted in
+ * dropped_ctx and ctx_streak, and the first one is logged as an error naming
+ * the game, episode, seed, seat and sizes. The caller decides when nothing
+ * can be trained any more (agora-actor: actor.overflow_limit).
  *
  * Weights: a policy's weights may change only while none of its seats is
  * mid-action. ag_runner_hold stops its seats from starting new actions; once
@@ -137,6 +142,7 @@ typedef struct ag_runner_stats {
     uint64_t started;         /* episodes reset (including replays) */
     uint64_t finished;        /* emitted through on_episode */
     uint64_t dropped_ctx;     /* an observation would overflow the context */
+    uint64_t ctx_streak;      /* of which since the last episode emitted */
     uint64_t env_errors;      /* episodes lost to an env error or timeout */
     uint64_t overloaded;      /* env requests answered ERROR_OVERLOADED and resent after a pause */
     uint64_t invalid_actions; /* Steps the env consumed as penalised (invalid_action=penalize) */

@@ -495,6 +495,22 @@ static void test_context_limit(void **state)
     ag_model_destroy(&m);
 }
 
+/* Every episode overflows at its first observation: none is emitted, and the
+ * streak of drops since the last emitted one counts them all. */
+static void test_context_none_fits(void **state)
+{
+    ag_model_t *m = s_model(32);
+    ag_runner_config_t c = s_critique_cfg(16);
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_int_equal(g->n, 0);
+    assert_int_equal(st.dropped_ctx, 16);
+    assert_int_equal(st.ctx_streak, 16);
+    assert_int_equal(st.tokens_sampled, 0);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
 /* Checks the turns of seat 1 in game i of an invalid-action run: a turn
  * credited exactly -penalty is a refused one (the critic's own rewards are
  * whole numbers), and the seat acted again at once, reading it. Returns the
@@ -732,6 +748,26 @@ static int s_eval_critic(ag_model_t *m, char *out, size_t cap, const char *extra
     return rc;
 }
 
+/* agora-eval completes no game, so it exits 3 with what happened instead of
+ * "games": 0 and success: every transcript overflows the checkpoint's
+ * context, or every game ends on refused actions. */
+static void test_eval_no_game(void **state)
+{
+    char out[8192];
+    ag_model_t *m = s_model(32);
+    assert_int_equal(s_eval_critic(m, out, sizeof out, NULL, NULL), 3);
+    ag_model_destroy(&m);
+    assert_int_equal((int)s_json_num(out, "games"), 0);
+    assert_int_equal((int)s_json_num(out, "dropped_context"), 12);
+
+    m = s_model_refused(512);
+    assert_int_equal(s_eval_critic(m, out, sizeof out, "--invalid-retries", "1"), 3);
+    ag_model_destroy(&m);
+    assert_int_equal((int)s_json_num(out, "games"), 0);
+    assert_int_equal((int)s_json_num(out, "invalid_ended"), 12);
+    assert_int_equal((int)s_json_num(out, "invalid_resampled"), 12);
+}
+
 /* agora-eval resamples a refused verdict like the actor: the games complete. */
 static void test_eval_resampled(void **state)
 {
@@ -950,6 +986,45 @@ static void test_actor_invalid(void **state)
     s_actor_rig_finish(&r);
 }
 
+/*
+ * agora-actor whose model's context cannot hold a single critic observation:
+ * the first overflow is an error naming the game, the episode, the seat and
+ * the sizes, and after actor.overflow_limit episodes in a row the actor
+ * exits with status 3, the reason as its last log line; nothing is shipped.
+ * So does one whose env server does not host its game.
+ */
+static void test_actor_overflow(void **state)
+{
+    actor_rig_t r;
+    s_actor_rig_init(&r, s_model(32));
+    const char *extra[] = {"--overflow-limit", "20", NULL};
+    assert_int_equal(s_run_actor(&r.fl, CRITIQUE_OPTIONS, r.log, extra, NULL, NULL), 3);
+    assert_int_equal(r.fl.n_trajs, 0);
+    size_t len;
+    char *text = (char *)harness_read_file(r.log, &len);
+    assert_non_null(text);
+    const char *first = strstr(text, "game critique, episode ");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "seat 1: the transcript needs "));
+    assert_non_null(strstr(first, "the model's context (model.ctx) is 32"));
+    assert_null(strstr(first + 1, "game critique, episode ")); /* once, not per episode */
+    free(text);
+    char *last = s_last_line(r.log);
+    assert_non_null(last);
+    assert_non_null(strstr(last, "overflowed the model's context (ctx 32"));
+    assert_non_null(strstr(last, "exit status 3"));
+    free(last);
+
+    /* A game the env server does not host is as fatal. */
+    const char *no_game[] = {"--game", "no-such-game", NULL};
+    assert_int_equal(s_run_actor(&r.fl, "", r.log, no_game, NULL, NULL), 3);
+    last = s_last_line(r.log);
+    assert_non_null(last);
+    assert_non_null(strstr(last, "has no game \"no-such-game\" (exit status 3"));
+    free(last);
+    s_actor_rig_finish(&r);
+}
+
 static int s_setup(void **state)
 {
     return ag_server_proc_start(&s_env, s_env_exe, NULL, 10000) == 0 ? 0 : -1;
@@ -976,12 +1051,15 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_overloaded_resent),
         cmocka_unit_test(test_lost_step_reply),
         cmocka_unit_test(test_context_limit),
+        cmocka_unit_test(test_context_none_fits),
         cmocka_unit_test(test_invalid_resampled),
         cmocka_unit_test(test_invalid_ended),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_eval_no_game),
         cmocka_unit_test(test_eval_resampled),
         cmocka_unit_test(test_actor),
         cmocka_unit_test(test_actor_invalid),
+        cmocka_unit_test(test_actor_overflow),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
