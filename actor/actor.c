@@ -54,6 +54,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +64,6 @@
 
 #include "config.h"
 #include "fsutil.h"
-#include "jsonw.h"
 #include "log.h"
 #include "policy_source.h"
 #include "reward_client.h"
@@ -456,6 +457,77 @@ fail:
     a->rm_dropped++;
 }
 
+static void s_put_int(json_t *o, const char *key, uint64_t v)
+{
+    json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+/* A figure, or null when it is not a finite number (JSON has none). */
+static void s_put_num(json_t *o, const char *key, double v)
+{
+    json_object_set_new(o, key, isfinite(v) ? json_real(v) : json_null());
+}
+
+/* Appends one record to actor.metrics: the counters so far and the rates since the last one. */
+static void s_write_metrics(actor_t *a, const ag_runner_stats_t *st, const ag_shipper_stats_t *sh,
+                            const ag_reward_client_stats_t *rs, double time_s, double eps,
+                            double tps, double rps, double busy)
+{
+    json_t *o = json_object();
+    if (!o)
+        return;
+    json_object_set_new(o, "actor_id", json_string(a->id));
+    s_put_num(o, "time_s", time_s);
+    s_put_int(o, "version", a->version);
+    s_put_num(o, "episodes_per_s", eps);
+    s_put_num(o, "tokens_per_s", tps);
+    s_put_num(o, "rows_per_s", rps);
+    s_put_num(o, "model_busy", busy);
+    s_put_int(o, "episodes", st->finished);
+    s_put_int(o, "tokens_sampled", st->tokens_sampled);
+    s_put_int(o, "invalid_actions", st->invalid_actions);
+    s_put_int(o, "invalid_resampled", st->invalid_resampled);
+    s_put_int(o, "invalid_ended", st->invalid_ended);
+    s_put_int(o, "dropped_context", st->dropped_ctx);
+    s_put_int(o, "env_errors", st->env_errors);
+    s_put_int(o, "env_overloaded", st->overloaded);
+    s_put_int(o, "weight_swaps", a->swaps);
+    if (a->has_league) {
+        s_put_int(o, "league_version", a->league_version);
+        s_put_int(o, "league_swaps", a->league_swaps);
+    }
+    s_put_int(o, "refed_rows", st->refed);
+    s_put_int(o, "outbox", ag_shipper_pending(a->ship));
+    s_put_int(o, "sent", sh->sent);
+    s_put_int(o, "resent", sh->resent);
+    s_put_int(o, "accepted", sh->accepted);
+    s_put_int(o, "duplicate", sh->duplicate);
+    s_put_int(o, "stale", sh->stale);
+    s_put_int(o, "rejected", sh->rejected);
+    s_put_int(o, "overloaded", sh->overloaded);
+    s_put_int(o, "dropped_outbox", sh->dropped);
+    if (rs) {
+        s_put_int(o, "rm_up", ag_reward_client_up(a->rm));
+        s_put_int(o, "rm_waiting", a->n_held);
+        s_put_int(o, "rm_scored", rs->scored);
+        s_put_int(o, "rm_model_version", rs->model_version);
+        s_put_int(o, "rm_dropped", a->rm_dropped);
+        s_put_int(o, "rm_labels_sent", rs->labels_sent);
+        s_put_int(o, "rm_labels_accepted", rs->labels_accepted);
+        s_put_int(o, "rm_labels_pending", ag_reward_client_labels_pending(a->rm));
+        s_put_int(o, "rm_labels_dropped", rs->labels_dropped);
+        s_put_int(o, "rm_games_undecided", rs->games_undecided);
+        s_put_int(o, "rm_outages", rs->outages);
+    }
+    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (line) {
+        fprintf(a->metrics, "%s\n", line);
+        fflush(a->metrics);
+        free(line);
+    }
+    json_decref(o);
+}
+
 static void s_log_stats(actor_t *a, bool final)
 {
     if (!a->runner)
@@ -497,56 +569,8 @@ static void s_log_stats(actor_t *a, bool final)
                 ag_reward_client_labels_pending(a->rm), (unsigned long long)rs.labels_dropped,
                 (unsigned long long)rs.games_undecided);
     }
-    if (a->metrics) {
-        ag_jsonw_t j;
-        ag_jsonw_begin(&j, a->metrics);
-        ag_jsonw_str(&j, "actor_id", a->id);
-        ag_jsonw_num(&j, "time_s", (double)now * 1e-9);
-        ag_jsonw_int(&j, "version", (long long)a->version);
-        ag_jsonw_num(&j, "episodes_per_s", eps);
-        ag_jsonw_num(&j, "tokens_per_s", tps);
-        ag_jsonw_num(&j, "rows_per_s", rps);
-        ag_jsonw_num(&j, "model_busy", busy);
-        ag_jsonw_int(&j, "episodes", (long long)st.finished);
-        ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
-        ag_jsonw_int(&j, "invalid_actions", (long long)st.invalid_actions);
-        ag_jsonw_int(&j, "invalid_resampled", (long long)st.invalid_resampled);
-        ag_jsonw_int(&j, "invalid_ended", (long long)st.invalid_ended);
-        ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
-        ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
-        ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
-        ag_jsonw_int(&j, "weight_swaps", (long long)a->swaps);
-        if (a->has_league) {
-            ag_jsonw_int(&j, "league_version", (long long)a->league_version);
-            ag_jsonw_int(&j, "league_swaps", (long long)a->league_swaps);
-        }
-        ag_jsonw_int(&j, "refed_rows", (long long)st.refed);
-        ag_jsonw_int(&j, "outbox", (long long)ag_shipper_pending(a->ship));
-        ag_jsonw_int(&j, "sent", (long long)sh.sent);
-        ag_jsonw_int(&j, "resent", (long long)sh.resent);
-        ag_jsonw_int(&j, "accepted", (long long)sh.accepted);
-        ag_jsonw_int(&j, "duplicate", (long long)sh.duplicate);
-        ag_jsonw_int(&j, "stale", (long long)sh.stale);
-        ag_jsonw_int(&j, "rejected", (long long)sh.rejected);
-        ag_jsonw_int(&j, "overloaded", (long long)sh.overloaded);
-        ag_jsonw_int(&j, "dropped_outbox", (long long)sh.dropped);
-        if (a->rm) {
-            ag_jsonw_int(&j, "rm_up", ag_reward_client_up(a->rm));
-            ag_jsonw_int(&j, "rm_waiting", (long long)a->n_held);
-            ag_jsonw_int(&j, "rm_scored", (long long)rs.scored);
-            ag_jsonw_int(&j, "rm_model_version", (long long)rs.model_version);
-            ag_jsonw_int(&j, "rm_dropped", (long long)a->rm_dropped);
-            ag_jsonw_int(&j, "rm_labels_sent", (long long)rs.labels_sent);
-            ag_jsonw_int(&j, "rm_labels_accepted", (long long)rs.labels_accepted);
-            ag_jsonw_int(&j, "rm_labels_pending",
-                         (long long)ag_reward_client_labels_pending(a->rm));
-            ag_jsonw_int(&j, "rm_labels_dropped", (long long)rs.labels_dropped);
-            ag_jsonw_int(&j, "rm_games_undecided", (long long)rs.games_undecided);
-            ag_jsonw_int(&j, "rm_outages", (long long)rs.outages);
-        }
-        ag_jsonw_end(&j);
-        fflush(a->metrics);
-    }
+    if (a->metrics)
+        s_write_metrics(a, &st, &sh, a->rm ? &rs : NULL, (double)now * 1e-9, eps, tps, rps, busy);
     a->last = st;
     a->last_ns = now;
 }
