@@ -423,10 +423,11 @@ static void s_refused(episode_t *ep, const char *message)
     r->st.invalid_ended++;
     ag_log(r->st.invalid_ended == 1 ? AG_LOG_WARN : AG_LOG_DEBUG, "runner",
            "game %s, episode %llu (seed %llu), seat %d: the env server refused its action as "
-           "invalid (%d in a row, the limit; last reason: %s): the episode is ended and emitted "
-           "truncated, the refused turns penalised (invalid_ended)",
+           "invalid (%d in a row, the limit; last reason: %s): the episode is ended, emitted "
+           "truncated with each refused turn credited %g (invalid_ended)",
            r->game, (unsigned long long)ep->number, (unsigned long long)ep->seed, s,
-           ep->refused + 1, message && message[0] ? message : "no reason given");
+           ep->refused + 1, message && message[0] ? message : "no reason given",
+           0.0 - (double)r->cfg.invalid_penalty);
     s_send_close(r, ep->env, ep->id);
     s_emit(ep, NULL, 0, NULL, 0, true, s);
     s_release(ep);
