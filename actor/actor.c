@@ -125,8 +125,8 @@ static const ag_option_t s_options[] = {
      "many times in a row, then end the episode (shipped truncated)"},
     {"actor.invalid_penalty", "invalid-penalty", "1",
      "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
-     "penalty at least the game's worst loss, so that ending a game by invalid actions never "
-     "pays"},
+     "penalty at least the largest loss the game can give a seat, so that ending a game by "
+     "invalid actions never pays"},
     {"actor.overflow_limit", "overflow-limit", "100",
      "exit with status 3 when this many episodes in a row were dropped because a transcript "
      "overflowed the model's context (model.ctx), none played to the end in between (0 = never)"},
