@@ -37,13 +37,25 @@
  * actor.reward_labels_decided only those of games not settled by the game's
  * coin.
  *
+ * Invalid actions (runner.h): an action the env server refuses is a turn
+ * penalised by actor.invalid_penalty and the seat samples again, up to
+ * actor.invalid_retries times in a row; then the runner ends the episode,
+ * which is shipped truncated with the refused seat only (the others have no
+ * outcome to learn from) and labels no game.
+ *
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
  * outbox is sent at once, and the actor waits up to actor.drain_ms for the
- * acknowledgements; a second signal exits at once.
+ * acknowledgements; a second signal exits at once. When it cannot do its
+ * job at all, so that a restart would not help (the env server lacks the
+ * game or a bot; actor.overflow_limit episodes in a row overflowed the
+ * model's context), it exits with status 3 (AG_EXIT_FATAL), the reason as
+ * the last line of its log.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +64,6 @@
 
 #include "config.h"
 #include "fsutil.h"
-#include "jsonw.h"
 #include "log.h"
 #include "policy_source.h"
 #include "reward_client.h"
@@ -64,6 +75,8 @@
 #define TRAIN_SEED_LIMIT 1000000000ULL
 #define RM_MAX_LABELS 4096 /* labels kept while the reward server cannot take them */
 #define RM_WARN_MS 10000   /* at most one warning this often about unscored trajectories */
+/* Exit status of an actor that cannot do its job: restarting it would not help. */
+#define AG_EXIT_FATAL 3
 
 enum { POL_CURRENT = 0, POL_LEAGUE = 1 };
 
@@ -107,6 +120,16 @@ static const ag_option_t s_options[] = {
     {"actor.metrics", "metrics", "", "append one JSON record per log line to this file"},
     {"actor.drain_ms", "drain-ms", "3000", "on stop, wait this long for acknowledgements"},
     {"actor.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
+    {"actor.invalid_retries", "invalid-retries", "3",
+     "resample an action the env server refuses as invalid (ERROR_INVALID_ACTION) up to this "
+     "many times in a row, then end the episode (shipped truncated)"},
+    {"actor.invalid_penalty", "invalid-penalty", "1",
+     "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
+     "penalty at least the largest loss the game can give a seat, so that ending a game by "
+     "invalid actions never pays"},
+    {"actor.overflow_limit", "overflow-limit", "100",
+     "exit with status 3 when this many episodes in a row were dropped because a transcript "
+     "overflowed the model's context (model.ctx), none played to the end in between (0 = never)"},
     {"actor.reward", "reward", "",
      "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"},
     {"actor.reward_model", "reward-model", "default", "reward model that scores and learns"},
@@ -119,9 +142,8 @@ static const ag_option_t s_options[] = {
      "reason=coin): a coin toss says nothing about which transcript was better"},
     {"actor.reward_timeout_ms", "reward-timeout-ms", "5000",
      "deadline of one reward request (two attempts, then the server is taken as down)"},
-    {"game.name", "game", "debate", "game to play"},
-    {"game.options", "options", "invalid_action=penalize",
-     "game options KEY=VALUE,KEY=VALUE sent in Reset"},
+    {"game.name", "game", "", "game to play (empty = the first game the env server lists)"},
+    {"game.options", "options", "", "game options KEY=VALUE,KEY=VALUE sent in Reset"},
 };
 
 /* A finished episode waiting for its reward scores: an own copy of the
@@ -173,6 +195,8 @@ typedef struct actor {
     bool stopping, quit;
     uint64_t drain_until;
     int exit_code;
+    char fatal[512]; /* why the actor cannot do its job (exit status AG_EXIT_FATAL) */
+    long overflow_limit;
     uint64_t produced; /* trajectories produced (shipped or waiting for scores) */
     /* reward service */
     ag_reward_client_t *rm;
@@ -199,12 +223,6 @@ static uint64_t s_game_seed(void *arg, uint64_t n)
     actor_t *a = arg;
     uint64_t x = a->seed_base ^ (n * 0x9e3779b97f4a7c15ULL);
     return ag_splitmix64(&x) % TRAIN_SEED_LIMIT;
-}
-
-/* The seats a trajectory carries (ag_shipper_add's rule): trainable ones that acted. */
-static bool s_shipped_seat(const ag_runner_result_t *res, int s)
-{
-    return res->trainable[s] && res->seq[s] && res->seq[s]->n_turns > 0;
 }
 
 static void s_ship(actor_t *a, const ag_runner_result_t *res)
@@ -301,7 +319,7 @@ static held_t *s_hold(actor_t *a, const ag_runner_result_t *res)
         snprintf(h->labels[s], sizeof h->labels[s], "%s", res->label[s] ? res->label[s] : "");
         h->res.label[s] = h->labels[s];
         h->res.seq[s] = NULL;
-        if (s_shipped_seat(res, s)) {
+        if (ag_shipper_carries(res, s)) {
             if (s_seq_copy(&h->seqs[s], res->seq[s]) < 0)
                 goto fail;
             h->res.seq[s] = &h->seqs[s];
@@ -389,11 +407,12 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
     size_t lens[AG_RUNNER_MAX_SEATS] = {0};
     bool trainable = false;
     for (int s = 0; s < res->n_seats; s++) {
-        trainable |= s_shipped_seat(res, s);
+        trainable |= ag_shipper_carries(res, s);
         if (a->rm && res->seq[s] && res->seq[s]->n_turns > 0)
             texts[s] = s_text(a, res->seq[s], s, &lens[s]);
     }
-    if (a->rm_labels != AG_REWARD_LABELS_OFF) {
+    /* A game the runner ended on refused actions has no outcome to label. */
+    if (a->rm_labels != AG_REWARD_LABELS_OFF && !res->invalid_ended) {
         int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->info, res->n_info,
                                              res->n_seats, res->returns, texts, lens);
         if (rc < 0)
@@ -414,7 +433,7 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
     ag_reward_item_t items[AG_RUNNER_MAX_SEATS];
     int n = 0;
     for (int s = 0; s < res->n_seats; s++) {
-        if (!s_shipped_seat(res, s))
+        if (!ag_shipper_carries(res, s))
             continue;
         if (!texts[s])
             goto fail;
@@ -438,6 +457,77 @@ fail:
     a->rm_dropped++;
 }
 
+static void s_put_int(json_t *o, const char *key, uint64_t v)
+{
+    json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+/* A figure, or null when it is not a finite number (JSON has none). */
+static void s_put_num(json_t *o, const char *key, double v)
+{
+    json_object_set_new(o, key, isfinite(v) ? json_real(v) : json_null());
+}
+
+/* Appends one record to actor.metrics: the counters so far and the rates since the last one. */
+static void s_write_metrics(actor_t *a, const ag_runner_stats_t *st, const ag_shipper_stats_t *sh,
+                            const ag_reward_client_stats_t *rs, double time_s, double eps,
+                            double tps, double rps, double busy)
+{
+    json_t *o = json_object();
+    if (!o)
+        return;
+    json_object_set_new(o, "actor_id", json_string(a->id));
+    s_put_num(o, "time_s", time_s);
+    s_put_int(o, "version", a->version);
+    s_put_num(o, "episodes_per_s", eps);
+    s_put_num(o, "tokens_per_s", tps);
+    s_put_num(o, "rows_per_s", rps);
+    s_put_num(o, "model_busy", busy);
+    s_put_int(o, "episodes", st->finished);
+    s_put_int(o, "tokens_sampled", st->tokens_sampled);
+    s_put_int(o, "invalid_actions", st->invalid_actions);
+    s_put_int(o, "invalid_resampled", st->invalid_resampled);
+    s_put_int(o, "invalid_ended", st->invalid_ended);
+    s_put_int(o, "dropped_context", st->dropped_ctx);
+    s_put_int(o, "env_errors", st->env_errors);
+    s_put_int(o, "env_overloaded", st->overloaded);
+    s_put_int(o, "weight_swaps", a->swaps);
+    if (a->has_league) {
+        s_put_int(o, "league_version", a->league_version);
+        s_put_int(o, "league_swaps", a->league_swaps);
+    }
+    s_put_int(o, "refed_rows", st->refed);
+    s_put_int(o, "outbox", ag_shipper_pending(a->ship));
+    s_put_int(o, "sent", sh->sent);
+    s_put_int(o, "resent", sh->resent);
+    s_put_int(o, "accepted", sh->accepted);
+    s_put_int(o, "duplicate", sh->duplicate);
+    s_put_int(o, "stale", sh->stale);
+    s_put_int(o, "rejected", sh->rejected);
+    s_put_int(o, "overloaded", sh->overloaded);
+    s_put_int(o, "dropped_outbox", sh->dropped);
+    if (rs) {
+        s_put_int(o, "rm_up", ag_reward_client_up(a->rm));
+        s_put_int(o, "rm_waiting", a->n_held);
+        s_put_int(o, "rm_scored", rs->scored);
+        s_put_int(o, "rm_model_version", rs->model_version);
+        s_put_int(o, "rm_dropped", a->rm_dropped);
+        s_put_int(o, "rm_labels_sent", rs->labels_sent);
+        s_put_int(o, "rm_labels_accepted", rs->labels_accepted);
+        s_put_int(o, "rm_labels_pending", ag_reward_client_labels_pending(a->rm));
+        s_put_int(o, "rm_labels_dropped", rs->labels_dropped);
+        s_put_int(o, "rm_games_undecided", rs->games_undecided);
+        s_put_int(o, "rm_outages", rs->outages);
+    }
+    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (line) {
+        fprintf(a->metrics, "%s\n", line);
+        fflush(a->metrics);
+        free(line);
+    }
+    json_decref(o);
+}
+
 static void s_log_stats(actor_t *a, bool final)
 {
     if (!a->runner)
@@ -457,11 +547,13 @@ static void s_log_stats(actor_t *a, bool final)
     ag_info("actor",
             "%s v%llu | %.1f episodes/s | %.0f tokens/s sampled (%.0f rows/s, model busy "
             "%.0f%%) | episodes %llu | outbox %zu | acked %llu dup %llu stale %llu | env "
-            "overloaded %llu | dropped: context %llu env %llu outbox %llu",
+            "overloaded %llu | invalid: resampled %llu ended %llu | dropped: context %llu env "
+            "%llu outbox %llu",
             final ? "final:" : "", (unsigned long long)a->version, eps, tps, rps, busy * 100.0,
             (unsigned long long)st.finished, ag_shipper_pending(a->ship),
             (unsigned long long)sh.accepted, (unsigned long long)sh.duplicate,
             (unsigned long long)sh.stale, (unsigned long long)st.overloaded,
+            (unsigned long long)st.invalid_resampled, (unsigned long long)st.invalid_ended,
             (unsigned long long)st.dropped_ctx, (unsigned long long)st.env_errors,
             (unsigned long long)sh.dropped);
     ag_reward_client_stats_t rs = {0};
@@ -477,54 +569,8 @@ static void s_log_stats(actor_t *a, bool final)
                 ag_reward_client_labels_pending(a->rm), (unsigned long long)rs.labels_dropped,
                 (unsigned long long)rs.games_undecided);
     }
-    if (a->metrics) {
-        ag_jsonw_t j;
-        ag_jsonw_begin(&j, a->metrics);
-        ag_jsonw_str(&j, "actor_id", a->id);
-        ag_jsonw_num(&j, "time_s", (double)now * 1e-9);
-        ag_jsonw_int(&j, "version", (long long)a->version);
-        ag_jsonw_num(&j, "episodes_per_s", eps);
-        ag_jsonw_num(&j, "tokens_per_s", tps);
-        ag_jsonw_num(&j, "rows_per_s", rps);
-        ag_jsonw_num(&j, "model_busy", busy);
-        ag_jsonw_int(&j, "episodes", (long long)st.finished);
-        ag_jsonw_int(&j, "tokens_sampled", (long long)st.tokens_sampled);
-        ag_jsonw_int(&j, "invalid_actions", (long long)st.invalid_actions);
-        ag_jsonw_int(&j, "dropped_context", (long long)st.dropped_ctx);
-        ag_jsonw_int(&j, "env_errors", (long long)st.env_errors);
-        ag_jsonw_int(&j, "env_overloaded", (long long)st.overloaded);
-        ag_jsonw_int(&j, "weight_swaps", (long long)a->swaps);
-        if (a->has_league) {
-            ag_jsonw_int(&j, "league_version", (long long)a->league_version);
-            ag_jsonw_int(&j, "league_swaps", (long long)a->league_swaps);
-        }
-        ag_jsonw_int(&j, "refed_rows", (long long)st.refed);
-        ag_jsonw_int(&j, "outbox", (long long)ag_shipper_pending(a->ship));
-        ag_jsonw_int(&j, "sent", (long long)sh.sent);
-        ag_jsonw_int(&j, "resent", (long long)sh.resent);
-        ag_jsonw_int(&j, "accepted", (long long)sh.accepted);
-        ag_jsonw_int(&j, "duplicate", (long long)sh.duplicate);
-        ag_jsonw_int(&j, "stale", (long long)sh.stale);
-        ag_jsonw_int(&j, "rejected", (long long)sh.rejected);
-        ag_jsonw_int(&j, "overloaded", (long long)sh.overloaded);
-        ag_jsonw_int(&j, "dropped_outbox", (long long)sh.dropped);
-        if (a->rm) {
-            ag_jsonw_int(&j, "rm_up", ag_reward_client_up(a->rm));
-            ag_jsonw_int(&j, "rm_waiting", (long long)a->n_held);
-            ag_jsonw_int(&j, "rm_scored", (long long)rs.scored);
-            ag_jsonw_int(&j, "rm_model_version", (long long)rs.model_version);
-            ag_jsonw_int(&j, "rm_dropped", (long long)a->rm_dropped);
-            ag_jsonw_int(&j, "rm_labels_sent", (long long)rs.labels_sent);
-            ag_jsonw_int(&j, "rm_labels_accepted", (long long)rs.labels_accepted);
-            ag_jsonw_int(&j, "rm_labels_pending",
-                         (long long)ag_reward_client_labels_pending(a->rm));
-            ag_jsonw_int(&j, "rm_labels_dropped", (long long)rs.labels_dropped);
-            ag_jsonw_int(&j, "rm_games_undecided", (long long)rs.games_undecided);
-            ag_jsonw_int(&j, "rm_outages", (long long)rs.outages);
-        }
-        ag_jsonw_end(&j);
-        fflush(a->metrics);
-    }
+    if (a->metrics)
+        s_write_metrics(a, &st, &sh, a->rm ? &rs : NULL, (double)now * 1e-9, eps, tps, rps, busy);
     a->last = st;
     a->last_ns = now;
 }
@@ -692,6 +738,40 @@ static int s_seats(actor_t *a, int players, const char **bots, int *n_bots)
     return 0;
 }
 
+/* Setup failed with rc from ag_runner_find_game: a game or bot the env
+ * server does not have (or a game this actor cannot play) is fatal; a server
+ * that did not answer may yet come, so a restart may help. */
+static void s_fail_setup(actor_t *a, int rc, const char *why)
+{
+    if (rc == -ENOENT || rc == -EPROTO) {
+        a->exit_code = AG_EXIT_FATAL;
+        snprintf(a->fatal, sizeof a->fatal, "%s", why);
+    } else {
+        ag_error("actor", "%s", why);
+    }
+}
+
+/*
+ * True (and stopping, with exit status AG_EXIT_FATAL) once actor.overflow_limit
+ * episodes in a row were dropped for the context with none played to the end:
+ * whatever this actor plays, nothing reaches the learner.
+ */
+static bool s_overflowing(actor_t *a)
+{
+    ag_runner_stats_t st;
+    ag_runner_get_stats(a->runner, &st);
+    if (!a->overflow_limit || st.ctx_streak < (uint64_t)a->overflow_limit)
+        return false;
+    snprintf(a->fatal, sizeof a->fatal,
+             "the last %llu episodes all overflowed the model's context (ctx %d, model.ctx) "
+             "and none was played to the end: nothing can be trained; raise model.ctx or "
+             "shorten the game's texts (the first overflow is logged above with its sizes)",
+             (unsigned long long)st.ctx_streak, ag_policy_source_config(a->ps)->ctx);
+    s_begin_stop(a, "every episode overflows the model's context");
+    a->exit_code = AG_EXIT_FATAL;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     actor_t a = {.exit_code = 1};
@@ -708,8 +788,8 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes,
-        rm_timeout;
-    double temperature, top_p;
+        rm_timeout, invalid_retries;
+    double temperature, top_p, invalid_penalty;
     bool rm_decided = false;
     if (ag_config_long(a.cfg, "actor.slots", 1, 4096, &slots) < 0 ||
         ag_config_long(a.cfg, "actor.max_action_tokens", 1, 4096, &max_action) < 0 ||
@@ -727,6 +807,9 @@ int main(int argc, char **argv)
         ag_config_long(a.cfg, "actor.drain_ms", 0, 3600000, &a.drain_ms) < 0 ||
         ag_config_long(a.cfg, "actor.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
         ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
+        ag_config_long(a.cfg, "actor.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
+        ag_config_double(a.cfg, "actor.invalid_penalty", 0, 1e6, &invalid_penalty) < 0 ||
+        ag_config_long(a.cfg, "actor.overflow_limit", 0, 1L << 40, &a.overflow_limit) < 0 ||
         ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
         ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
         ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0 ||
@@ -769,21 +852,25 @@ int main(int argc, char **argv)
     a.seed_base = ag_splitmix64(&(uint64_t){seed ^ s_hash(a.id)});
     ag_rng_seed(&a.rng, a.seed_base ^ a.run_id);
 
-    const char *game = ag_config_str(a.cfg, "game.name");
     const char *env = ag_config_str(a.cfg, "actor.env");
     char first_env[512], err[512];
     snprintf(first_env, sizeof first_env, "%.*s", (int)strcspn(env, ", "), env);
     const char *bots[AG_RUNNER_MAX_SEATS];
     int n_bots = 0;
     /* Seat bots are checked against the game once the player count is known. */
-    int players = ag_runner_game_players(first_env, game, NULL, 0, 60000, err, sizeof err);
-    if (players < 0) {
-        ag_error("actor", "%s", err);
+    ag_runner_game_t game;
+    rc = ag_runner_find_game(first_env, ag_config_str(a.cfg, "game.name"), NULL, 0, 60000, &game,
+                             err, sizeof err);
+    if (rc < 0) {
+        s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
+    if (!ag_config_str(a.cfg, "game.name")[0])
+        ag_info("actor", "game.name not set: playing %s, the first game %s lists", game.name,
+                first_env);
     a.rcfg = (ag_runner_config_t){
         .env = env,
-        .game = game,
+        .game = game.name,
         .options = ag_config_str(a.cfg, "game.options"),
         .slots = (int)slots,
         .max_action_tokens = (int)max_action,
@@ -793,14 +880,17 @@ int main(int argc, char **argv)
         .seed_arg = &a,
         .max_episodes = (uint64_t)max_episodes,
         .env_timeout_ms = (int)env_timeout,
+        .invalid_retries = (int)invalid_retries,
+        .invalid_penalty = (float)invalid_penalty,
         .on_episode = s_on_episode,
         .arg = &a,
     };
-    if (s_seats(&a, players, bots, &n_bots) < 0)
+    if (s_seats(&a, game.players, bots, &n_bots) < 0)
         goto out_cfg;
-    if (n_bots &&
-        ag_runner_game_players(first_env, game, bots, n_bots, 10000, err, sizeof err) < 0) {
-        ag_error("actor", "%s", err);
+    ag_runner_game_t checked;
+    if (n_bots && (rc = ag_runner_find_game(first_env, game.name, bots, n_bots, 10000, &checked,
+                                            err, sizeof err)) < 0) {
+        s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
     const char *metrics_path = ag_config_str(a.cfg, "actor.metrics");
@@ -856,7 +946,7 @@ int main(int argc, char **argv)
                 "the reward server is not used");
     }
     ag_info("actor", "actor %s (run %016llx): %s on %s, %ld slots, learner %s", a.id,
-            (unsigned long long)a.run_id, game, env, slots, pso.control);
+            (unsigned long long)a.run_id, game.name, env, slots, pso.control);
     uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)a.log_interval_s * 1000,
                    (uint64_t)a.log_interval_s * 1000);
 
@@ -888,6 +978,8 @@ int main(int argc, char **argv)
         }
         busy = n > 0;
         s_apply_weights(&a);
+        if (s_overflowing(&a))
+            continue;
         if (ag_runner_done(a.runner))
             s_begin_stop(&a, "max_episodes reached");
     }
@@ -920,5 +1012,7 @@ out_loop:
         fclose(a.metrics);
 out_cfg:
     ag_config_destroy(&a.cfg);
+    if (a.exit_code == AG_EXIT_FATAL)
+        ag_error("actor", "%s (exit status %d: do not restart)", a.fatal, AG_EXIT_FATAL);
     return a.exit_code;
 }

@@ -24,7 +24,10 @@
  * stream derived from (S, i), so the same checkpoints, seed and thread count
  * give the same result. A game lost to an env error is replayed (same seed)
  * up to three times; a game whose transcript would overflow a checkpoint's
- * context is counted as dropped and left out of the averages.
+ * context is counted as dropped and left out of the averages, and so is one
+ * the runner ended because the env server refused a seat's actions
+ * eval.invalid_retries + 1 times in a row (invalid_ended). An evaluation
+ * that completes no game at all exits with status 3 and says why.
  *
  * Reward model check (--reward ENDPOINT --reward-model NAME): after every
  * two-seat game with different returns in which both seats acted (a seat
@@ -80,6 +83,9 @@ static const ag_option_t s_options[] = {
     {"eval.max_action_tokens", "max-action-tokens", "48", "longest action in tokens"},
     {"eval.threads", "threads", "1", "threads per model (0 = every CPU)"},
     {"eval.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
+    {"eval.invalid_retries", "invalid-retries", "3",
+     "resample an action the env server refuses as invalid up to this many times in a row, "
+     "then end the game (counted as invalid_ended, left out of the averages)"},
     {"eval.reward", "reward", "",
      "reward server: score both transcripts of every two-seat game with a winner and report "
      "rm_pairwise_accuracy (both seats must be checkpoints: bot seats have no transcript here)"},
@@ -94,7 +100,7 @@ typedef struct eval {
     uint64_t games;
     uint64_t wins[AG_RUNNER_MAX_SEATS];
     double returns[AG_RUNNER_MAX_SEATS];
-    uint64_t invalid, truncated;
+    uint64_t invalid, truncated, invalid_ended;
     ag_game_metrics_t *metrics;
     bool interrupted;
     /* reward model check */
@@ -168,6 +174,10 @@ fail:
 static void s_on_episode(void *arg, const ag_runner_result_t *res)
 {
     eval_t *ev = arg;
+    if (res->invalid_ended) { /* no outcome: the game did not end by its rules */
+        ev->invalid_ended++;
+        return;
+    }
     ev->games++;
     ev->invalid += res->invalid_action;
     ev->truncated += res->truncated;
@@ -363,13 +373,14 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return rc > 0 ? 0 : 2;
     }
-    long games, slots, max_action, threads, env_timeout;
+    long games, slots, max_action, threads, env_timeout, invalid_retries;
     double temperature, top_p;
     if (ag_config_long(cfg, "eval.games", 1, 100000000, &games) < 0 ||
         ag_config_long(cfg, "eval.slots", 1, 4096, &slots) < 0 ||
         ag_config_long(cfg, "eval.max_action_tokens", 1, 4096, &max_action) < 0 ||
         ag_config_long(cfg, "eval.threads", 0, 256, &threads) < 0 ||
         ag_config_long(cfg, "eval.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
+        ag_config_long(cfg, "eval.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
         ag_config_double(cfg, "eval.temperature", 0, 100, &temperature) < 0 ||
         ag_config_double(cfg, "eval.top_p", 0, 1, &top_p) < 0) {
         ag_config_destroy(&cfg);
@@ -402,6 +413,7 @@ int main(int argc, char **argv)
         .max_episodes = (uint64_t)games,
         .retry_failed = true,
         .env_timeout_ms = (int)env_timeout,
+        .invalid_retries = (int)invalid_retries,
     };
     eval_t ev = {0};
     ag_model_t *models[AG_RUNNER_MAX_POLICIES] = {0};
@@ -577,6 +589,8 @@ int main(int argc, char **argv)
         json_object_set_new(out, "rm_unscored", json_integer((json_int_t)rm_unscored));
     }
     json_object_set_new(out, "dropped_context", json_integer((json_int_t)st.dropped_ctx));
+    json_object_set_new(out, "invalid_resampled", json_integer((json_int_t)st.invalid_resampled));
+    json_object_set_new(out, "invalid_ended", json_integer((json_int_t)ev.invalid_ended));
     json_object_set_new(out, "env_errors", json_integer((json_int_t)st.env_errors));
     json_object_set_new(out, "env_overloaded", json_integer((json_int_t)st.overloaded));
     json_object_set_new(out, "tokens_sampled", json_integer((json_int_t)st.tokens_sampled));
@@ -591,10 +605,24 @@ int main(int argc, char **argv)
         ag_error("eval", "cannot write the result: %s", strerror(errno));
     json_decref(out);
     fflush(stdout);
-    status = ev.interrupted || ev.games + st.dropped_ctx < (uint64_t)games || rm_unscored ? 1 : 0;
+    /* Games dropped for the context or ended on refused actions were played. */
+    bool lost = ev.games + st.dropped_ctx + ev.invalid_ended < (uint64_t)games;
+    status = ev.interrupted || lost || rm_unscored ? 1 : 0;
     if (ev.games < (uint64_t)games)
-        ag_warn("eval", "%llu of %ld games finished (%llu dropped: context full)",
-                (unsigned long long)ev.games, games, (unsigned long long)st.dropped_ctx);
+        ag_warn("eval",
+                "%llu of %ld games finished (%llu dropped: context full; %llu ended: actions "
+                "refused as invalid)",
+                (unsigned long long)ev.games, games, (unsigned long long)st.dropped_ctx,
+                (unsigned long long)ev.invalid_ended);
+    if (ev.games == 0 && !ev.interrupted) {
+        ag_error("eval",
+                 "no game of %s was played to the end: %llu dropped because a transcript "
+                 "overflowed a checkpoint's context (model.ctx), %llu ended after actions "
+                 "refused as invalid, %llu lost to env errors (exit status 3)",
+                 game, (unsigned long long)st.dropped_ctx,
+                 (unsigned long long)ev.invalid_ended, (unsigned long long)st.env_errors);
+        status = 3;
+    }
 
 out_loop:
     ag_reward_client_destroy(&ev.rm);

@@ -9,7 +9,9 @@
  * its episode in the state that sent it; a reply for an episode that was
  * abandoned meanwhile is recognised by the episode's serial number. A
  * request the env server answers ERROR_OVERLOADED (busy, not applied) stays
- * the one in flight: it is sent again after a growing pause.
+ * the one in flight: it is sent again after a growing pause. A Step refused
+ * ERROR_INVALID_ACTION (not applied either) sends the episode back to PLAY:
+ * the same seat samples another action, up to invalid_retries times in a row.
  *
  * Per sampling step and policy, rows are gathered into one feed: first the
  * seats in the middle of an action (one row each: the token sampled last),
@@ -65,6 +67,7 @@ typedef struct episode {
     int resends;        /* of the request in flight, after ERROR_OVERLOADED */
     uint64_t resend_at; /* loop time (ms) to resend it; 0 = none due */
     int step_seat;      /* whose action the Step in flight carries */
+    int refused;        /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
     ag_rng_t rng;
     float returns[AG_RUNNER_MAX_SEATS];
     bool invalid;
@@ -328,7 +331,7 @@ static void s_fail(episode_t *ep, const char *what)
 }
 
 static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
-                   Agora__V1__Metric **metrics, size_t n_metrics, bool truncated)
+                   Agora__V1__Metric **metrics, size_t n_metrics, bool truncated, int invalid_seat)
 {
     ag_runner_t *r = ep->r;
     ag_runner_result_t res = {
@@ -342,6 +345,8 @@ static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
         .n_metrics = n_metrics,
         .truncated = truncated,
         .invalid_action = ep->invalid,
+        .invalid_ended = invalid_seat >= 0,
+        .invalid_seat = invalid_seat,
     };
     for (int s = 0; s < r->cfg.n_seats; s++) {
         int p = r->cfg.seats[s].policy;
@@ -356,6 +361,7 @@ static void s_emit(episode_t *ep, Agora__V1__KeyValue **info, size_t n_info,
         }
     }
     r->st.finished++;
+    r->st.ctx_streak = 0;
     if (r->cfg.on_episode)
         r->cfg.on_episode(r->cfg.arg, &res);
 }
@@ -368,6 +374,64 @@ static void s_add_rewards(episode_t *ep, const float *rewards, size_t n)
         if (r->cfg.seats[s].policy >= 0)
             ag_seq_reward(&ep->seats[s].seq, rewards[s]);
     }
+}
+
+/* Seat s's transcript cannot take its next observation of obs_len bytes: the
+ * episode is dropped. The first time is an error the user must see at once
+ * (a game whose transcripts never fit trains nothing); later ones are counted. */
+static void s_overflow(episode_t *ep, int s, size_t obs_len)
+{
+    ag_runner_t *r = ep->r;
+    const seat_t *seat = &ep->seats[s];
+    const int ctx = r->pol[r->cfg.seats[s].policy].cfg.ctx;
+    r->st.dropped_ctx++;
+    r->st.ctx_streak++;
+    ag_log(r->st.dropped_ctx == 1 ? AG_LOG_ERROR : AG_LOG_DEBUG, "runner",
+           "game %s, episode %llu (seed %llu), seat %d: the transcript needs %zu tokens (%zu so "
+           "far, a %zu-byte observation and one to act) but the model's context (model.ctx) is "
+           "%d: the episode is dropped, as is every one that does not fit (dropped_context)",
+           r->game, (unsigned long long)ep->number, (unsigned long long)ep->seed, s,
+           seat->seq.len + obs_len + 1, seat->seq.len, obs_len, ctx);
+    s_send_close(r, ep->env, ep->id);
+    s_release(ep);
+    s_start_episode(ep);
+}
+
+/*
+ * The env refused the action in flight (ERROR_INVALID_ACTION: not a legal
+ * move, the episode unchanged). The refused turn keeps its place in the
+ * transcript, credited -invalid_penalty, and the seat samples again, reading
+ * it; after invalid_retries refusals in a row, or with no room left in the
+ * context, the episode is closed and emitted truncated (see runner.h).
+ */
+static void s_refused(episode_t *ep, const char *message)
+{
+    ag_runner_t *r = ep->r;
+    const int s = ep->step_seat;
+    seat_t *seat = &ep->seats[s];
+    const int ctx = r->pol[r->cfg.seats[s].policy].cfg.ctx;
+    ag_seq_reward(&seat->seq, -r->cfg.invalid_penalty);
+    if (ep->refused < r->cfg.invalid_retries && seat->seq.len < (size_t)ctx) {
+        ep->refused++;
+        r->st.invalid_resampled++;
+        ag_debug("runner", "episode %llu, seat %d: action refused (%s); resample %d",
+                 (unsigned long long)ep->number, s, message ? message : "", ep->refused);
+        seat->want = true;
+        s_set_state(ep, EP_PLAY);
+        return;
+    }
+    r->st.invalid_ended++;
+    ag_log(r->st.invalid_ended == 1 ? AG_LOG_WARN : AG_LOG_DEBUG, "runner",
+           "game %s, episode %llu (seed %llu), seat %d: the env server refused its action as "
+           "invalid (%d in a row, the limit; last reason: %s): the episode is ended, emitted "
+           "truncated with each refused turn credited %g (invalid_ended)",
+           r->game, (unsigned long long)ep->number, (unsigned long long)ep->seed, s,
+           ep->refused + 1, message && message[0] ? message : "no reason given",
+           0.0 - (double)r->cfg.invalid_penalty);
+    s_send_close(r, ep->env, ep->id);
+    s_emit(ep, NULL, 0, NULL, 0, true, s);
+    s_release(ep);
+    s_start_episode(ep);
 }
 
 /* The env says seat to_act must act on obs: queue it, unless it would overflow the context. */
@@ -385,12 +449,7 @@ static void s_observe(episode_t *ep, uint32_t to_act, const char *obs)
     size_t len = obs ? strlen(obs) : 0;
     /* Room for the observation and at least one sampled token. */
     if (seat->seq.len + len + 1 > (size_t)p->cfg.ctx) {
-        r->st.dropped_ctx++;
-        ag_debug("runner", "episode %llu dropped: seat %u's transcript would exceed %d tokens",
-                 (unsigned long long)ep->number, to_act, p->cfg.ctx);
-        s_send_close(r, ep->env, ep->id);
-        s_release(ep);
-        s_start_episode(ep);
+        s_overflow(ep, to_act, len);
         return;
     }
     if (ag_seq_context(&seat->seq, obs ? obs : "", len) < 0) {
@@ -506,7 +565,7 @@ static void s_reset_done(void *arg, int status, const ProtobufCMessage *msg, con
     }
     s_add_rewards(ep, rr->rewards, rr->n_rewards);
     if (rr->terminated) {
-        s_emit(ep, rr->info, rr->n_info, rr->metrics, rr->n_metrics, false);
+        s_emit(ep, rr->info, rr->n_info, rr->metrics, rr->n_metrics, false, -1);
         s_release(ep);
         s_start_episode(ep);
         return;
@@ -522,6 +581,12 @@ static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, cons
     if (status == -ECANCELED || ref.ep->serial != ref.serial)
         return;
     episode_t *ep = ref.ep;
+    const Agora__V1__EnvReply *refusal = (const Agora__V1__EnvReply *)msg;
+    if (status == 0 && refusal->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR && refusal->error &&
+        refusal->error->code == AGORA__V1__ERROR_CODE__ERROR_INVALID_ACTION) {
+        s_refused(ep, refusal->error->message);
+        return;
+    }
     const Agora__V1__EnvReply *rep = s_reply(ep, status, msg, "step");
     if (!rep)
         return;
@@ -530,13 +595,14 @@ static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, cons
         s_fail(ep, "step: unexpected reply");
         return;
     }
+    ep->refused = 0;
     s_add_rewards(ep, sr->rewards, sr->n_rewards);
     if (sr->invalid_action) {
         ep->invalid = true;
         ep->r->st.invalid_actions++;
     }
     if (sr->terminated || sr->truncated) {
-        s_emit(ep, sr->info, sr->n_info, sr->metrics, sr->n_metrics, sr->truncated);
+        s_emit(ep, sr->info, sr->n_info, sr->metrics, sr->n_metrics, sr->truncated, -1);
         s_release(ep);
         s_start_episode(ep);
         return;
@@ -570,6 +636,7 @@ static void s_start_episode(episode_t *ep)
     ag_rng_seed(&ep->rng, s_mix(r->cfg.seed, number));
     ep->id = 0;
     ep->invalid = false;
+    ep->refused = 0;
     ep->env = r->next_env;
     r->next_env = (r->next_env + 1) % r->n_env;
     for (int s = 0; s < r->cfg.n_seats; s++) {
@@ -793,7 +860,8 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
 {
     if (cfg->n_seats < 1 || cfg->n_seats > AG_RUNNER_MAX_SEATS || cfg->slots < 1 ||
         cfg->n_policies < 0 || cfg->n_policies > AG_RUNNER_MAX_POLICIES ||
-        cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game || !cfg->env) {
+        cfg->max_action_tokens < 1 || cfg->max_action_tokens > 4096 || !cfg->game ||
+        !cfg->game[0] || !cfg->env || cfg->invalid_retries < 0 || !isfinite(cfg->invalid_penalty)) {
         ag_error("runner", "bad runner configuration");
         return NULL;
     }
@@ -1034,9 +1102,10 @@ void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out)
     *out = r->st;
 }
 
-int ag_runner_game_players(const char *endpoint, const char *game, const char *const *bots,
-                           int n_bots, int deadline_ms, char *err, size_t errlen)
+int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
+                        int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen)
 {
+    memset(out, 0, sizeof *out);
     ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
     if (!c) {
         snprintf(err, errlen, "cannot connect to %s", endpoint);
@@ -1055,35 +1124,52 @@ int ag_runner_game_players(const char *endpoint, const char *game, const char *c
         ag_env_client_destroy(&c);
         return rc;
     }
-    rc = -ENOENT;
+    const bool first = !game || !game[0];
+    const Agora__V1__GameSpec *gs = NULL;
     if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
         snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
                  ag_env_reply_kind(rep));
         rc = -EPROTO;
-    } else {
-        snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
-        for (size_t g = 0; g < rep->hello->n_games; g++) {
-            const Agora__V1__GameSpec *gs = rep->hello->games[g];
-            if (!gs || !gs->name || strcmp(gs->name, game) != 0)
-                continue;
-            rc = (int)gs->num_players;
-            for (int b = 0; b < n_bots; b++) {
-                bool found = false;
-                for (size_t i = 0; i < gs->n_bots; i++)
-                    found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
-                if (!found) {
-                    snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", game, bots[b]);
-                    rc = -ENOENT;
-                }
-            }
-            if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
-                snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", game,
-                         gs->num_players, AG_RUNNER_MAX_SEATS);
-                rc = -EPROTO;
-            }
-            break;
+        goto out;
+    }
+    for (size_t g = 0; g < rep->hello->n_games && !gs; g++) {
+        const Agora__V1__GameSpec *x = rep->hello->games[g];
+        if (x && x->name && (first || !strcmp(x->name, game)))
+            gs = x;
+    }
+    rc = -ENOENT;
+    if (!gs) {
+        if (first)
+            snprintf(err, errlen, "env server %s lists no game", endpoint);
+        else
+            snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
+        goto out;
+    }
+    if (!gs->name[0] || strlen(gs->name) > AG_RUNNER_GAME_MAX) {
+        snprintf(err, errlen, "env server %s lists a game with a name of %zu bytes (1..%d)",
+                 endpoint, strlen(gs->name), AG_RUNNER_GAME_MAX);
+        rc = -EPROTO;
+        goto out;
+    }
+    if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
+        snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", gs->name,
+                 gs->num_players, AG_RUNNER_MAX_SEATS);
+        rc = -EPROTO;
+        goto out;
+    }
+    for (int b = 0; b < n_bots; b++) {
+        bool found = false;
+        for (size_t i = 0; i < gs->n_bots; i++)
+            found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
+        if (!found) {
+            snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", gs->name, bots[b]);
+            goto out;
         }
     }
+    snprintf(out->name, sizeof out->name, "%s", gs->name);
+    out->players = (int)gs->num_players;
+    rc = 0;
+out:
     agora__v1__env_reply__free_unpacked(rep, NULL);
     ag_env_client_destroy(&c);
     return rc;

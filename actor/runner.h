@@ -21,8 +21,26 @@
  * or when the transcript fills the model's context; its bytes (EOT and other
  * special tokens dropped) are sent as the Step. An action cut by a limit has
  * no EOT: the turn ends on its last sampled token, so the transcript is
- * exactly what the policy read and wrote. An observation that would not fit
- * in the context ends the episode as dropped (counted, never emitted).
+ * exactly what the policy read and wrote.
+ *
+ * Invalid actions (protocol.md §5, §8.6): a Step the env refuses with
+ * ERROR_INVALID_ACTION changed nothing, so the same seat acts again. The
+ * refused action stays in its transcript as a turn of its own, credited
+ * -invalid_penalty, and the seat's next sample reads it: every token the
+ * learner trains on is then exactly what the policy read when it sampled,
+ * and the refusal itself is a penalised turn it learns from. After
+ * invalid_retries resamples refused in a row (or when the context has no
+ * room for another), the episode is closed on the env server and emitted
+ * truncated, with invalid_ended and invalid_seat set: its refused turns are its
+ * data, while the other seats have no outcome. A game played with
+ * invalid_action=penalize consumes such actions itself (StepReply
+ * invalid_action); nothing here changes for it.
+ *
+ * Context: an observation that would not fit in the model's context (with
+ * room for one sampled token) drops the episode: never emitted, counted in
+ * dropped_ctx and ctx_streak, and the first one is logged as an error naming
+ * the game, episode, seed, seat and sizes. The caller decides when nothing
+ * can be trained any more (agora-actor: actor.overflow_limit).
  *
  * Weights: a policy's weights may change only while none of its seats is
  * mid-action. ag_runner_hold stops its seats from starting new actions; once
@@ -59,6 +77,7 @@
 #define AG_RUNNER_MAX_SEATS 8
 #define AG_RUNNER_MAX_POLICIES 4
 #define AG_RUNNER_NAME_MAX 128
+#define AG_RUNNER_GAME_MAX 64 /* bytes of a game name (protocol.md §6) */
 
 typedef struct ag_runner ag_runner_t;
 
@@ -83,8 +102,11 @@ typedef struct ag_runner_result {
     size_t n_info;
     Agora__V1__Metric **metrics;
     size_t n_metrics;
-    bool truncated;      /* the env ended it by a limit */
-    bool invalid_action; /* some step was penalised as invalid */
+    bool truncated;      /* the env ended it by a limit, or the runner did (invalid_ended) */
+    bool invalid_action; /* some step was penalised as invalid (invalid_action=penalize) */
+    bool invalid_ended;  /* the runner ended it: the env refused (ERROR_INVALID_ACTION) the
+                          * actions of seat invalid_seat; no info, no metrics */
+    int invalid_seat;
 } ag_runner_result_t;
 
 typedef void (*ag_runner_episode_cb)(void *arg, const ag_runner_result_t *res);
@@ -92,9 +114,9 @@ typedef void (*ag_runner_episode_cb)(void *arg, const ag_runner_result_t *res);
 typedef uint64_t (*ag_runner_seed_fn)(void *arg, uint64_t n);
 
 typedef struct ag_runner_config {
-    const char *env; /* comma-separated env endpoints; episodes are spread over them */
-    const char *game;
-    const char *options; /* "k=8,invalid_action=penalize": KEY=VALUE, comma-separated */
+    const char *env;     /* comma-separated env endpoints; episodes are spread over them */
+    const char *game;    /* a name the env server hosts (ag_runner_find_game) */
+    const char *options; /* "k=8,judge=rule": KEY=VALUE, comma-separated; may be empty */
     int n_seats;         /* the game's number of players */
     ag_runner_seat_t seats[AG_RUNNER_MAX_SEATS];
     int n_policies; /* policies referenced by seats: 0 .. n_policies-1 */
@@ -109,17 +131,23 @@ typedef struct ag_runner_config {
                             * ERROR_OVERLOADED is no failure: the request is resent after a
                             * pause (up to 12 times in a row) */
     int env_timeout_ms;    /* deadline of one env request (sent once); 0 = 5000 */
+    int invalid_retries;   /* resamples of an action refused ERROR_INVALID_ACTION, in a row;
+                            * 0 = the first refusal ends the episode */
+    float invalid_penalty; /* subtracted from the reward of each refused turn */
     ag_runner_episode_cb on_episode;
     void *arg;
 } ag_runner_config_t;
 
 typedef struct ag_runner_stats {
-    uint64_t started;     /* episodes reset (including replays) */
-    uint64_t finished;    /* emitted through on_episode */
-    uint64_t dropped_ctx; /* an observation would overflow the context */
-    uint64_t env_errors;  /* episodes lost to an env error or timeout */
-    uint64_t overloaded;  /* env requests answered ERROR_OVERLOADED and resent after a pause */
-    uint64_t invalid_actions;
+    uint64_t started;         /* episodes reset (including replays) */
+    uint64_t finished;        /* emitted through on_episode */
+    uint64_t dropped_ctx;     /* an observation would overflow the context */
+    uint64_t ctx_streak;      /* of which since the last episode emitted */
+    uint64_t env_errors;      /* episodes lost to an env error or timeout */
+    uint64_t overloaded;      /* env requests answered ERROR_OVERLOADED and resent after a pause */
+    uint64_t invalid_actions; /* Steps the env consumed as penalised (invalid_action=penalize) */
+    uint64_t invalid_resampled; /* Steps refused ERROR_INVALID_ACTION, then resampled */
+    uint64_t invalid_ended;     /* episodes ended after invalid_retries resamples were refused */
     uint64_t actions;
     uint64_t tokens_sampled; /* generated tokens */
     uint64_t tokens_fed;     /* every row run through a model (prompts, re-feeds, samples) */
@@ -171,15 +199,22 @@ bool ag_runner_done(const ag_runner_t *r);
 
 void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out);
 
+/* A game as an env server's Hello describes it. */
+typedef struct ag_runner_game {
+    char name[AG_RUNNER_GAME_MAX + 1];
+    int players;
+} ag_runner_game_t;
+
 /*
- * Asks the env server at endpoint (Hello, blocking) how many players game has
- * and whether it has each of the n_bots bot names. Retries until deadline_ms
- * (a server may still be starting). Returns the number of players, or a
- * negative errno after writing the reason to err: -ETIMEDOUT (no answer),
- * -ENOENT (no such game or bot), -EPROTO.
+ * Asks the env server at endpoint (Hello, blocking) for game, or, when game
+ * is NULL or "", for the first game it lists, and checks that the game has
+ * each of the n_bots bot names. Retries until deadline_ms (a server may
+ * still be starting). Returns 0 with the game in out, or a negative errno
+ * after writing the reason to err: -ETIMEDOUT (no answer), -ENOENT (no such
+ * game or bot), -EPROTO (a reply or a game this runner cannot use).
  */
-int ag_runner_game_players(const char *endpoint, const char *game, const char *const *bots,
-                           int n_bots, int deadline_ms, char *err, size_t errlen);
+int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
+                        int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen);
 
 /* Parses "k=8,invalid_action=penalize" into at most max pairs (pointers into
  * buf, a writable copy of at least strlen(text)+1 bytes). Returns the count,

@@ -287,16 +287,23 @@ void ag_shipper_destroy(ag_shipper_t **self)
     uv_close((uv_handle_t *)&s->timer, s_timer_closed);
 }
 
+bool ag_shipper_carries(const ag_runner_result_t *res, int s)
+{
+    const ag_seq_t *q = res->seq[s];
+    /* A seat that never acted (the game ended first) has nothing to train on. */
+    return res->trainable[s] && q && q->n_turns > 0 &&
+           (!res->invalid_ended || res->invalid_seat == s);
+}
+
 int ag_shipper_add(ag_shipper_t *s, const ag_runner_result_t *res)
 {
     Agora__V1__SeatTrajectory seats[AG_RUNNER_MAX_SEATS];
     Agora__V1__SeatTrajectory *seat_ptrs[AG_RUNNER_MAX_SEATS];
     size_t n_seats = 0;
     for (int i = 0; i < res->n_seats && i < AG_RUNNER_MAX_SEATS; i++) {
-        const ag_seq_t *q = res->seq[i];
-        /* A seat that never acted (the game ended first) has nothing to train on. */
-        if (!res->trainable[i] || !q || q->n_turns == 0)
+        if (!ag_shipper_carries(res, i))
             continue;
+        const ag_seq_t *q = res->seq[i];
         if (s->tokens_cap[n_seats] < q->len) {
             uint32_t *t = realloc(s->tokens[n_seats], q->len * sizeof *t);
             if (!t)

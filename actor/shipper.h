@@ -4,8 +4,9 @@
  *
  * Each finished episode with a trainable seat becomes one Trajectory
  * (id = actor_id, run_id, sequence; the token streams of the trainable
- * seats that acted at least once;
- * every seat's return; the env's final info and metrics), packed once and
+ * seats that acted at least once, or, of an episode the runner ended on
+ * refused actions, of the refused seat only; every seat's return; the env's
+ * final info and metrics; truncated), packed once and
  * kept in a bounded outbox until the learner's SubmitAck names it
  * (accepted, duplicate, stale or rejected: all mean "do not resend").
  * Trajectories are sent in SubmitTrajectories batches of at most `batch`
@@ -58,8 +59,17 @@ typedef struct ag_shipper_stats {
 ag_shipper_t *ag_shipper_create(uv_loop_t *loop, void *zctx, const ag_shipper_opts_t *opts);
 void ag_shipper_destroy(ag_shipper_t **self);
 
-/* Queues a finished episode (its trainable seats). 0, or 1 if it had no
- * trainable seat (nothing queued), or a negative errno. */
+/*
+ * Whether the trajectory of res carries seat s: a trainable seat that acted.
+ * Of an episode the runner ended because the env refused a seat's actions
+ * (res->invalid_ended), only that seat: its refused turns are penalised and
+ * say what it did wrong, while the other seats have no outcome (the game
+ * never ended by its rules) and their last turns would be blamed for it.
+ */
+bool ag_shipper_carries(const ag_runner_result_t *res, int s);
+
+/* Queues a finished episode (the seats ag_shipper_carries). 0, or 1 if it
+ * carries no seat (nothing queued), or a negative errno. */
 int ag_shipper_add(ag_shipper_t *s, const ag_runner_result_t *res);
 
 /* Sends what is due now; all = also what is in flight and not yet acknowledged. */

@@ -1,9 +1,10 @@
 /*
  * test_actor.c - the actor's parts that need no env server: game option
  * parsing, action sanitising, weights checks, the trajectory shipper
- * (batches, acknowledgements, resends, the bounded outbox) and the policy
- * source (snapshot, PUB updates, refused corrupt weights, a restarted
- * learner), the last two against a scripted learner over loopback sockets.
+ * (batches, acknowledgements, resends, the bounded outbox, the one seat an
+ * episode ended on refused actions carries) and the policy source (snapshot,
+ * PUB updates, refused corrupt weights, a restarted learner), the last two
+ * against a scripted learner over loopback sockets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -323,6 +324,45 @@ static void test_shipper_bounded(void **state)
     s_rig_finish(&r);
 }
 
+/* An episode the runner ended on seat 1's refused actions: only seat 1 is
+ * shipped (seat 0, trainable and with a turn, has no outcome), truncated. */
+static void test_shipper_invalid_ended(void **state)
+{
+    rig_t r;
+    s_rig_init(&r);
+    ag_shipper_opts_t o = {.endpoint = r.traj_ep, .actor_id = "a2", .run_id = 7, .flush_ms = 10};
+    r.ship = ag_shipper_create(&r.loop, r.zctx, &o);
+    assert_non_null(r.ship);
+    ag_seq_t q0, q1;
+    ag_runner_result_t res;
+    s_result(&res, &q0, 0);
+    s_result(&res, &q1, 0); /* the same turn, for seat 1 */
+    res.seq[0] = &q0;
+    res.seq[1] = &q1;
+    res.policy[1] = 0;
+    res.label[1] = "current";
+    res.trainable[1] = true;
+    assert_true(ag_shipper_carries(&res, 0) && ag_shipper_carries(&res, 1));
+    res.truncated = true;
+    res.invalid_ended = true;
+    res.invalid_seat = 1;
+    assert_false(ag_shipper_carries(&res, 0));
+    assert_true(ag_shipper_carries(&res, 1));
+    assert_int_equal(ag_shipper_add(r.ship, &res), 0);
+    res.trainable[1] = false; /* the refused seat is a league opponent: nothing to ship */
+    assert_int_equal(ag_shipper_add(r.ship, &res), 1);
+    ag_seq_finish(&q0);
+    ag_seq_finish(&q1);
+    r.want = 1;
+    assert_true(s_run_until(&r.loop, s_got, &r, 5000));
+    const Agora__V1__Trajectory *t = r.fl.trajs[0];
+    assert_true(t->truncated);
+    assert_int_equal(t->n_seats, 1);
+    assert_int_equal(t->seats[0]->seat, 1);
+    assert_int_equal(t->n_returns, 2);
+    s_rig_finish(&r);
+}
+
 /* ---- policy source ---- */
 
 static bool s_fresh(void *arg)
@@ -406,7 +446,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_options),   cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_weights_check),   cmocka_unit_test(test_shipper),
-        cmocka_unit_test(test_shipper_bounded), cmocka_unit_test(test_policy_source),
+        cmocka_unit_test(test_shipper_bounded), cmocka_unit_test(test_shipper_invalid_ended),
+        cmocka_unit_test(test_policy_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

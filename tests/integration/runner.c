@@ -11,7 +11,10 @@
  * whole cached context. As the critic of the critique game (the server's
  * `solver` bot on seat 0) it plays several turns per episode, which is what
  * transcripts, re-feeding after a weight change, the context limit and
- * trajectory shipping need to be tested for real.
+ * trajectory shipping need to be tested for real. Two variants write `x`
+ * (no verdict) instead, which critique with invalid_action=error refuses:
+ * one then writes `step<TAB>1` after the refused action's EOT, the other
+ * never stops writing `x`.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -39,6 +42,8 @@ static const char *s_env_exe, *s_eval_exe, *s_actor_exe;
 static ag_server_proc_t s_env;
 
 #define CRITIQUE_OPTIONS "k=4,rounds=2,invalid_action=penalize"
+/* invalid_action=error (the game's default): an invalid verdict is refused. */
+#define REFUSING_OPTIONS "k=4,rounds=2"
 
 /* ---- the scripted critic model ---- */
 
@@ -52,6 +57,37 @@ static ag_model_t *s_model(int ctx)
     return m;
 }
 
+/* After a space "x" and EOT (refused), after that EOT "step\t1" and EOT. */
+static ag_model_t *s_model_retrying(int ctx)
+{
+    static const int32_t after[] = {' ', 'x', AG_TOK_EOT, 's', 't', 'e', 'p', '\t', '1'};
+    static const int32_t next[] = {'x', AG_TOK_EOT, 's', 't', 'e', 'p', '\t', '1', AG_TOK_EOT};
+    ag_model_t *m = scripted_policy_create(ctx, after, next, sizeof after / sizeof after[0]);
+    assert_non_null(m);
+    return m;
+}
+
+/* "x" and EOT whatever it read: every action is refused. */
+static ag_model_t *s_model_refused(int ctx)
+{
+    static const int32_t after[] = {' ', 'x', AG_TOK_EOT};
+    static const int32_t next[] = {'x', AG_TOK_EOT, 'x'};
+    ag_model_t *m = scripted_policy_create(ctx, after, next, sizeof after / sizeof after[0]);
+    assert_non_null(m);
+    return m;
+}
+
+/* Saves m as a checkpoint in a fresh temporary file; path gets its name. */
+static void s_save_ckpt(ag_model_t *m, char *path, size_t cap)
+{
+    snprintf(path, cap, "/tmp/agora-test-critic-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char err[256];
+    assert_int_equal(ag_ckpt_save(path, m, NULL, 1, err, sizeof err), 0);
+}
+
 /* ---- running the runner in-process ---- */
 
 typedef struct got {
@@ -61,6 +97,9 @@ typedef struct got {
     float ret[512];
     int verdicts[512];
     bool invalid[512];
+    bool truncated[512];
+    int invalid_seat[512]; /* -1: not ended by the runner */
+    size_t n_info[512], n_metrics[512];
     double metric_sum;
     size_t metric_n;
 } got_t;
@@ -74,6 +113,10 @@ static void s_collect(void *arg, const ag_runner_result_t *res)
     g->number[i] = res->number;
     g->ret[i] = res->returns[1];
     g->invalid[i] = res->invalid_action;
+    g->truncated[i] = res->truncated;
+    g->invalid_seat[i] = res->invalid_ended ? res->invalid_seat : -1;
+    g->n_info[i] = res->n_info;
+    g->n_metrics[i] = res->n_metrics;
     ag_seq_init(&g->seq[i]);
     if (res->seq[1]) {
         const ag_seq_t *q = res->seq[1];
@@ -122,9 +165,10 @@ static void s_got_free(got_t *g)
 typedef struct busy_env {
     unsigned every;        /* every N-th Reset or Step is answered ERROR_OVERLOADED (0: none) */
     unsigned swallow_step; /* the N-th Step passed on is applied, its reply never sent (0: none) */
+    unsigned want_closes;  /* play on until this many Close requests came through */
     ag_rpc_server_t *srv;
     ag_rpc_client_t *env; /* the real agora-env */
-    unsigned seen, steps, refused_reset, refused_step, swallowed;
+    unsigned seen, steps, refused_reset, refused_step, swallowed, closes;
 } busy_env_t;
 
 typedef struct relay {
@@ -159,6 +203,7 @@ static void s_busy_handle(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const
     const Agora__V1__EnvRequest *req = (const Agora__V1__EnvRequest *)m;
     bool reset = req->body_case == AGORA__V1__ENV_REQUEST__BODY_RESET;
     bool step = req->body_case == AGORA__V1__ENV_REQUEST__BODY_STEP;
+    b->closes += req->body_case == AGORA__V1__ENV_REQUEST__BODY_CLOSE;
     if ((reset || step) && b->every && ++b->seen % b->every == 0) {
         b->refused_reset += reset;
         b->refused_step += step;
@@ -205,7 +250,8 @@ static got_t *s_play_busy(ag_runner_config_t *cfg, ag_model_t *m, int swap_every
     int steps = 0;
     bool busy = false;
     uint64_t until = uv_hrtime() + 120000000000ULL;
-    while (!ag_runner_done(r) && uv_hrtime() < until) {
+    while ((!ag_runner_done(r) || (proxy && proxy->closes < proxy->want_closes)) &&
+           uv_hrtime() < until) {
         uv_run(&loop, busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
         int n = ag_runner_sample(r);
         assert_true(n >= 0);
@@ -449,6 +495,147 @@ static void test_context_limit(void **state)
     ag_model_destroy(&m);
 }
 
+/* Every episode overflows at its first observation: none is emitted, and the
+ * streak of drops since the last emitted one counts them all. */
+static void test_context_none_fits(void **state)
+{
+    ag_model_t *m = s_model(32);
+    ag_runner_config_t c = s_critique_cfg(16);
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_int_equal(g->n, 0);
+    assert_int_equal(st.dropped_ctx, 16);
+    assert_int_equal(st.ctx_streak, 16);
+    assert_int_equal(st.tokens_sampled, 0);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
+/* Checks the turns of seat 1 in game i of an invalid-action run: a turn
+ * credited exactly -penalty is a refused one (the critic's own rewards are
+ * whole numbers), and the seat acted again at once, reading it. Returns the
+ * refused turns. */
+static int s_refused_turns(const got_t *g, size_t i, float penalty)
+{
+    const ag_seq_t *q = &g->seq[i];
+    int refused = 0;
+    float sum = 0;
+    for (size_t t = 0; t < q->n_turns; t++) {
+        float r = q->turn_rewards[t];
+        sum += r;
+        if (r == -penalty) {
+            refused++;
+            if (t + 1 < q->n_turns)
+                assert_true(q->generated[q->turn_end[t] + 1]);
+        } else {
+            assert_true(r == rintf(r));
+        }
+    }
+    /* The penalties are on top of the game's rewards; the returns stay the game's. */
+    assert_true(fabsf(sum - (g->ret[i] - penalty * (float)refused)) < 1e-5f);
+    return refused;
+}
+
+/* invalid_action=error: a refused verdict is a penalised turn and the critic
+ * samples again, reading it; nearly every verdict is refused once, then
+ * accepted, and the env recorded exactly the accepted ones. */
+static void test_invalid_resampled(void **state)
+{
+    ag_model_t *m = s_model_retrying(512);
+    ag_runner_config_t c = s_critique_cfg(48);
+    c.options = REFUSING_OPTIONS;
+    c.invalid_retries = 3;
+    c.invalid_penalty = 0.25f;
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_int_equal(g->n, 48);
+    assert_int_equal(st.env_errors, 0);
+    assert_int_equal(st.dropped_ctx, 0);
+    assert_int_equal(st.invalid_actions, 0);
+    uint64_t refused = 0, ended = 0, complete_turns = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        const ag_seq_t *q = &g->seq[i];
+        int n = s_refused_turns(g, i, 0.25f);
+        refused += (uint64_t)n;
+        if (g->invalid_seat[i] >= 0) {
+            ended++;
+            assert_int_equal(g->invalid_seat[i], 1);
+            assert_true(g->truncated[i]);
+            assert_int_equal(g->n_info[i], 0);
+        } else {
+            assert_false(g->truncated[i]);
+            assert_int_equal((int)q->n_turns - n, g->verdicts[i]);
+            complete_turns += (uint64_t)g->verdicts[i];
+        }
+    }
+    assert_int_equal(refused, st.invalid_resampled + st.invalid_ended);
+    assert_int_equal(ended, st.invalid_ended);
+    /* p("x", EOT) is about 0.94 per verdict: most were refused first. A
+     * resample is "step\t1" with p about 0.8; one that goes astray stays
+     * astray (the script knows no random byte), so about a game in five ends. */
+    assert_true(st.invalid_resampled > complete_turns / 2);
+    assert_true(ended > 0 && ended < g->n / 2);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
+/* A critic whose every action is refused: after invalid_retries resamples
+ * the episode is closed on the env server and emitted truncated, with
+ * invalid_retries + 1 refused turns of -penalty each and no outcome. */
+static void test_invalid_ended(void **state)
+{
+    ag_model_t *m = s_model_refused(512);
+    for (int retries = 0; retries <= 2; retries += 2) {
+        ag_runner_config_t c = s_critique_cfg(16);
+        c.options = REFUSING_OPTIONS;
+        c.invalid_retries = retries;
+        c.invalid_penalty = 0.5f;
+        ag_runner_stats_t st;
+        busy_env_t proxy = {.want_closes = 16};
+        got_t *g = s_play_busy(&c, m, 0, &proxy, &st);
+        assert_int_equal(g->n, 16);
+        assert_int_equal(st.invalid_ended, 16);
+        assert_int_equal(st.invalid_resampled, 16 * retries);
+        assert_int_equal(st.env_errors, 0);
+        assert_int_equal(proxy.closes, 16);
+        assert_int_equal(g->metric_n, 0);
+        for (size_t i = 0; i < g->n; i++) {
+            assert_int_equal(g->invalid_seat[i], 1);
+            assert_true(g->truncated[i]);
+            assert_int_equal(g->n_info[i], 0);
+            assert_int_equal(g->n_metrics[i], 0);
+            assert_true(g->ret[i] == 0.0f);
+            assert_int_equal(g->seq[i].n_turns, retries + 1);
+            assert_int_equal(s_refused_turns(g, i, 0.5f), retries + 1);
+        }
+        s_got_free(g);
+    }
+    ag_model_destroy(&m);
+
+    /* A context of 64 tokens holds BOS, the 60-byte observation and about one
+     * refused "x" EOT: the refusal that fills it ends the episode, retries left
+     * or not. */
+    m = s_model_refused(64);
+    ag_runner_config_t c = s_critique_cfg(16);
+    c.options = REFUSING_OPTIONS;
+    c.invalid_retries = 3;
+    ag_runner_stats_t st;
+    got_t *g = s_play(&c, m, 0, &st);
+    assert_int_equal(g->n, 16);
+    assert_int_equal(st.invalid_ended, 16);
+    assert_int_equal(st.dropped_ctx, 0);
+    uint64_t resampled = 0;
+    for (size_t i = 0; i < g->n; i++) {
+        assert_int_equal(g->invalid_seat[i], 1);
+        assert_int_equal(g->seq[i].len, 64);
+        assert_true(g->seq[i].n_turns >= 1 && g->seq[i].n_turns <= 3);
+        resampled += g->seq[i].n_turns - 1;
+    }
+    assert_int_equal(st.invalid_resampled, resampled);
+    s_got_free(g);
+    ag_model_destroy(&m);
+}
+
 /* ---- agora-eval ---- */
 
 /* The number of "key": in agora-eval's JSON line; fails if absent. */
@@ -489,14 +676,17 @@ static void test_eval(void **state)
     assert_int_equal(harness_run_capture(honest, out, sizeof out), 0);
     assert_true(s_json_num(out, "judge_accuracy") == 1.0);
 
+    /* No game named: the first one the env server lists (agora-env: debate). */
+    char *first[] = {(char *)s_eval_exe, "--env",    s_env.endpoint, "--seat0", "bot:honest",
+                     "--seat1",          "bot:liar", "--games",      "20",      NULL};
+    assert_int_equal(harness_run_capture(first, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"game\":\"debate\""));
+    assert_int_equal((int)s_json_num(out, "games"), 20);
+
     /* A checkpoint seat: the scripted critic; the same seed gives the same result. */
-    char path[] = "/tmp/agora-test-critic-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
+    char path[64];
     ag_model_t *m = s_model(256);
-    char err[256];
-    assert_int_equal(ag_ckpt_save(path, m, NULL, 1, err, sizeof err), 0);
+    s_save_ckpt(m, path, sizeof path);
     ag_model_destroy(&m);
     char *crit[] = {(char *)s_eval_exe,
                     "--env",
@@ -530,6 +720,66 @@ static void test_eval(void **state)
     assert_memory_equal(out, out2, (size_t)(t1 - out));
 }
 
+/* Runs agora-eval with the critic checkpoint m on seat 1 of critique (refusing
+ * invalid verdicts) for 12 games, extra arguments appended; returns its exit status. */
+static int s_eval_critic(ag_model_t *m, char *out, size_t cap, const char *extra_key,
+                         const char *extra_value)
+{
+    char path[64];
+    s_save_ckpt(m, path, sizeof path);
+    char *argv[] = {(char *)s_eval_exe,
+                    "--env",
+                    s_env.endpoint,
+                    "--game",
+                    "critique",
+                    "--options",
+                    REFUSING_OPTIONS,
+                    "--seat0",
+                    "bot:solver",
+                    "--seat1",
+                    path,
+                    "--games",
+                    "12",
+                    (char *)extra_key,
+                    (char *)extra_value,
+                    NULL};
+    int rc = harness_run_capture(argv, out, cap);
+    unlink(path);
+    return rc;
+}
+
+/* agora-eval completes no game, so it exits 3 with what happened instead of
+ * "games": 0 and success: every transcript overflows the checkpoint's
+ * context, or every game ends on refused actions. */
+static void test_eval_no_game(void **state)
+{
+    char out[8192];
+    ag_model_t *m = s_model(32);
+    assert_int_equal(s_eval_critic(m, out, sizeof out, NULL, NULL), 3);
+    ag_model_destroy(&m);
+    assert_int_equal((int)s_json_num(out, "games"), 0);
+    assert_int_equal((int)s_json_num(out, "dropped_context"), 12);
+
+    m = s_model_refused(512);
+    assert_int_equal(s_eval_critic(m, out, sizeof out, "--invalid-retries", "1"), 3);
+    ag_model_destroy(&m);
+    assert_int_equal((int)s_json_num(out, "games"), 0);
+    assert_int_equal((int)s_json_num(out, "invalid_ended"), 12);
+    assert_int_equal((int)s_json_num(out, "invalid_resampled"), 12);
+}
+
+/* agora-eval resamples a refused verdict like the actor: the games complete. */
+static void test_eval_resampled(void **state)
+{
+    char out[8192];
+    ag_model_t *m = s_model_retrying(512);
+    assert_int_equal(s_eval_critic(m, out, sizeof out, NULL, NULL), 0);
+    ag_model_destroy(&m);
+    double games = s_json_num(out, "games"), ended = s_json_num(out, "invalid_ended");
+    assert_true(games >= 6 && games + ended == 12);
+    assert_true(s_json_num(out, "invalid_resampled") >= games);
+}
+
 /* ---- agora-actor against a scripted learner ---- */
 
 /* A new version while the first episodes run (PUB, else a status poll finds it). */
@@ -542,55 +792,119 @@ static void s_publish_once(fake_learner_t *fl, void *arg)
     }
 }
 
+/* A scripted learner serving a model's weights, on a loop of its own, and a
+ * scratch directory with the path of an actor's log in it. */
+typedef struct actor_rig {
+    uv_loop_t loop;
+    void *zctx;
+    fake_learner_t fl;
+    char dir[256], log[300];
+} actor_rig_t;
+
+/* Serves m (destroyed here) as version 1. */
+static void s_actor_rig_init(actor_rig_t *r, ag_model_t *m)
+{
+    uv_loop_init(&r->loop);
+    r->zctx = zmq_ctx_new();
+    assert_int_equal(fake_learner_init_policy(&r->fl, &r->loop, r->zctx, m), 0);
+    ag_model_destroy(&m);
+    assert_int_equal(harness_mkdtemp(r->dir, sizeof r->dir, "agora-test-actor"), 0);
+    snprintf(r->log, sizeof r->log, "%s/actor.log", r->dir);
+}
+
+static void s_actor_rig_finish(actor_rig_t *r)
+{
+    harness_rmtree(r->dir);
+    fake_learner_finish(&r->fl);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r->loop);
+    zmq_ctx_term(r->zctx);
+}
+
+/*
+ * Runs agora-actor against fl for the critique critic (seat 1, "self", 8
+ * slots, actions of at most 12 tokens), game options options, with the
+ * extra arguments (NULL-terminated), calling turn(fl, arg) as
+ * fake_learner_run does; its stderr goes to the file log (NULL: the test's).
+ * Returns its exit status.
+ */
+static int s_run_actor(fake_learner_t *fl, const char *options, const char *log,
+                       const char *const *extra, void (*turn)(fake_learner_t *fl, void *arg),
+                       void *arg)
+{
+    char *argv[64] = {"/bin/sh",
+                      "-c",
+                      log ? "log=$1; shift; exec \"$@\" 2>\"$log\"" : "shift; exec \"$@\"",
+                      "sh",
+                      (char *)(log ? log : ""),
+                      (char *)s_actor_exe,
+                      "--actor.env",
+                      s_env.endpoint,
+                      "--learner-trajectories",
+                      fl->traj_ep,
+                      "--learner-weights",
+                      fl->pub_ep,
+                      "--learner-control",
+                      fl->control_ep,
+                      "--game",
+                      "critique",
+                      "--options",
+                      (char *)options,
+                      "--seat0",
+                      "bot:solver",
+                      "--seat1",
+                      "self",
+                      "--slots",
+                      "8",
+                      "--max-action-tokens",
+                      "12",
+                      "--poll-ms",
+                      "200",
+                      "--id",
+                      "actor-test"};
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    for (size_t i = 0; extra[i]; i++) {
+        assert_true(n + 1 < sizeof argv / sizeof argv[0]);
+        argv[n++] = (char *)extra[i];
+    }
+    argv[n] = NULL;
+    return fake_learner_run(fl, argv, 120000, turn, arg);
+}
+
+/* The last line of the text file path (a fresh string), or NULL. */
+static char *s_last_line(const char *path)
+{
+    size_t len;
+    char *text = (char *)harness_read_file(path, &len);
+    if (!text)
+        return NULL;
+    while (len && text[len - 1] == '\n')
+        text[--len] = '\0';
+    char *nl = strrchr(text, '\n');
+    char *line = strdup(nl ? nl + 1 : text);
+    free(text);
+    return line;
+}
+
 static void test_actor(void **state)
 {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    void *zctx = zmq_ctx_new();
-    fake_learner_t fl;
-    ag_model_t *m = s_model(256);
-    assert_int_equal(fake_learner_init_policy(&fl, &loop, zctx, m), 0);
-    ag_model_destroy(&m);
-    fl.ignore_submits = 2;                      /* two lost batches: resent */
-    fl.control_after_ms = uv_now(&loop) + 1500; /* a learner still warming up */
-    char *argv[] = {(char *)s_actor_exe,
-                    "--actor.env",
-                    s_env.endpoint,
-                    "--learner-trajectories",
-                    fl.traj_ep,
-                    "--learner-weights",
-                    fl.pub_ep,
-                    "--learner-control",
-                    fl.control_ep,
-                    "--game",
-                    "critique",
-                    "--options",
-                    CRITIQUE_OPTIONS,
-                    "--seat0",
-                    "bot:solver",
-                    "--seat1",
-                    "self",
-                    "--slots",
-                    "8",
-                    "--max-action-tokens",
-                    "12",
-                    "--max-episodes",
-                    "300",
-                    "--resend-ms",
-                    "300",
-                    "--poll-ms",
-                    "200",
-                    "--id",
-                    "actor-test",
-                    NULL};
+    actor_rig_t r;
+    s_actor_rig_init(&r, s_model(256));
+    r.fl.ignore_submits = 2;                        /* two lost batches: resent */
+    r.fl.control_after_ms = uv_now(&r.loop) + 1500; /* a learner still warming up */
+    const char *extra[] = {"--max-episodes", "300", "--resend-ms", "300", NULL};
     bool published = false;
-    assert_int_equal(fake_learner_run(&fl, argv, 120000, s_publish_once, &published), 0);
-    assert_true(fl.get_weights >= 1);
-    assert_int_equal(fake_learner_distinct(&fl), 300);
-    assert_true(fl.n_trajs > 300); /* the ignored batches came again */
+    assert_int_equal(s_run_actor(&r.fl, CRITIQUE_OPTIONS, NULL, extra, s_publish_once, &published),
+                     0);
+    const fake_learner_t *fl = &r.fl;
+    assert_true(fl->get_weights >= 1);
+    assert_int_equal(fake_learner_distinct(fl), 300);
+    assert_true(fl->n_trajs > 300); /* the ignored batches came again */
     int v2 = 0;
-    for (size_t i = 0; i < fl.n_trajs; i++) {
-        const Agora__V1__Trajectory *t = fl.trajs[i];
+    for (size_t i = 0; i < fl->n_trajs; i++) {
+        const Agora__V1__Trajectory *t = fl->trajs[i];
         assert_string_equal(t->id->actor_id, "actor-test");
         assert_string_equal(t->game, "critique");
         assert_true(t->seed < 1000000000ULL);
@@ -618,10 +932,97 @@ static void test_actor(void **state)
         assert_true(fabsf(sum - t->returns[1]) < 1e-5f);
     }
     assert_true(v2 > 0); /* the new weights were picked up */
-    fake_learner_finish(&fl);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    zmq_ctx_term(zctx);
+    s_actor_rig_finish(&r);
+}
+
+/*
+ * agora-actor with a critic whose every verdict is refused: each episode
+ * ends after invalid_retries resamples and is shipped truncated, the
+ * critic's refused turns penalised, and the actor's metrics count them.
+ */
+static void test_actor_invalid(void **state)
+{
+    actor_rig_t r;
+    s_actor_rig_init(&r, s_model_refused(512));
+    char metrics[300];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", r.dir);
+    const char *extra[] = {"--invalid-retries",
+                           "2",
+                           "--invalid-penalty",
+                           "0.5",
+                           "--max-episodes",
+                           "40",
+                           "--metrics",
+                           metrics,
+                           "--resend-ms",
+                           "300",
+                           NULL};
+    assert_int_equal(s_run_actor(&r.fl, REFUSING_OPTIONS, r.log, extra, NULL, NULL), 0);
+    assert_int_equal(fake_learner_distinct(&r.fl), 40);
+    for (size_t i = 0; i < r.fl.n_trajs; i++) {
+        const Agora__V1__Trajectory *t = r.fl.trajs[i];
+        assert_true(t->truncated);
+        assert_int_equal(t->n_info, 0);
+        assert_int_equal(t->n_metrics, 0);
+        assert_int_equal(t->n_seats, 1);
+        const Agora__V1__SeatTrajectory *s = t->seats[0];
+        assert_int_equal(s->seat, 1);
+        assert_int_equal(s->n_turn_end, 3);
+        for (size_t k = 0; k < s->n_turn_end; k++) {
+            assert_true(s->turn_rewards[k] == -0.5f);
+            assert_true(s->generated.data[s->turn_end[k]]);
+            if (k + 1 < s->n_turn_end) /* the next attempt follows at once */
+                assert_true(s->generated.data[s->turn_end[k] + 1]);
+        }
+        assert_true(t->returns[1] == 0.0f);
+    }
+    char *last = s_last_line(metrics);
+    assert_non_null(last);
+    assert_int_equal((int)s_json_num(last, "episodes"), 40);
+    assert_int_equal((int)s_json_num(last, "invalid_ended"), 40);
+    assert_int_equal((int)s_json_num(last, "invalid_resampled"), 80);
+    assert_int_equal((int)s_json_num(last, "invalid_actions"), 0);
+    free(last);
+    s_actor_rig_finish(&r);
+}
+
+/*
+ * agora-actor whose model's context cannot hold a single critic observation:
+ * the first overflow is an error naming the game, the episode, the seat and
+ * the sizes, and after actor.overflow_limit episodes in a row the actor
+ * exits with status 3, the reason as its last log line; nothing is shipped.
+ * So does one whose env server does not host its game.
+ */
+static void test_actor_overflow(void **state)
+{
+    actor_rig_t r;
+    s_actor_rig_init(&r, s_model(32));
+    const char *extra[] = {"--overflow-limit", "20", NULL};
+    assert_int_equal(s_run_actor(&r.fl, CRITIQUE_OPTIONS, r.log, extra, NULL, NULL), 3);
+    assert_int_equal(r.fl.n_trajs, 0);
+    size_t len;
+    char *text = (char *)harness_read_file(r.log, &len);
+    assert_non_null(text);
+    const char *first = strstr(text, "game critique, episode ");
+    assert_non_null(first);
+    assert_non_null(strstr(first, "seat 1: the transcript needs "));
+    assert_non_null(strstr(first, "the model's context (model.ctx) is 32"));
+    assert_null(strstr(first + 1, "game critique, episode ")); /* once, not per episode */
+    free(text);
+    char *last = s_last_line(r.log);
+    assert_non_null(last);
+    assert_non_null(strstr(last, "overflowed the model's context (ctx 32"));
+    assert_non_null(strstr(last, "exit status 3"));
+    free(last);
+
+    /* A game the env server does not host is as fatal. */
+    const char *no_game[] = {"--game", "no-such-game", NULL};
+    assert_int_equal(s_run_actor(&r.fl, "", r.log, no_game, NULL, NULL), 3);
+    last = s_last_line(r.log);
+    assert_non_null(last);
+    assert_non_null(strstr(last, "has no game \"no-such-game\" (exit status 3"));
+    free(last);
+    s_actor_rig_finish(&r);
 }
 
 static int s_setup(void **state)
@@ -650,8 +1051,15 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_overloaded_resent),
         cmocka_unit_test(test_lost_step_reply),
         cmocka_unit_test(test_context_limit),
+        cmocka_unit_test(test_context_none_fits),
+        cmocka_unit_test(test_invalid_resampled),
+        cmocka_unit_test(test_invalid_ended),
         cmocka_unit_test(test_eval),
+        cmocka_unit_test(test_eval_no_game),
+        cmocka_unit_test(test_eval_resampled),
         cmocka_unit_test(test_actor),
+        cmocka_unit_test(test_actor_invalid),
+        cmocka_unit_test(test_actor_overflow),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
