@@ -414,8 +414,14 @@ static void s_refused(episode_t *ep, const char *message)
     if (ep->refused < r->cfg.invalid_retries && seat->seq.len < (size_t)ctx) {
         ep->refused++;
         r->st.invalid_resampled++;
-        ag_debug("runner", "episode %llu, seat %d: action refused (%s); resample %d",
-                 (unsigned long long)ep->number, s, message ? message : "", ep->refused);
+        if (ag_log_get_level() <= AG_LOG_DEBUG) {
+            char text[128];
+            ag_seq_text(&seat->seq, seat->turn_start, seat->seq.len, text, sizeof text);
+            ag_runner_sanitize_utf8(text, strlen(text));
+            ag_debug("runner", "episode %llu, seat %d: action \"%s\" refused (%s); resample %d",
+                     (unsigned long long)ep->number, s, text, message ? message : "",
+                     ep->refused);
+        }
         seat->want = true;
         s_set_state(ep, EP_PLAY);
         return;

@@ -90,16 +90,9 @@ class Nim:
     )
 
     def __init__(self, seed, options):
-        opts = {name: default for name, default, _ in self.options}
-        seen = set()
-        for key, value in options:
-            if key not in opts or key in seen:
-                raise AgoraError(pb.ERROR_BAD_OPTION,
-                                 "option %r unknown or given twice" % key)
-            seen.add(key)
-            opts[key] = value
-        pile = _int_option(opts, "pile", 0, 1000)
-        self.max_take = _int_option(opts, "max_take", 1, 9)
+        opts = game_options(self, options)
+        pile = int_option(opts, "pile", 0, 1000)
+        self.max_take = int_option(opts, "max_take", 1, 9)
         if opts["invalid_action"] not in ("error", "penalize"):
             raise AgoraError(pb.ERROR_BAD_OPTION,
                              "invalid_action must be error or penalize")
@@ -185,7 +178,20 @@ class Nim:
         return rewards
 
 
-def _int_option(opts, key, low, high):
+def game_options(game, options):
+    """The game's options with the given (key, value) pairs on top of the
+    defaults; BAD_OPTION for a key the game does not have or one given twice."""
+    opts = {name: default for name, default, _ in game.options}
+    seen = set()
+    for key, value in options:
+        if key not in opts or key in seen:
+            raise AgoraError(pb.ERROR_BAD_OPTION, "option %r unknown or given twice" % key)
+        seen.add(key)
+        opts[key] = value
+    return opts
+
+
+def int_option(opts, key, low, high):
     value = opts[key].strip()
     if not value.isascii() or not value.isdigit() or len(value) > 9 \
             or not low <= int(value) <= high:
