@@ -80,71 +80,121 @@
 
 enum { POL_CURRENT = 0, POL_LEAGUE = 1 };
 
+/* agora-actor's options ([actor] and [game] of a run file), filled from s_options. */
+typedef struct actor_opts {
+    const char *id, *env, *learner_trajectories, *learner_weights, *learner_control;
+    const char *seat[AG_RUNNER_MAX_SEATS];
+    long slots, max_action_tokens;
+    double temperature, top_p;
+    uint64_t seed;
+    long threads, max_episodes, outbox, batch, resend_ms, max_per_version, max_unacked;
+    long flush_ms, poll_ms;
+    double league_refresh_s;
+    long log_interval_s;
+    const char *metrics;
+    long drain_ms, env_timeout_ms, invalid_retries;
+    double invalid_penalty;
+    long overflow_limit;
+    const char *reward, *reward_model;
+    double reward_weight;
+    int reward_labels; /* ag_reward_labels_t */
+    bool reward_labels_decided;
+    long reward_timeout_ms;
+    const char *game, *game_options;
+} actor_opts_t;
+
+static const ag_opt_choice_t s_label_kinds[] = {{"off", AG_REWARD_LABELS_OFF},
+                                                {"outcomes", AG_REWARD_LABELS_OUTCOMES},
+                                                {"preferences", AG_REWARD_LABELS_PREFERENCES},
+                                                {NULL, 0}};
+
+#define OPT(f, ...) AG_OPT(actor_opts_t, f, __VA_ARGS__)
+#define SEAT(s, alias, help) OPT(seat[s], "actor.seat" #s, alias, "self", 1, 0, help)
 static const ag_option_t s_options[] = {
-    {"actor.id", "id", "", "actor name in trajectory ids (default HOST-PID)"},
-    {"actor.env", "env", "tcp://127.0.0.1:5570", "env server endpoint(s), comma-separated"},
-    {"actor.learner_trajectories", "learner-trajectories", "tcp://127.0.0.1:5580",
-     "learner's trajectory socket"},
-    {"actor.learner_weights", "learner-weights", "tcp://127.0.0.1:5581",
-     "learner's weights PUB socket"},
-    {"actor.learner_control", "learner-control", "tcp://127.0.0.1:5582",
-     "learner's control socket (weight snapshots, status, league)"},
-    {"actor.seat0", "seat0", "self", "seat 0: self, league or bot:NAME"},
-    {"actor.seat1", "seat1", "self", "seat 1: self, league or bot:NAME"},
-    {"actor.seat2", NULL, "self", "seat 2 (games with more players)"},
-    {"actor.seat3", NULL, "self", "seat 3"},
-    {"actor.seat4", NULL, "self", "seat 4"},
-    {"actor.seat5", NULL, "self", "seat 5"},
-    {"actor.seat6", NULL, "self", "seat 6"},
-    {"actor.seat7", NULL, "self", "seat 7"},
-    {"actor.slots", "slots", "64", "episodes in flight (one batched forward pass for all)"},
-    {"actor.max_action_tokens", "max-action-tokens", "48",
-     "longest action in tokens; a longer one is cut and judged as it is"},
-    {"actor.temperature", "temperature", "1", "sampling temperature"},
-    {"actor.top_p", "top-p", "1", "nucleus sampling mass (1 = full distribution)"},
-    {"actor.seed", "seed", "1", "seed of episode seeds and sampling"},
-    {"actor.threads", "threads", "1", "compute threads (0 = every CPU)"},
-    {"actor.max_episodes", "max-episodes", "0", "stop after this many episodes (0 = never)"},
-    {"actor.outbox", "outbox", "4096", "trajectories kept until acknowledged (oldest dropped)"},
-    {"actor.batch", "batch", "64", "trajectories per submission (1..64)"},
-    {"actor.resend_ms", "resend-ms", "2000", "resend a trajectory unacknowledged this long"},
-    {"actor.max_per_version", "max-per-version", "0",
-     "pause after producing this many trajectories with one policy version (0 = never)"},
-    {"actor.max_unacked", "max-unacked", "128",
-     "start no new action while this many trajectories wait for an acknowledgement"},
-    {"actor.flush_ms", "flush-ms", "100", "how often finished trajectories are sent"},
-    {"actor.poll_ms", "poll-ms", "5000", "how often the learner's status is checked"},
-    {"actor.league_refresh_s", "league-refresh-s", "60",
-     "draw another league opponent this often (seconds, 0.05 or more)"},
-    {"actor.log_interval_s", "log-interval-s", "5", "throughput log line period"},
-    {"actor.metrics", "metrics", "", "append one JSON record per log line to this file"},
-    {"actor.drain_ms", "drain-ms", "3000", "on stop, wait this long for acknowledgements"},
-    {"actor.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
-    {"actor.invalid_retries", "invalid-retries", "3",
-     "resample an action the env server refuses as invalid (ERROR_INVALID_ACTION) up to this "
-     "many times in a row, then end the episode (shipped truncated)"},
-    {"actor.invalid_penalty", "invalid-penalty", "1",
-     "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
-     "penalty at least the largest loss the game can give a seat, so that ending a game by "
-     "invalid actions never pays"},
-    {"actor.overflow_limit", "overflow-limit", "100",
-     "exit with status 3 when this many episodes in a row were dropped because a transcript "
-     "overflowed the model's context (model.ctx), none played to the end in between (0 = never)"},
-    {"actor.reward", "reward", "",
-     "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"},
-    {"actor.reward_model", "reward-model", "default", "reward model that scores and learns"},
-    {"actor.reward_weight", "reward-weight", "0",
-     "add weight x score to each shipped seat's final reward (0 = do not score)"},
-    {"actor.reward_labels", "reward-labels", "off",
-     "labels sent for every finished game: off, outcomes or preferences"},
-    {"actor.reward_labels_decided", "reward-labels-decided", "false",
-     "label only games decided on their merits, not by the game's coin (outcome info "
-     "reason=coin): a coin toss says nothing about which transcript was better"},
-    {"actor.reward_timeout_ms", "reward-timeout-ms", "5000",
-     "deadline of one reward request (two attempts, then the server is taken as down)"},
-    {"game.name", "game", "", "game to play (empty = the first game the env server lists)"},
-    {"game.options", "options", "", "game options KEY=VALUE,KEY=VALUE sent in Reset"},
+    OPT(id, "actor.id", "id", "", 0, 200, "actor name in trajectory ids (empty = HOST-PID)"),
+    OPT(env, "actor.env", "env", "tcp://127.0.0.1:5570", 1, 0,
+        "env server endpoint(s), comma-separated"),
+    OPT(learner_trajectories, "actor.learner_trajectories", "learner-trajectories",
+        "tcp://127.0.0.1:5580", 1, 0, "learner's trajectory socket"),
+    OPT(learner_weights, "actor.learner_weights", "learner-weights", "tcp://127.0.0.1:5581", 1,
+        0, "learner's weights PUB socket"),
+    OPT(learner_control, "actor.learner_control", "learner-control", "tcp://127.0.0.1:5582", 1,
+        0, "learner's control socket (weight snapshots, status, league)"),
+    SEAT(0, "seat0", "seat 0: self, league or bot:NAME"),
+    SEAT(1, "seat1", "seat 1: self, league or bot:NAME"),
+    SEAT(2, NULL, "seat 2 (games with more players)"),
+    SEAT(3, NULL, "seat 3"),
+    SEAT(4, NULL, "seat 4"),
+    SEAT(5, NULL, "seat 5"),
+    SEAT(6, NULL, "seat 6"),
+    SEAT(7, NULL, "seat 7"),
+    OPT(slots, "actor.slots", "slots", "64", 1, 4096,
+        "episodes in flight (one batched forward pass for all)"),
+    OPT(max_action_tokens, "actor.max_action_tokens", "max-action-tokens", "48", 1, 4096,
+        "longest action in tokens; a longer one is cut and judged as it is"),
+    OPT(temperature, "actor.temperature", "temperature", "1", 0, 100, "sampling temperature"),
+    OPT(top_p, "actor.top_p", "top-p", "1", 0, 1,
+        "nucleus sampling mass (1 = full distribution)"),
+    OPT(seed, "actor.seed", "seed", "1", 0, 0, "seed of episode seeds and sampling"),
+    OPT(threads, "actor.threads", "threads", "1", 0, 256, "compute threads (0 = every CPU)"),
+    OPT(max_episodes, "actor.max_episodes", "max-episodes", "0", 0, 1L << 62,
+        "stop after this many episodes (0 = never)"),
+    OPT(outbox, "actor.outbox", "outbox", "4096", 1, 1L << 24,
+        "trajectories kept until acknowledged (oldest dropped)"),
+    OPT(batch, "actor.batch", "batch", "64", 1, AG_SHIPPER_MAX_BATCH,
+        "trajectories per submission"),
+    OPT(resend_ms, "actor.resend_ms", "resend-ms", "2000", 10, 3600000,
+        "resend a trajectory unacknowledged this long"),
+    OPT(max_per_version, "actor.max_per_version", "max-per-version", "0", 0, 1L << 30,
+        "pause after producing this many trajectories with one policy version (0 = never)"),
+    OPT(max_unacked, "actor.max_unacked", "max-unacked", "128", 1, 1L << 24,
+        "start no new action while this many trajectories wait for an acknowledgement"),
+    OPT(flush_ms, "actor.flush_ms", "flush-ms", "100", 1, 60000,
+        "how often finished trajectories are sent"),
+    OPT(poll_ms, "actor.poll_ms", "poll-ms", "5000", 10, 3600000,
+        "how often the learner's status is checked"),
+    OPT(league_refresh_s, "actor.league_refresh_s", "league-refresh-s", "60", 0.05, 86400,
+        "draw another league opponent this often (seconds)"),
+    OPT(log_interval_s, "actor.log_interval_s", "log-interval-s", "5", 1, 86400,
+        "throughput log line period"),
+    OPT(metrics, "actor.metrics", "metrics", "", 0, 0,
+        "append one JSON record per log line to this file"),
+    OPT(drain_ms, "actor.drain_ms", "drain-ms", "3000", 0, 3600000,
+        "on stop, wait this long for acknowledgements"),
+    OPT(env_timeout_ms, "actor.env_timeout_ms", "env-timeout-ms", "5000", 1, 3600000,
+        "deadline of one env request"),
+    OPT(invalid_retries, "actor.invalid_retries", "invalid-retries", "3", 0, 1000,
+        "resample an action the env server refuses as invalid (ERROR_INVALID_ACTION) up to this "
+        "many times in a row, then end the episode (shipped truncated)"),
+    OPT(invalid_penalty, "actor.invalid_penalty", "invalid-penalty", "1", 0, 1e6,
+        "subtracted from the reward of each refused action's turn; keep (invalid_retries + 1) x "
+        "penalty at least the largest loss the game can give a seat, so that ending a game by "
+        "invalid actions never pays"),
+    OPT(overflow_limit, "actor.overflow_limit", "overflow-limit", "100", 0, 1L << 40,
+        "exit with status 3 when this many episodes in a row were dropped because a transcript "
+        "overflowed the model's context (model.ctx), none played to the end in between (0 = "
+        "never)"),
+    OPT(reward, "actor.reward", "reward", "", 0, 0,
+        "reward server, e.g. tcp://127.0.0.1:5560 (empty = no reward service)"),
+    OPT(reward_model, "actor.reward_model", "reward-model", "default", 1, 64,
+        "reward model that scores and learns"),
+    OPT(reward_weight, "actor.reward_weight", "reward-weight", "0", -1e6, 1e6,
+        "add weight x score to each shipped seat's final reward (0 = do not score)"),
+    AG_OPT_CHOICE(actor_opts_t, reward_labels, "actor.reward_labels", "reward-labels", "off",
+                  s_label_kinds, "labels sent for every finished game"),
+    OPT(reward_labels_decided, "actor.reward_labels_decided", "reward-labels-decided", "false",
+        0, 0,
+        "label only games decided on their merits, not by the game's coin (outcome info "
+        "reason=coin): a coin toss says nothing about which transcript was better"),
+    OPT(reward_timeout_ms, "actor.reward_timeout_ms", "reward-timeout-ms", "5000", 1, 3600000,
+        "deadline of one reward request (two attempts, then the server is taken as down)"),
+    OPT(game, "game.name", "game", "", 0, 64,
+        "game to play (empty = the first game the env server lists)"),
+    OPT(game_options, "game.options", "options", "", 0, 0,
+        "game options KEY=VALUE,KEY=VALUE sent in Reset"),
 };
+#undef SEAT
+#undef OPT
 
 /* A finished episode waiting for its reward scores: an own copy of the
  * runner's result (which is valid during the callback only). */
@@ -167,6 +217,7 @@ typedef struct actor {
     uv_loop_t loop;
     void *zctx;
     ag_config_t *cfg;
+    actor_opts_t o;
     char id[256];
     uint64_t run_id;
     uint64_t seed_base;
@@ -178,8 +229,6 @@ typedef struct actor {
     ag_signals_t *signals;
     ag_model_t *model[2];
     bool has_self, has_league;
-    long threads, log_interval_s, drain_ms;
-    double league_refresh_s;
     uint64_t version;
     uint64_t swaps;
     uint64_t league_version, league_swaps; /* the league opponent in use; its changes */
@@ -189,19 +238,15 @@ typedef struct actor {
     /* throughput between two log lines */
     uint64_t last_ns;
     ag_runner_stats_t last;
-    long max_unacked, max_per_version;
     uint64_t budget_base; /* trajectories produced when the current weights arrived */
     bool throttled;
     bool stopping, quit;
     uint64_t drain_until;
     int exit_code;
     char fatal[512]; /* why the actor cannot do its job (exit status AG_EXIT_FATAL) */
-    long overflow_limit;
     uint64_t produced; /* trajectories produced (shipped or waiting for scores) */
     /* reward service */
     ag_reward_client_t *rm;
-    double rm_weight;
-    ag_reward_labels_t rm_labels;
     held_t *held; /* waiting for scores */
     size_t n_held;
     uint64_t rm_dropped, rm_dropped_logged;
@@ -368,7 +413,7 @@ static void s_on_scored(void *arg, int status, const float *scores, size_t n)
         double sum = 0;
         for (int i = 0; i < h->n_scored; i++) {
             ag_seq_t *q = &h->seqs[h->scored[i]];
-            q->turn_rewards[q->n_turns - 1] += (float)(a->rm_weight * scores[i]);
+            q->turn_rewards[q->n_turns - 1] += (float)(a->o.reward_weight * scores[i]);
             sum += scores[i];
         }
         Agora__V1__Metric *m = &h->metrics[h->res.n_metrics];
@@ -412,8 +457,8 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
             texts[s] = s_text(a, res->seq[s], s, &lens[s]);
     }
     /* A game the runner ended on refused actions has no outcome to label. */
-    if (a->rm_labels != AG_REWARD_LABELS_OFF && !res->invalid_ended) {
-        int rc = ag_reward_client_label_game(a->rm, a->rm_labels, res->game, res->info, res->n_info,
+    if (((ag_reward_labels_t)a->o.reward_labels) != AG_REWARD_LABELS_OFF && !res->invalid_ended) {
+        int rc = ag_reward_client_label_game(a->rm, ((ag_reward_labels_t)a->o.reward_labels), res->game, res->info, res->n_info,
                                              res->n_seats, res->returns, texts, lens);
         if (rc < 0)
             ag_warn("actor", "cannot queue labels: %s", strerror(-rc));
@@ -423,7 +468,7 @@ static void s_on_episode(void *arg, const ag_runner_result_t *res)
         return;
     }
     a->produced++;
-    if (a->rm_weight == 0) {
+    if (a->o.reward_weight == 0) {
         s_ship(a, res);
         return;
     }
@@ -601,7 +646,7 @@ static void s_begin_stop(actor_t *a, const char *why)
         ag_runner_abandon(a->runner);
     if (a->ship)
         ag_shipper_flush(a->ship, true);
-    a->drain_until = uv_now(&a->loop) + (uint64_t)a->drain_ms;
+    a->drain_until = uv_now(&a->loop) + (uint64_t)a->o.drain_ms;
     uv_stop(&a->loop);
 }
 
@@ -623,7 +668,7 @@ static void s_on_signal(void *arg, int signum)
 static int s_setup(actor_t *a)
 {
     const ag_model_config_t *mc = ag_policy_source_config(a->ps);
-    a->model[POL_CURRENT] = ag_model_create(mc, 0, (int)a->threads);
+    a->model[POL_CURRENT] = ag_model_create(mc, 0, (int)a->o.threads);
     if (!a->model[POL_CURRENT])
         return -ENOMEM;
     uint64_t v;
@@ -638,7 +683,7 @@ static int s_setup(actor_t *a)
     int rc =
         ag_runner_set_policy(a->runner, POL_CURRENT, a->model[POL_CURRENT], v, "current", true);
     if (rc == 0 && a->has_league) {
-        a->model[POL_LEAGUE] = ag_model_create(mc, 0, (int)a->threads);
+        a->model[POL_LEAGUE] = ag_model_create(mc, 0, (int)a->o.threads);
         if (!a->model[POL_LEAGUE])
             return -ENOMEM;
         ag_model_load_params(a->model[POL_LEAGUE], ag_model_params_const(a->model[POL_CURRENT]),
@@ -647,7 +692,7 @@ static int s_setup(actor_t *a)
         snprintf(label, sizeof label, "league:%llu", (unsigned long long)v);
         rc = ag_runner_set_policy(a->runner, POL_LEAGUE, a->model[POL_LEAGUE], v, label, false);
         a->league_version = v;
-        const uint64_t every_ms = (uint64_t)(a->league_refresh_s * 1000.0);
+        const uint64_t every_ms = (uint64_t)(a->o.league_refresh_s * 1000.0);
         uv_timer_start(&a->league_timer, s_on_league_timer, every_ms < 1000 ? every_ms : 1000,
                        every_ms);
     }
@@ -671,8 +716,8 @@ static void s_apply_weights(actor_t *a)
 {
     uint64_t v;
     bool throttle =
-        ag_shipper_pending(a->ship) + a->n_held >= (size_t)a->max_unacked ||
-        (a->max_per_version && a->produced - a->budget_base >= (uint64_t)a->max_per_version);
+        ag_shipper_pending(a->ship) + a->n_held >= (size_t)a->o.max_unacked ||
+        (a->o.max_per_version && a->produced - a->budget_base >= (uint64_t)a->o.max_per_version);
     if (throttle != a->throttled)
         ag_debug("actor", "%s", throttle ? "learner behind: pausing" : "resuming");
     a->throttled = throttle;
@@ -713,9 +758,7 @@ static int s_seats(actor_t *a, int players, const char **bots, int *n_bots)
     a->rcfg.n_seats = players;
     a->rcfg.n_policies = 1;
     for (int s = 0; s < players; s++) {
-        char key[32];
-        snprintf(key, sizeof key, "actor.seat%d", s);
-        const char *spec = ag_config_str(a->cfg, key);
+        const char *spec = a->o.seat[s];
         ag_runner_seat_t *seat = &a->rcfg.seats[s];
         if (!strcmp(spec, "self")) {
             seat->policy = POL_CURRENT;
@@ -729,7 +772,7 @@ static int s_seats(actor_t *a, int players, const char **bots, int *n_bots)
             snprintf(seat->bot, sizeof seat->bot, "%s", spec + 4);
             bots[(*n_bots)++] = spec + 4;
         } else {
-            ag_error("actor", "%s = \"%s\": expected self, league or bot:NAME", key, spec);
+            ag_error("actor", "actor.seat%d = \"%s\": expected self, league or bot:NAME", s, spec);
             return -EINVAL;
         }
     }
@@ -760,7 +803,7 @@ static bool s_overflowing(actor_t *a)
 {
     ag_runner_stats_t st;
     ag_runner_get_stats(a->runner, &st);
-    if (!a->overflow_limit || st.ctx_streak < (uint64_t)a->overflow_limit)
+    if (!a->o.overflow_limit || st.ctx_streak < (uint64_t)a->o.overflow_limit)
         return false;
     snprintf(a->fatal, sizeof a->fatal,
              "the last %llu episodes all overflowed the model's context (ctx %d, model.ctx) "
@@ -787,101 +830,58 @@ int main(int argc, char **argv)
         ag_config_destroy(&a.cfg);
         return rc > 0 ? 0 : 2;
     }
-    long slots, max_action, outbox, batch, resend_ms, flush_ms, poll_ms, env_timeout, max_episodes,
-        rm_timeout, invalid_retries;
-    double temperature, top_p, invalid_penalty;
-    bool rm_decided = false;
-    if (ag_config_long(a.cfg, "actor.slots", 1, 4096, &slots) < 0 ||
-        ag_config_long(a.cfg, "actor.max_action_tokens", 1, 4096, &max_action) < 0 ||
-        ag_config_long(a.cfg, "actor.threads", 0, 256, &a.threads) < 0 ||
-        ag_config_long(a.cfg, "actor.max_episodes", 0, 1L << 62, &max_episodes) < 0 ||
-        ag_config_long(a.cfg, "actor.outbox", 1, 1L << 24, &outbox) < 0 ||
-        ag_config_long(a.cfg, "actor.batch", 1, AG_SHIPPER_MAX_BATCH, &batch) < 0 ||
-        ag_config_long(a.cfg, "actor.resend_ms", 10, 3600000, &resend_ms) < 0 ||
-        ag_config_long(a.cfg, "actor.max_unacked", 1, 1L << 24, &a.max_unacked) < 0 ||
-        ag_config_long(a.cfg, "actor.max_per_version", 0, 1L << 30, &a.max_per_version) < 0 ||
-        ag_config_long(a.cfg, "actor.flush_ms", 1, 60000, &flush_ms) < 0 ||
-        ag_config_long(a.cfg, "actor.poll_ms", 10, 3600000, &poll_ms) < 0 ||
-        ag_config_double(a.cfg, "actor.league_refresh_s", 0.05, 86400, &a.league_refresh_s) < 0 ||
-        ag_config_long(a.cfg, "actor.log_interval_s", 1, 86400, &a.log_interval_s) < 0 ||
-        ag_config_long(a.cfg, "actor.drain_ms", 0, 3600000, &a.drain_ms) < 0 ||
-        ag_config_long(a.cfg, "actor.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
-        ag_config_long(a.cfg, "actor.reward_timeout_ms", 1, 3600000, &rm_timeout) < 0 ||
-        ag_config_long(a.cfg, "actor.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
-        ag_config_double(a.cfg, "actor.invalid_penalty", 0, 1e6, &invalid_penalty) < 0 ||
-        ag_config_long(a.cfg, "actor.overflow_limit", 0, 1L << 40, &a.overflow_limit) < 0 ||
-        ag_config_double(a.cfg, "actor.temperature", 0, 100, &temperature) < 0 ||
-        ag_config_double(a.cfg, "actor.top_p", 0, 1, &top_p) < 0 ||
-        ag_config_double(a.cfg, "actor.reward_weight", -1e6, 1e6, &a.rm_weight) < 0 ||
-        ag_config_bool(a.cfg, "actor.reward_labels_decided", &rm_decided) < 0) {
+    if (ag_config_apply(a.cfg, &a.o) < 0) {
         ag_config_destroy(&a.cfg);
         return 2;
     }
-    const char *rm_endpoint = ag_config_str(a.cfg, "actor.reward");
-    int labels = ag_reward_labels_parse(ag_config_str(a.cfg, "actor.reward_labels"));
-    if (labels < 0) {
-        fprintf(stderr,
-                "agora-actor: actor.reward_labels: expected off, outcomes or preferences\n");
-        ag_config_destroy(&a.cfg);
-        return 2;
-    }
-    a.rm_labels = (ag_reward_labels_t)labels;
-    if ((a.rm_weight != 0 || a.rm_labels != AG_REWARD_LABELS_OFF) && !rm_endpoint[0]) {
+    const actor_opts_t *o = &a.o;
+    if ((o->reward_weight != 0 || o->reward_labels != AG_REWARD_LABELS_OFF) && !o->reward[0]) {
         fprintf(stderr,
                 "agora-actor: actor.reward_weight and actor.reward_labels need actor.reward\n");
         ag_config_destroy(&a.cfg);
         return 2;
     }
-    const char *seed_text = ag_config_str(a.cfg, "actor.seed");
-    char *end;
-    errno = 0;
-    unsigned long long seed = strtoull(seed_text, &end, 10);
-    if (errno || end == seed_text || *end) {
-        fprintf(stderr, "agora-actor: actor.seed: expected an unsigned integer\n");
-        ag_config_destroy(&a.cfg);
-        return 2;
-    }
-    if (ag_config_str(a.cfg, "actor.id")[0]) {
-        snprintf(a.id, sizeof a.id, "%s", ag_config_str(a.cfg, "actor.id"));
+    if (o->id[0]) {
+        snprintf(a.id, sizeof a.id, "%s", o->id);
     } else {
         char host[128] = "localhost";
         gethostname(host, sizeof host - 1);
         snprintf(a.id, sizeof a.id, "%s-%d", host, (int)getpid());
     }
     a.run_id = ag_random_u64();
-    a.seed_base = ag_splitmix64(&(uint64_t){seed ^ s_hash(a.id)});
+    a.seed_base = ag_splitmix64(&(uint64_t){o->seed ^ s_hash(a.id)});
     ag_rng_seed(&a.rng, a.seed_base ^ a.run_id);
 
-    const char *env = ag_config_str(a.cfg, "actor.env");
+    const char *env = o->env;
     char first_env[512], err[512];
     snprintf(first_env, sizeof first_env, "%.*s", (int)strcspn(env, ", "), env);
     const char *bots[AG_RUNNER_MAX_SEATS];
     int n_bots = 0;
     /* Seat bots are checked against the game once the player count is known. */
     ag_runner_game_t game;
-    rc = ag_runner_find_game(first_env, ag_config_str(a.cfg, "game.name"), NULL, 0, 60000, &game,
+    rc = ag_runner_find_game(first_env, o->game, NULL, 0, 60000, &game,
                              err, sizeof err);
     if (rc < 0) {
         s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
-    if (!ag_config_str(a.cfg, "game.name")[0])
+    if (!o->game[0])
         ag_info("actor", "game.name not set: playing %s, the first game %s lists", game.name,
                 first_env);
     a.rcfg = (ag_runner_config_t){
         .env = env,
         .game = game.name,
-        .options = ag_config_str(a.cfg, "game.options"),
-        .slots = (int)slots,
-        .max_action_tokens = (int)max_action,
-        .sample = {(float)temperature, (float)top_p},
+        .options = o->game_options,
+        .slots = (int)o->slots,
+        .max_action_tokens = (int)o->max_action_tokens,
+        .sample = {(float)o->temperature, (float)o->top_p},
         .seed = a.seed_base,
         .game_seed = s_game_seed,
         .seed_arg = &a,
-        .max_episodes = (uint64_t)max_episodes,
-        .env_timeout_ms = (int)env_timeout,
-        .invalid_retries = (int)invalid_retries,
-        .invalid_penalty = (float)invalid_penalty,
+        .max_episodes = (uint64_t)o->max_episodes,
+        .env_timeout_ms = (int)o->env_timeout_ms,
+        .invalid_retries = (int)o->invalid_retries,
+        .invalid_penalty = (float)o->invalid_penalty,
         .on_episode = s_on_episode,
         .arg = &a,
     };
@@ -893,7 +893,7 @@ int main(int argc, char **argv)
         s_fail_setup(&a, rc, err);
         goto out_cfg;
     }
-    const char *metrics_path = ag_config_str(a.cfg, "actor.metrics");
+    const char *metrics_path = o->metrics;
     if (metrics_path[0] && !(a.metrics = fopen(metrics_path, "a"))) {
         ag_error("actor", "cannot open %s: %s", metrics_path, strerror(errno));
         goto out_cfg;
@@ -902,19 +902,19 @@ int main(int argc, char **argv)
     uv_loop_init(&a.loop);
     a.zctx = zmq_ctx_new();
     ag_policy_source_opts_t pso = {
-        .control = ag_config_str(a.cfg, "actor.learner_control"),
-        .weights = ag_config_str(a.cfg, "actor.learner_weights"),
-        .poll_ms = (int)poll_ms,
+        .control = o->learner_control,
+        .weights = o->learner_weights,
+        .poll_ms = (int)o->poll_ms,
         .league = a.has_league,
     };
     ag_shipper_opts_t sho = {
-        .endpoint = ag_config_str(a.cfg, "actor.learner_trajectories"),
+        .endpoint = o->learner_trajectories,
         .actor_id = a.id,
         .run_id = a.run_id,
-        .max_outbox = (size_t)outbox,
-        .batch = (int)batch,
-        .resend_ms = (int)resend_ms,
-        .flush_ms = (int)flush_ms,
+        .max_outbox = (size_t)o->outbox,
+        .batch = (int)o->batch,
+        .resend_ms = (int)o->resend_ms,
+        .flush_ms = (int)o->flush_ms,
     };
     uv_timer_init(&a.loop, &a.stats_timer);
     uv_timer_init(&a.loop, &a.league_timer);
@@ -924,31 +924,31 @@ int main(int argc, char **argv)
     a.signals = ag_signals_create(&a.loop, s_on_signal, &a);
     if (!a.ps || !a.ship || !a.signals)
         goto out_loop;
-    if (a.rm_weight != 0 || a.rm_labels != AG_REWARD_LABELS_OFF) {
+    if (o->reward_weight != 0 || o->reward_labels != AG_REWARD_LABELS_OFF) {
         ag_reward_client_opts_t ro = {
-            .endpoint = rm_endpoint,
-            .model = ag_config_str(a.cfg, "actor.reward_model"),
-            .timeout_ms = (int)rm_timeout,
+            .endpoint = o->reward,
+            .model = o->reward_model,
+            .timeout_ms = (int)o->reward_timeout_ms,
             .max_labels = RM_MAX_LABELS,
             .actor_id = a.id,
             .run_id = a.run_id,
-            .decided_only = rm_decided,
+            .decided_only = o->reward_labels_decided,
         };
         a.rm = ag_reward_client_create(&a.loop, a.zctx, &ro);
         if (!a.rm)
             goto out_loop;
-        ag_info("actor", "reward server %s, model %s: weight %g, labels %s%s", rm_endpoint,
-                ro.model, a.rm_weight, ag_config_str(a.cfg, "actor.reward_labels"),
-                rm_decided ? " (of games decided on their merits)" : "");
-    } else if (rm_endpoint[0]) {
+        ag_info("actor", "reward server %s, model %s: weight %g, labels %s%s", o->reward,
+                ro.model, o->reward_weight, ag_config_str(a.cfg, "actor.reward_labels"),
+                o->reward_labels_decided ? " (of games decided on their merits)" : "");
+    } else if (o->reward[0]) {
         ag_info("actor",
                 "actor.reward is set but actor.reward_weight is 0 and actor.reward_labels off: "
                 "the reward server is not used");
     }
     ag_info("actor", "actor %s (run %016llx): %s on %s, %ld slots, learner %s", a.id,
-            (unsigned long long)a.run_id, game.name, env, slots, pso.control);
-    uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)a.log_interval_s * 1000,
-                   (uint64_t)a.log_interval_s * 1000);
+            (unsigned long long)a.run_id, game.name, env, o->slots, pso.control);
+    uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)o->log_interval_s * 1000,
+                   (uint64_t)o->log_interval_s * 1000);
 
     a.exit_code = 0;
     bool busy = false;

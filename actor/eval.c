@@ -51,6 +51,7 @@
 
 #include "ckpt.h"
 #include "config.h"
+#include "kv.h"
 #include "env_client.h"
 #include "game_metrics.h"
 #include "log.h"
@@ -61,36 +62,59 @@
 #define RM_WAIT_MS 60000    /* after the last game, how long scores may take */
 #define HELLO_WAIT_MS 10000 /* how long the env server may take to answer Hello */
 
+/* agora-eval's options ([eval] and [game] of a run file), filled from s_options. */
+typedef struct eval_opts {
+    const char *env, *game, *game_options, *policy;
+    const char *seat[AG_RUNNER_MAX_SEATS];
+    long games;
+    uint64_t seed;
+    double temperature, top_p;
+    long slots, max_action_tokens, threads, env_timeout_ms, invalid_retries;
+    const char *reward, *reward_model;
+} eval_opts_t;
+
+#define OPT(f, ...) AG_OPT(eval_opts_t, f, __VA_ARGS__)
+#define SEAT(s, alias, help) OPT(seat[s], "eval.seat" #s, alias, "", 0, 0, help)
 static const ag_option_t s_options[] = {
-    {"eval.env", "env", "tcp://127.0.0.1:5570", "env server endpoint(s), comma-separated"},
-    {"game.name", "game", "", "game to play [the first game the env server lists]"},
-    {"game.options", "options", "",
-     "game options KEY=VALUE,KEY=VALUE (--option KEY=VALUE adds one) [none: the game's defaults]"},
-    {"eval.policy", "policy", "", "the checkpoint that seats named `self` play"},
-    {"eval.seat0", "seat0", "", "seat 0: checkpoint path, bot:NAME or self (eval.policy)"},
-    {"eval.seat1", "seat1", "", "seat 1: checkpoint path, bot:NAME or self (eval.policy)"},
-    {"eval.seat2", "seat2", "", "seat 2 (games with more players)"},
-    {"eval.seat3", "seat3", "", "seat 3"},
-    {"eval.seat4", NULL, "", "seat 4"},
-    {"eval.seat5", NULL, "", "seat 5"},
-    {"eval.seat6", NULL, "", "seat 6"},
-    {"eval.seat7", NULL, "", "seat 7"},
-    {"eval.games", "games", "200", "games to play"},
-    {"eval.seed", "seed", "1000000000", "seed of game 0 (game i uses seed + i)"},
-    {"eval.temperature", "temperature", "1", "sampling temperature (0 = greedy)"},
-    {"eval.top_p", "top-p", "1", "nucleus sampling mass (1 = full distribution)"},
-    {"eval.slots", "slots", "64", "games in flight"},
-    {"eval.max_action_tokens", "max-action-tokens", "48", "longest action in tokens"},
-    {"eval.threads", "threads", "1", "threads per model (0 = every CPU)"},
-    {"eval.env_timeout_ms", "env-timeout-ms", "5000", "deadline of one env request"},
-    {"eval.invalid_retries", "invalid-retries", "3",
-     "resample an action the env server refuses as invalid up to this many times in a row, "
-     "then end the game (counted as invalid_ended, left out of the averages)"},
-    {"eval.reward", "reward", "",
-     "reward server: score both transcripts of every two-seat game with a winner and report "
-     "rm_pairwise_accuracy (both seats must be checkpoints: bot seats have no transcript here)"},
-    {"eval.reward_model", "reward-model", "default", "reward model that scores (with --reward)"},
+    OPT(env, "eval.env", "env", "tcp://127.0.0.1:5570", 1, 0,
+        "env server endpoint(s), comma-separated"),
+    OPT(game, "game.name", "game", "", 0, 64,
+        "game to play (empty = the first game the env server lists)"),
+    OPT(game_options, "game.options", "options", "",
+        0, 0, "game options KEY=VALUE,KEY=VALUE (--option KEY=VALUE adds one; empty = the "
+              "game's defaults)"),
+    OPT(policy, "eval.policy", "policy", "", 0, 0, "the checkpoint that seats named `self` play"),
+    SEAT(0, "seat0", "seat 0: checkpoint path, bot:NAME or self (eval.policy)"),
+    SEAT(1, "seat1", "seat 1: checkpoint path, bot:NAME or self (eval.policy)"),
+    SEAT(2, "seat2", "seat 2 (games with more players)"),
+    SEAT(3, "seat3", "seat 3"),
+    SEAT(4, NULL, "seat 4"),
+    SEAT(5, NULL, "seat 5"),
+    SEAT(6, NULL, "seat 6"),
+    SEAT(7, NULL, "seat 7"),
+    OPT(games, "eval.games", "games", "200", 1, 100000000, "games to play"),
+    OPT(seed, "eval.seed", "seed", "1000000000", 0, 0, "seed of game 0 (game i uses seed + i)"),
+    OPT(temperature, "eval.temperature", "temperature", "1", 0, 100,
+        "sampling temperature (0 = greedy)"),
+    OPT(top_p, "eval.top_p", "top-p", "1", 0, 1, "nucleus sampling mass (1 = full distribution)"),
+    OPT(slots, "eval.slots", "slots", "64", 1, 4096, "games in flight"),
+    OPT(max_action_tokens, "eval.max_action_tokens", "max-action-tokens", "48", 1, 4096,
+        "longest action in tokens"),
+    OPT(threads, "eval.threads", "threads", "1", 0, 256, "threads per model (0 = every CPU)"),
+    OPT(env_timeout_ms, "eval.env_timeout_ms", "env-timeout-ms", "5000", 1, 3600000,
+        "deadline of one env request"),
+    OPT(invalid_retries, "eval.invalid_retries", "invalid-retries", "3", 0, 1000,
+        "resample an action the env server refuses as invalid up to this many times in a row, "
+        "then end the game (counted as invalid_ended, left out of the averages)"),
+    OPT(reward, "eval.reward", "reward", "", 0, 0,
+        "reward server: score both transcripts of every two-seat game with a winner and report "
+        "rm_pairwise_accuracy (both seats must be checkpoints: bot seats have no transcript "
+        "here)"),
+    OPT(reward_model, "eval.reward_model", "reward-model", "default", 1, 64,
+        "reward model that scores (with --reward)"),
 };
+#undef SEAT
+#undef OPT
 
 typedef struct eval {
     uv_loop_t loop;
@@ -373,47 +397,36 @@ int main(int argc, char **argv)
         ag_config_destroy(&cfg);
         return rc > 0 ? 0 : 2;
     }
-    long games, slots, max_action, threads, env_timeout, invalid_retries;
-    double temperature, top_p;
-    if (ag_config_long(cfg, "eval.games", 1, 100000000, &games) < 0 ||
-        ag_config_long(cfg, "eval.slots", 1, 4096, &slots) < 0 ||
-        ag_config_long(cfg, "eval.max_action_tokens", 1, 4096, &max_action) < 0 ||
-        ag_config_long(cfg, "eval.threads", 0, 256, &threads) < 0 ||
-        ag_config_long(cfg, "eval.env_timeout_ms", 1, 3600000, &env_timeout) < 0 ||
-        ag_config_long(cfg, "eval.invalid_retries", 0, 1000, &invalid_retries) < 0 ||
-        ag_config_double(cfg, "eval.temperature", 0, 100, &temperature) < 0 ||
-        ag_config_double(cfg, "eval.top_p", 0, 1, &top_p) < 0) {
+    eval_opts_t o;
+    if (ag_config_apply(cfg, &o) < 0) {
         ag_config_destroy(&cfg);
         return 2;
     }
-    char *end;
-    const char *seed_text = ag_config_str(cfg, "eval.seed");
-    errno = 0;
-    unsigned long long seed = strtoull(seed_text, &end, 10);
-    if (errno || end == seed_text || *end) {
-        fprintf(stderr, "agora-eval: eval.seed: expected an unsigned integer\n");
-        ag_config_destroy(&cfg);
-        return 2;
-    }
+    const uint64_t seed = o.seed;
+    const long games = o.games;
     char options[8192];
-    snprintf(options, sizeof options, "%s%s%s", ag_config_str(cfg, "game.options"),
-             extra[0] && ag_config_str(cfg, "game.options")[0] ? "," : "", extra);
-    const char *env = ag_config_str(cfg, "eval.env");
-    const char *policy = ag_config_str(cfg, "eval.policy");
+    if (ag_kv_merge(o.game_options, extra, options, sizeof options) < 0) {
+        fprintf(stderr, "agora-eval: game.options and --option: expected KEY=VALUE,KEY=VALUE "
+                        "with each key once\n");
+        ag_config_destroy(&cfg);
+        return 2;
+    }
+    const char *env = o.env;
+    const char *policy = o.policy;
     char first_env[512];
     snprintf(first_env, sizeof first_env, "%.*s", (int)strcspn(env, ", "), env);
 
     ag_runner_config_t rc_cfg = {
         .env = env,
         .options = options,
-        .slots = (int)slots,
-        .max_action_tokens = (int)max_action,
-        .sample = {(float)temperature, (float)top_p},
+        .slots = (int)o.slots,
+        .max_action_tokens = (int)o.max_action_tokens,
+        .sample = {(float)o.temperature, (float)o.top_p},
         .seed = seed,
         .max_episodes = (uint64_t)games,
         .retry_failed = true,
-        .env_timeout_ms = (int)env_timeout,
-        .invalid_retries = (int)invalid_retries,
+        .env_timeout_ms = (int)o.env_timeout_ms,
+        .invalid_retries = (int)o.invalid_retries,
     };
     eval_t ev = {0};
     ag_model_t *models[AG_RUNNER_MAX_POLICIES] = {0};
@@ -424,7 +437,7 @@ int main(int argc, char **argv)
     char err[1024];
     const Agora__V1__GameSpec *spec = NULL;
     Agora__V1__EnvReply *hello =
-        s_hello(first_env, ag_config_str(cfg, "game.name"), &spec, err, sizeof err);
+        s_hello(first_env, o.game, &spec, err, sizeof err);
     if (!hello) {
         ag_error("eval", "%s", err);
         goto out;
@@ -434,11 +447,8 @@ int main(int argc, char **argv)
     rc_cfg.game = game;
 
     /* Seats: every seat the game has must be given, and no other. */
-    const char *specs[AG_RUNNER_MAX_SEATS];
+    const char *const *specs = o.seat;
     for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++) {
-        char key[32];
-        snprintf(key, sizeof key, "eval.seat%d", s);
-        specs[s] = ag_config_str(cfg, key);
         if (s >= players && specs[s][0]) {
             ag_error("eval", "%s has %d players: seat %d is not one of them", game, players, s);
             goto out;
@@ -482,7 +492,7 @@ int main(int argc, char **argv)
                 goto out;
             }
             int lrc;
-            models[k] = ag_ckpt_load(p, (int)threads, NULL, &lrc, err, sizeof err);
+            models[k] = ag_ckpt_load(p, (int)o.threads, NULL, &lrc, err, sizeof err);
             if (!models[k]) {
                 ag_error("eval", "seat %d: cannot load checkpoint %s: %s", s, p, err);
                 goto out;
@@ -500,7 +510,7 @@ int main(int argc, char **argv)
     ev.metrics = ag_game_metrics_create(spec);
     if (!ev.metrics)
         goto out;
-    const char *rm_endpoint = ag_config_str(cfg, "eval.reward");
+    const char *rm_endpoint = o.reward;
     if (rm_endpoint[0] &&
         (players != 2 || rc_cfg.seats[0].policy < 0 || rc_cfg.seats[1].policy < 0))
         ag_warn("eval",
@@ -516,7 +526,7 @@ int main(int argc, char **argv)
     if (rm_endpoint[0]) {
         ag_reward_client_opts_t ro = {
             .endpoint = rm_endpoint,
-            .model = ag_config_str(cfg, "eval.reward_model"),
+            .model = o.reward_model,
         };
         ev.rm = ag_reward_client_create(&ev.loop, zctx, &ro);
         if (!ev.rm)
@@ -577,7 +587,7 @@ int main(int argc, char **argv)
     uint64_t rm_unscored = 0;
     if (ev.rm) {
         rm_unscored = ev.rm_failed + ag_reward_client_scoring(ev.rm);
-        json_object_set_new(out, "rm_model", json_string(ag_config_str(cfg, "eval.reward_model")));
+        json_object_set_new(out, "rm_model", json_string(o.reward_model));
         json_object_set_new(out, "rm_pairwise_accuracy",
                             s_num(ev.rm_pairs ? (double)ev.rm_correct / (double)ev.rm_pairs : NAN));
         json_object_set_new(out, "rm_pairs", json_integer((json_int_t)ev.rm_pairs));

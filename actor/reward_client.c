@@ -108,17 +108,6 @@ static void s_on_batch_timer(uv_timer_t *t);
 
 /* ---- labels of a game (pure) ---- */
 
-int ag_reward_labels_parse(const char *text)
-{
-    if (!strcmp(text, "off"))
-        return AG_REWARD_LABELS_OFF;
-    if (!strcmp(text, "outcomes"))
-        return AG_REWARD_LABELS_OUTCOMES;
-    if (!strcmp(text, "preferences"))
-        return AG_REWARD_LABELS_PREFERENCES;
-    return -1;
-}
-
 bool ag_reward_game_pair(int n_seats, const float *returns, const bool *has_text, int *winner,
                          int *loser)
 {

@@ -57,9 +57,6 @@ typedef enum ag_reward_labels {
     AG_REWARD_LABELS_PREFERENCES,
 } ag_reward_labels_t;
 
-/* "off", "outcomes" or "preferences"; -1 for anything else. */
-int ag_reward_labels_parse(const char *text);
-
 /* One transcript: the seat's text (no NUL bytes) and the seat it belongs to. */
 typedef struct ag_reward_item {
     const char *text;

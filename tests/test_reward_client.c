@@ -127,11 +127,6 @@ static void test_labels(void **state)
     bool both[2] = {true, true}, first[2] = {true, false};
     float r[3] = {1.0f, -1.0f, 0.0f};
 
-    assert_int_equal(ag_reward_labels_parse("off"), AG_REWARD_LABELS_OFF);
-    assert_int_equal(ag_reward_labels_parse("outcomes"), AG_REWARD_LABELS_OUTCOMES);
-    assert_int_equal(ag_reward_labels_parse("preferences"), AG_REWARD_LABELS_PREFERENCES);
-    assert_int_equal(ag_reward_labels_parse("pairs"), -1);
-
     assert_int_equal(ag_reward_game_labels(AG_REWARD_LABELS_OFF, 2, r, both, l), 0);
 
     /* Outcomes: 1 for a positive return, 0 for a negative one, none for a tie. */
