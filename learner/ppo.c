@@ -16,6 +16,7 @@ struct ag_ppo {
     ag_model_t *policy;
     ag_model_t *ref;
     ag_adamw_t *opt;
+    ag_loss_t *loss;
     ag_ppo_config_t c;
     ag_rng_t rng;
     double kl_coef;
@@ -139,9 +140,6 @@ static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, flo
     for (int i = 0; i < b->B; i++)
         order[i] = i;
     s_longest_first(b, order, b->B);
-    ag_loss_config_t lc;
-    memset(&lc, 0, sizeof lc);
-    lc.kl_estimator = AG_KL_K3;
     for (int r0 = 0; r0 < b->B && rc == 0; r0 += chunk) {
         int n = b->B - r0 < chunk ? b->B - r0 : chunk;
         const int *idx = order + r0;
@@ -150,8 +148,7 @@ static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, flo
         rc = ag_model_forward(m, mb.B, mb.T, mb.tokens, 0);
         if (rc < 0)
             break;
-        ag_loss_batch_t lb = {.targets = mb.targets, .mask = mb.mask, .out_logprobs = mb.lp};
-        rc = ag_model_loss(m, &lb, &lc, NULL);
+        rc = ag_model_logprobs(m, mb.targets, mb.mask, mb.lp, NULL);
         if (rc < 0)
             break;
         const float *v = ag_model_values(m);
@@ -221,7 +218,8 @@ ag_ppo_t *ag_ppo_create(ag_model_t *policy, ag_model_t *ref, const ag_ppo_config
     oc.weight_decay = c->weight_decay;
     oc.grad_clip = c->max_grad_norm;
     p->opt = ag_adamw_create(policy, &oc);
-    if (!p->opt || ag_model_reserve(policy, c->minibatch, ctx) < 0 ||
+    p->loss = ag_loss_create();
+    if (!p->opt || !p->loss || ag_model_reserve(policy, c->minibatch, ctx) < 0 ||
         (ref && ag_model_reserve(ref, c->minibatch, ctx) < 0)) {
         ag_ppo_destroy(&p);
         return NULL;
@@ -234,6 +232,7 @@ void ag_ppo_destroy(ag_ppo_t **self)
     if (!self || !*self)
         return;
     ag_adamw_destroy(&(*self)->opt);
+    ag_loss_destroy(&(*self)->loss);
     free(*self);
     *self = NULL;
 }
@@ -411,7 +410,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
                     .ref_logprobs = use_ref ? mb.ref : NULL,
                 };
                 ag_loss_stats_t ls;
-                rc = ag_model_loss_backward(p->policy, &lb, &lc, &ls);
+                rc = ag_loss_backward(p->loss, p->policy, &lb, &lc, &ls);
                 if (rc < 0)
                     goto done;
                 const double w = ls.tokens;

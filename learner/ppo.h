@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "gae.h"
+#include "loss.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"

@@ -17,6 +17,7 @@
 
 #include "env_client.h"
 #include "log.h"
+#include "loss.h"
 #include "optim.h"
 
 #define DEMO_CHUNK 256
@@ -334,7 +335,8 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
     int32_t *tok = malloc((size_t)bs * (size_t)ctx * sizeof *tok);
     int32_t *tgt = malloc((size_t)bs * (size_t)ctx * sizeof *tgt);
     float *mask = malloc((size_t)bs * (size_t)ctx * sizeof *mask);
-    if (!opt || !perm || !tok || !tgt || !mask) {
+    ag_loss_t *loss = ag_loss_create();
+    if (!opt || !perm || !tok || !tgt || !mask || !loss) {
         rc = -ENOMEM;
         goto done;
     }
@@ -377,7 +379,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
             ag_model_zero_grad(m);
             ag_loss_batch_t lb = {.targets = tgt, .mask = mask};
             ag_loss_stats_t ls;
-            rc = ag_model_loss_backward(m, &lb, &lc, &ls);
+            rc = ag_loss_backward(loss, m, &lb, &lc, &ls);
             if (rc < 0)
                 goto done;
             rc = ag_adamw_step(opt, m, NULL);
@@ -398,6 +400,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
     }
 done:
     ag_adamw_destroy(&opt);
+    ag_loss_destroy(&loss);
     free(perm);
     free(tok);
     free(tgt);
