@@ -32,23 +32,23 @@ typedef struct mb {
 void ag_ppo_config_default(ag_ppo_config_t *c)
 {
     memset(c, 0, sizeof *c);
-    c->epochs = 2;
-    c->minibatch = 32;
-    c->microbatch = 8;
-    c->lr = 3e-4f;
-    c->weight_decay = 0.01f;
-    c->max_grad_norm = 1.0f;
-    c->gae.gamma = 1.0f;
-    c->gae.lambda = 0.95f;
-    c->gae.turn_gamma = 1.0f;
-    c->clip_eps = 0.2f;
-    c->vf_coef = 0.5f;
-    c->vf_clip = 0.2f;
-    c->ent_coef = 0.01f;
-    c->kl_coef = 0.0f;
-    c->kl_target = 0.0f;
+    c->epochs = AG_PPO_DEFAULT_EPOCHS;
+    c->minibatch = AG_PPO_DEFAULT_MINIBATCH;
+    c->microbatch = AG_PPO_DEFAULT_MICROBATCH;
+    c->lr = (float)AG_PPO_DEFAULT_LR;
+    c->weight_decay = (float)AG_PPO_DEFAULT_WEIGHT_DECAY;
+    c->max_grad_norm = (float)AG_PPO_DEFAULT_MAX_GRAD_NORM;
+    c->gae.gamma = (float)AG_PPO_DEFAULT_GAMMA;
+    c->gae.lambda = (float)AG_PPO_DEFAULT_LAMBDA;
+    c->gae.turn_gamma = (float)AG_PPO_DEFAULT_TURN_GAMMA;
+    c->clip_eps = (float)AG_PPO_DEFAULT_CLIP;
+    c->vf_coef = (float)AG_PPO_DEFAULT_VF_COEF;
+    c->vf_clip = (float)AG_PPO_DEFAULT_VF_CLIP;
+    c->ent_coef = (float)AG_PPO_DEFAULT_ENT_COEF;
+    c->kl_coef = (float)AG_PPO_DEFAULT_KL_COEF;
+    c->kl_target = (float)AG_PPO_DEFAULT_KL_TARGET;
     c->kl_estimator = AG_KL_K3;
-    c->is_clip = 1.0f;
+    c->is_clip = (float)AG_PPO_DEFAULT_IS_CLIP;
     c->whiten = 1;
 }
 

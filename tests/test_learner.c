@@ -16,12 +16,14 @@
  *               as in a straight run; a damaged, missing or mismatched
  *               queue.bin is a warning and an empty queue; a queue longer than
  *               the resumed learner's is cut with a warning.
+ *   defaults:   the [ppo] defaults agora-learner prints are ag_ppo_config_default.
  *
  * Usage: test_learner PATH/TO/agora-learner
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -47,6 +49,7 @@
 #include "control.pb-c.h"
 #include "crc32.h"
 #include "model.h"
+#include "ppo.h"
 #include "seq.h"
 #include "state.h"
 #include "traj.h"
@@ -1184,6 +1187,59 @@ static void test_resume_queue_cut(void **state)
     s_rmdir(dir);
 }
 
+/* The defaults agora-learner --help prints for [ppo] are the library's
+ * (ag_ppo_config_default), so test_ppo starts where production does. */
+static void test_ppo_defaults_match_binary(void **state)
+{
+    (void)state;
+    ag_ppo_config_t c;
+    ag_ppo_config_default(&c);
+    const struct {
+        const char *name;
+        double want;
+    } rows[] = {
+        {"ppo.epochs", c.epochs},
+        {"ppo.minibatch", c.minibatch},
+        {"ppo.microbatch", c.microbatch},
+        {"ppo.lr", c.lr},
+        {"ppo.weight_decay", c.weight_decay},
+        {"ppo.max_grad_norm", c.max_grad_norm},
+        {"ppo.gamma", c.gae.gamma},
+        {"ppo.lambda", c.gae.lambda},
+        {"ppo.turn_gamma", c.gae.turn_gamma},
+        {"ppo.clip", c.clip_eps},
+        {"ppo.vf_coef", c.vf_coef},
+        {"ppo.vf_clip", c.vf_clip},
+        {"ppo.ent_coef", c.ent_coef},
+        {"ppo.kl_coef", c.kl_coef},
+        {"ppo.kl_target", c.kl_target},
+        {"ppo.is_clip", c.is_clip},
+    };
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' --help 2>&1", s_exe);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[512];
+    size_t found = 0;
+    while (fgets(line, sizeof line, f)) {
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            char opt[64];
+            snprintf(opt, sizeof opt, "--%s ", rows[k].name);
+            const char *at = strstr(line, opt), *open = strrchr(line, '[');
+            if (!at || !open)
+                continue;
+            const double got = strtod(open + 1, NULL);
+            if (fabs(got - rows[k].want) > 1e-6 * fabs(rows[k].want))
+                fail_msg("%s: agora-learner %g, ag_ppo_config_default %g", rows[k].name, got,
+                         rows[k].want);
+            found++;
+        }
+    }
+    pclose(f);
+    assert_int_equal(found, sizeof rows / sizeof rows[0]);
+    assert_true(c.kl_estimator == AG_KL_K3 && c.whiten == 1);
+}
+
 static int s_kill_children(void **state)
 {
     (void)state;
@@ -1204,10 +1260,15 @@ int main(int argc, char **argv)
     s_exe = argv[1];
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_queue_file),          cmocka_unit_test(test_protocol),
-        cmocka_unit_test(test_resend_trained_once), cmocka_unit_test(test_stale_dropped),
-        cmocka_unit_test(test_min_actors),          cmocka_unit_test(test_resume_equivalence),
-        cmocka_unit_test(test_resume_keeps_queue),  cmocka_unit_test(test_resume_queue_cut),
+        cmocka_unit_test(test_queue_file),
+        cmocka_unit_test(test_protocol),
+        cmocka_unit_test(test_resend_trained_once),
+        cmocka_unit_test(test_stale_dropped),
+        cmocka_unit_test(test_min_actors),
+        cmocka_unit_test(test_resume_equivalence),
+        cmocka_unit_test(test_resume_keeps_queue),
+        cmocka_unit_test(test_resume_queue_cut),
+        cmocka_unit_test(test_ppo_defaults_match_binary),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
 }
