@@ -17,7 +17,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,7 @@
 #include "dedup.h"
 #include "log.h"
 #include "rpc.h"
-#include "signals.h"
+#include "service.h"
 #include "state.h"
 #include "traj.h"
 #include "weights.pb-c.h"
@@ -67,18 +66,13 @@ struct ag_learner {
     ag_rpc_server_t *traj;
     ag_rpc_server_t *ctl;
     ag_zsock_t *pub;
-    uv_async_t async;
-    uv_timer_t ckpt_timer;
-    ag_signals_t *signals;
-    uv_thread_t thread, ref_thread;
+    /* the trainer thread, stop, time limit, checkpoint ticks, and the lock
+     * and condition of everything shared below */
+    ag_service_t *svc;
+    uv_thread_t ref_thread;
     uv_mutex_t ref_lk; /* the reference model's activations: one forward at a time */
-    bool thread_started;
-    bool closing;
-    int exit_code;
 
-    /* shared with the trainer, under lk */
-    uv_mutex_t lk;
-    uv_cond_t cv;
+    /* shared with the trainer, under the service's lock */
     ag_traj_t **q; /* ring buffer of accepted trajectories, arrival order */
     size_t q_head, q_len, q_cap;
     uint64_t arrivals;
@@ -89,10 +83,7 @@ struct ag_learner {
     const char *phase;
     json_t *status; /* the latest metrics record */
     snap_t *outbox;
-    bool trainer_done;
     bool ref_thread_on, ref_quit; /* the reference thread runs / must stop */
-    atomic_int stop;
-    atomic_int ckpt_req;
 
     /* loop thread only */
     snap_t *latest;
@@ -315,11 +306,11 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
     /* Take only what fits in the queue; the rest stays unacknowledged (in no ack
      * list), so the actor resends it later: backpressure without losing anything. */
     size_t n = sub->n_trajectories;
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     size_t room = l->q_len < (size_t)l->o.max_pending ? (size_t)l->o.max_pending - l->q_len : 0;
     bool full = n > 0 && room == 0;
-    bool stopping = atomic_load(&l->stop);
-    uv_mutex_unlock(&l->lk);
+    bool stopping = ag_service_stopping(l->svc);
+    ag_service_unlock(l->svc);
     if (n > room)
         n = room;
     if (full || stopping) {
@@ -351,11 +342,11 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
     }
     Agora__V1__TrajectoryId *lists[4][MAX_SUBMIT];
     size_t counts[4] = {0}, held_back = 0;
-    uv_mutex_lock(&l->lk);
-    if (atomic_load(&l->stop)) {
+    ag_service_lock(l->svc);
+    if (ag_service_stopping(l->svc)) {
         /* The final checkpoint may have copied the queue already: whatever were
          * acknowledged now would be lost, so none is. */
-        uv_mutex_unlock(&l->lk);
+        ag_service_unlock(l->svc);
         for (size_t i = 0; i < n; i++)
             ag_traj_free(&conv[i]);
         s_traj_error(l, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
@@ -396,8 +387,8 @@ static void s_on_traj(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uin
     if (counts[0])
         s_open_gate(l);
     if (counts[0])
-        uv_cond_broadcast(&l->cv);
-    uv_mutex_unlock(&l->lk);
+        ag_service_broadcast(l->svc);
+    ag_service_unlock(l->svc);
     for (size_t i = 0; i < n; i++)
         ag_traj_free(&conv[i]);
     if (n > 0 && held_back == n) {
@@ -437,13 +428,13 @@ static void s_ctl_error(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid
 
 static void s_status(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid)
 {
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     size_t cap = (l->status ? json_object_size(l->status) : 0) + l->st.n_actors + 8;
     Agora__V1__Metric *m = calloc(cap, sizeof *m);
     Agora__V1__Metric **mp = calloc(cap, sizeof *mp);
     char(*names)[320] = calloc(cap, sizeof *names);
     if (!m || !mp || !names) {
-        uv_mutex_unlock(&l->lk);
+        ag_service_unlock(l->svc);
         free(m);
         free(mp);
         free(names);
@@ -497,7 +488,7 @@ static void s_status(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid)
     sr.updates = l->st.updates;
     sr.trajectories = l->st.trajectories;
     sr.tokens_trained = l->st.tokens_trained;
-    sr.phase = (char *)l->phase;
+    sr.phase = (char *)(ag_service_stopping(l->svc) ? "stopping" : l->phase);
     sr.n_metrics = n;
     sr.metrics = mp;
     Agora__V1__ControlReply rep = AGORA__V1__CONTROL_REPLY__INIT;
@@ -506,7 +497,7 @@ static void s_status(ag_learner_t *l, const ag_rpc_peer_t *peer, uint64_t rid)
     rep.body_case = AGORA__V1__CONTROL_REPLY__BODY_STATUS;
     rep.status = &sr;
     int rc = ag_codec_pack(&rep.base, &l->buf);
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     if (rc == 0)
         ag_rpc_reply(l->ctl, peer, l->buf.data, l->buf.len, NULL, 0);
     free(m);
@@ -604,11 +595,11 @@ static void s_on_ctl(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint
  */
 static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
 {
-    char path[PATH_LEN], err[512];
+    char path[PATH_LEN], err[PATH_LEN + 512];
     s_path(path, l, NULL, "policy.ckpt");
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     const uint64_t version = l->st.version;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     int rc = ag_ckpt_save(path, l->policy, ag_ppo_optimizer(l->ppo), version, err, sizeof err);
     if (rc < 0) {
         ag_error("learner", "checkpoint: %s", err);
@@ -620,7 +611,7 @@ static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
      * trajectories are freed by this thread alone, and the loop thread only
      * appends. */
     ag_learner_state_t st;
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     const size_t n = n_held + l->q_len;
     ag_queue_rec_t *recs = malloc((n ? n : 1) * sizeof *recs);
     if (recs) {
@@ -638,7 +629,7 @@ static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
     st.kl_coef = ag_ppo_kl_coef(l->ppo);
     st.elapsed_s = l->st.elapsed_s + (ag_now() - l->t_start);
     st.dedup = ag_dedup_to_json(l->dedup);
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
 
     uint8_t *qbuf = NULL;
     size_t qlen = 0;
@@ -651,18 +642,17 @@ static int s_checkpoint(ag_learner_t *l, ag_traj_t *const *held, size_t n_held)
     if (rc == 0)
         rc = ag_write_atomic(path, qbuf, qlen);
     free(qbuf);
-    char *text = NULL;
     if (rc == 0) {
         st.queue_count = n;
         st.queue_crc32 = qcrc;
         s_path(path, l, NULL, "state.json");
-        text = ag_state_dump(&st);
-        rc = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
+        rc = ag_state_save(path, &st, err, sizeof err);
+    } else {
+        snprintf(err, sizeof err, "%s: %s", path, strerror(-rc));
     }
     json_decref(st.dedup);
-    free(text);
     if (rc < 0) {
-        ag_error("learner", "state: %s: %s", path, strerror(-rc));
+        ag_error("learner", "state: %s", err);
         return rc;
     }
     ag_info("learner", "checkpoint: version %" PRIu64 ", %zu trajectories queued, in %s", version,
@@ -693,7 +683,7 @@ static snap_t *s_prepare_version(ag_learner_t *l, uint64_t version, uint64_t ste
 /* Makes version current and hands its snapshot to the loop thread for
  * publication. Called with the lock held, so the version and the counters
  * of the update that made it change together; the caller then wakes the
- * loop with uv_async_send. */
+ * loop with ag_service_wake. */
 static void s_commit_version(ag_learner_t *l, uint64_t version, snap_t *s)
 {
     l->st.version = version;
@@ -752,13 +742,13 @@ static int s_ws_epoch(void *arg, int epoch, double ce, double tokens, double sec
                             "tokens", tokens, "tokens_per_s", seconds > 0 ? tokens / seconds : 0.0);
     if (rec) {
         s_write_metrics(l, rec);
-        uv_mutex_lock(&l->lk);
+        ag_service_lock(l->svc);
         json_decref(l->status);
         l->status = rec;
-        uv_mutex_unlock(&l->lk);
+        ag_service_unlock(l->svc);
     }
     s_progress(l, "learner: warm start epoch %d/%d  ce %.4f", epoch, l->o.ws.epochs, ce);
-    return atomic_load(&l->stop);
+    return ag_service_stopping(l->svc);
 }
 
 /* Runs the warm start and makes the result version 1 and the reference. */
@@ -775,7 +765,8 @@ static int s_warmstart(ag_learner_t *l)
                 dropped);
         /* Nothing else computes yet (actors wait for version 1): use the cores. */
         ag_model_set_threads(l->policy, l->o.ws.threads);
-        rc = ag_warmstart_train(l->policy, seqs, n, &l->o.ws, &l->ws_rng, &l->stop, s_ws_epoch, l);
+        rc = ag_warmstart_train(l->policy, seqs, n, &l->o.ws, &l->ws_rng,
+                                ag_service_stop_flag(l->svc), s_ws_epoch, l);
         ag_model_set_threads(l->policy, l->o.threads);
     } else {
         ag_info("learner", "no warm start: the initial policy is the reference");
@@ -795,10 +786,10 @@ static int s_warmstart(ag_learner_t *l)
         return rc;
     }
     snap_t *snap = s_prepare_version(l, 1, 0);
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     s_commit_version(l, 1, snap);
-    uv_mutex_unlock(&l->lk);
-    uv_async_send(&l->async);
+    ag_service_unlock(l->svc);
+    ag_service_wake(l->svc);
     return s_checkpoint(l, NULL, 0);
 }
 
@@ -876,9 +867,9 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     }
     size_t nr = 0;
     bool all_ref = true; /* every row scored ahead by the reference thread */
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     const uint64_t version = l->st.version;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     double st_sum = 0, st_max = 0;
     for (size_t i = 0; i < n; i++) {
         for (size_t s = 0; s < b[i]->n_seats; s++) {
@@ -907,10 +898,10 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
         ag_error("learner", "PPO update failed: %s", strerror(-rc));
         return rc;
     }
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     const uint64_t updates = l->st.updates + 1, dups = l->st.duplicates;
     const uint64_t stale = l->st.stale + l->st.dropped_stale;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     snap_t *snap = s_prepare_version(l, version + 1, updates);
 
     const double compute = t1 - t0, wall = t1 - l->t_last;
@@ -962,7 +953,7 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     l->prev_duplicates = dups;
 
     /* The version, the counters and the status record change together. */
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     s_commit_version(l, version + 1, snap);
     l->st.updates = updates;
     l->st.trained += n;
@@ -976,8 +967,8 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     json_object_set_new(rec, "actors", actors);
     json_decref(l->status);
     l->status = rec;
-    uv_mutex_unlock(&l->lk);
-    uv_async_send(&l->async);
+    ag_service_unlock(l->svc);
+    ag_service_wake(l->svc);
 
     /* rec is only read from here on (the loop thread reads it too). */
     s_write_metrics(l, rec);
@@ -989,11 +980,6 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
                ps.value_loss, ps.entropy, ps.kl_ref, ja ? "  judge " : "  reward ",
                ja ? json_number_value(ja) : json_number_value(json_object_get(rec, "reward_mean")));
     return 0;
-}
-
-static bool s_time_up(const ag_learner_t *l)
-{
-    return l->o.max_seconds > 0 && ag_now() - l->t_start >= l->o.max_seconds;
 }
 
 /* The reference log-probs of t's seats with model m, in one forward. */
@@ -1027,7 +1013,7 @@ static void s_ref_thread(void *arg)
      * nice value of its own; elsewhere this is a no-op. */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) < 0)
         ag_debug("learner", "reference thread: cannot lower its priority: %s", strerror(errno));
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     while (!l->ref_quit) {
         ag_traj_t *t = NULL;
         for (size_t i = 0; i < l->q_len && !t; i++) {
@@ -1040,19 +1026,19 @@ static void s_ref_thread(void *arg)
                 t = c;
         }
         if (!t) {
-            uv_cond_wait(&l->cv, &l->lk);
+            ag_service_wait(l->svc, 0);
             continue;
         }
         t->ref_state = AG_REF_BUSY;
-        uv_mutex_unlock(&l->lk);
+        ag_service_unlock(l->svc);
         uv_mutex_lock(&l->ref_lk);
         s_score_ref(l->ref, t);
         uv_mutex_unlock(&l->ref_lk);
-        uv_mutex_lock(&l->lk);
+        ag_service_lock(l->svc);
         t->ref_state = AG_REF_DONE;
-        uv_cond_broadcast(&l->cv);
+        ag_service_broadcast(l->svc);
     }
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
 }
 
 static void s_ref_thread_start(ag_learner_t *l)
@@ -1068,27 +1054,27 @@ static void s_ref_thread_start(ag_learner_t *l)
         ag_warn("learner", "no reference thread (no memory): each update runs its reference pass");
         return;
     }
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     l->ref_quit = false;
     l->ref_thread_on = uv_thread_create(&l->ref_thread, s_ref_thread, l) == 0;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     if (!l->ref_thread_on)
         ag_warn("learner", "no reference thread: each update runs its reference pass itself");
 }
 
 static void s_ref_thread_stop(ag_learner_t *l)
 {
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     const bool on = l->ref_thread_on;
     l->ref_quit = true;
     l->ref_thread_on = false;
-    uv_cond_broadcast(&l->cv);
-    uv_mutex_unlock(&l->lk);
+    ag_service_broadcast(l->svc);
+    ag_service_unlock(l->svc);
     if (on)
         uv_thread_join(&l->ref_thread);
 }
 
-static void s_trainer(void *arg)
+static void s_trainer(ag_service_t *svc, void *arg)
 {
     ag_learner_t *l = arg;
     int rc = 0;
@@ -1108,22 +1094,22 @@ static void s_trainer(void *arg)
         if (rc < 0)
             goto finish;
     }
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     l->phase = "ppo";
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     s_ref_thread_start(l);
     l->t_last = ag_now();
     for (;;) {
         if (l->o.max_updates > 0) {
-            uv_mutex_lock(&l->lk);
+            ag_service_lock(l->svc);
             bool done = l->st.updates >= (uint64_t)l->o.max_updates;
-            uv_mutex_unlock(&l->lk);
+            ag_service_unlock(l->svc);
             if (done) {
                 ag_info("learner", "reached learner.max_updates = %ld", l->o.max_updates);
                 break;
             }
         }
-        uv_mutex_lock(&l->lk);
+        ag_service_lock(l->svc);
         for (;;) {
             /* Take queued trajectories in arrival order, dropping the stale ones. */
             while (!l->gated && have < want && l->q_len > 0) {
@@ -1134,12 +1120,12 @@ static void s_trainer(void *arg)
                      * it is dropped anyway). Only the trainer takes from the queue,
                      * so it stays at its head. */
                     t->ref_state = AG_REF_BUSY;
-                    uv_mutex_unlock(&l->lk);
+                    ag_service_unlock(l->svc);
                     if (!stale) {
                         s_score_ref(l->ref_own, t);
                         l->ref_own_scored++;
                     }
-                    uv_mutex_lock(&l->lk);
+                    ag_service_lock(l->svc);
                     t->ref_state = AG_REF_DONE;
                     continue;
                 }
@@ -1155,18 +1141,14 @@ static void s_trainer(void *arg)
                 batch[have++] = t;
             }
             l->held = have;
-            if (have == want || atomic_load(&l->stop) || atomic_load(&l->ckpt_req) || s_time_up(l))
+            if (have == want || ag_service_stopping(l->svc) || ag_service_checkpoint_due(l->svc))
                 break;
-            uv_cond_timedwait(&l->cv, &l->lk, 500 * 1000 * 1000ull);
+            ag_service_wait(l->svc, 0.5);
         }
-        uv_mutex_unlock(&l->lk);
-        if (atomic_load(&l->stop))
+        ag_service_unlock(l->svc);
+        if (ag_service_stopping(l->svc))
             break;
-        if (s_time_up(l)) {
-            ag_info("learner", "reached learner.max_seconds = %g", l->o.max_seconds);
-            break;
-        }
-        if (atomic_exchange(&l->ckpt_req, 0))
+        if (ag_service_checkpoint_take(l->svc))
             s_checkpoint(l, batch, have);
         if (have < want)
             continue;
@@ -1174,9 +1156,9 @@ static void s_trainer(void *arg)
         for (size_t i = 0; i < have; i++)
             ag_traj_free(&batch[i]);
         have = 0;
-        uv_mutex_lock(&l->lk);
+        ag_service_lock(l->svc);
         l->held = 0;
-        uv_mutex_unlock(&l->lk);
+        ag_service_unlock(l->svc);
         if (rc < 0)
             goto finish;
     }
@@ -1184,95 +1166,62 @@ finish:
     s_ref_thread_stop(l);
     if (l->o.progress)
         fputc('\n', stderr);
-    uv_mutex_lock(&l->lk);
+    ag_service_lock(l->svc);
     l->phase = "stopping";
-    /* The trainer may stop by itself (max_updates, max_seconds, an error):
-     * from here on nothing more is acknowledged, so the checkpoint below holds
-     * every trajectory accepted and not trained. */
-    atomic_store(&l->stop, 1);
+    /* The trainer may stop by itself (max_updates, an error): from here on
+     * nothing more is acknowledged, so the checkpoint below holds every
+     * trajectory accepted and not trained. */
     const bool have_policy = l->st.version > 0;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
+    ag_service_stop(svc);
     if (have_policy && s_checkpoint(l, batch, have) < 0 && rc == 0)
         rc = -EIO;
     for (size_t i = 0; i < have; i++)
         ag_traj_free(&batch[i]);
     free(batch);
     if (rc < 0)
-        ag_error("learner", "training stopped: %s", strerror(-rc));
-    uv_mutex_lock(&l->lk);
+        ag_service_fail(svc, "training stopped: %s", strerror(-rc));
+    ag_service_lock(svc);
     l->held = 0;
-    l->trainer_done = true;
-    l->exit_code = rc < 0 ? 1 : 0;
-    uv_mutex_unlock(&l->lk);
-    uv_async_send(&l->async);
+    ag_service_unlock(svc);
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static void s_shutdown(ag_learner_t *l)
+/* Once the trainer has ended: the sockets close, so the loop ends. */
+static void s_on_stopped(void *arg)
 {
-    if (l->closing)
-        return;
-    l->closing = true;
-    if (l->thread_started) {
-        uv_thread_join(&l->thread);
-        l->thread_started = false;
-    }
+    ag_learner_t *l = arg;
     ag_rpc_server_destroy(&l->traj);
     ag_rpc_server_destroy(&l->ctl);
     ag_zsock_destroy(&l->pub);
-    ag_signals_destroy(&l->signals);
-    uv_close((uv_handle_t *)&l->ckpt_timer, NULL);
-    uv_close((uv_handle_t *)&l->async, NULL);
 }
 
-static void s_on_async(uv_async_t *a)
+/* New versions from the trainer, published on the loop thread. */
+static void s_on_wake(void *arg)
 {
-    ag_learner_t *l = a->data;
-    uv_mutex_lock(&l->lk);
+    ag_learner_t *l = arg;
+    ag_service_lock(l->svc);
     snap_t *out = l->outbox;
     l->outbox = NULL;
-    bool done = l->trainer_done;
-    uv_mutex_unlock(&l->lk);
+    ag_service_unlock(l->svc);
     while (out) {
         snap_t *next = out->next;
         out->next = NULL;
         s_publish(l, out);
         out = next;
     }
-    if (done)
-        s_shutdown(l);
-}
-
-static void s_on_ckpt_timer(uv_timer_t *t)
-{
-    ag_learner_t *l = t->data;
-    atomic_store(&l->ckpt_req, 1);
-    uv_mutex_lock(&l->lk);
-    uv_cond_broadcast(&l->cv);
-    uv_mutex_unlock(&l->lk);
-}
-
-static void s_on_signal(void *arg, int signum)
-{
-    ag_learner_t *l = arg;
-    ag_info("learner", "signal %d: checkpointing and stopping", signum);
-    ag_learner_stop(l);
 }
 
 void ag_learner_stop(ag_learner_t *l)
 {
-    atomic_store(&l->stop, 1);
-    uv_mutex_lock(&l->lk);
-    if (!l->trainer_done)
-        l->phase = "stopping";
-    uv_cond_broadcast(&l->cv);
-    uv_mutex_unlock(&l->lk);
+    if (l->svc)
+        ag_service_stop(l->svc);
 }
 
 int ag_learner_exit_code(const ag_learner_t *l)
 {
-    return l ? l->exit_code : 1;
+    return ag_service_exit_code(l ? l->svc : NULL);
 }
 
 static int s_mkdir(const char *path)
@@ -1467,11 +1416,20 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     l->phase = "warmstart";
     l->t_start = ag_now();
     l->resumed = l->resume[0] != '\0';
-    uv_mutex_init(&l->lk);
     uv_mutex_init(&l->ref_lk);
-    uv_cond_init(&l->cv);
-    atomic_init(&l->stop, 0);
-    atomic_init(&l->ckpt_req, 0);
+    const ag_service_config_t sc = {.name = "learner",
+                                    .max_seconds = o->max_seconds,
+                                    .checkpoint_interval_s = o->checkpoint_interval_s,
+                                    .signals = true,
+                                    .work = s_trainer,
+                                    .on_wake = s_on_wake,
+                                    .on_stopped = s_on_stopped,
+                                    .arg = l};
+    l->svc = ag_service_create(loop, &sc);
+    if (!l->svc) {
+        ag_learner_destroy(&l);
+        return NULL;
+    }
     ag_rng_seed(&l->ws_rng, o->seed ^ 0x5753ULL);
     char err[256], path[PATH_LEN];
 
@@ -1531,28 +1489,8 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
                  l->endpoints[2]);
         goto fail_sockets;
     }
-    uv_async_init(loop, &l->async, s_on_async);
-    l->async.data = l;
-    uv_timer_init(loop, &l->ckpt_timer);
-    l->ckpt_timer.data = l;
-    if (o->checkpoint_interval_s > 0) {
-        uint64_t ms = (uint64_t)(o->checkpoint_interval_s * 1000.0);
-        uv_timer_start(&l->ckpt_timer, s_on_ckpt_timer, ms, ms);
-    }
-    l->signals = ag_signals_create(loop, s_on_signal, l);
-    if (uv_thread_create(&l->thread, s_trainer, l) != 0) {
-        ag_error("learner", "cannot start the training thread");
-        l->closing = true;
-        ag_rpc_server_destroy(&l->traj);
-        ag_rpc_server_destroy(&l->ctl);
-        ag_zsock_destroy(&l->pub);
-        ag_signals_destroy(&l->signals);
-        uv_close((uv_handle_t *)&l->ckpt_timer, NULL);
-        uv_close((uv_handle_t *)&l->async, NULL);
-        l->exit_code = 1;
-        return l;
-    }
-    l->thread_started = true;
+    if (ag_service_start(l->svc) < 0)
+        return l; /* closing, exit code 1: the loop closes the handles */
     ag_info("learner", "trajectories on %s, weights on %s, control on %s",
             ag_rpc_server_endpoint(l->traj), ag_zsock_endpoint(l->pub),
             ag_rpc_server_endpoint(l->ctl));
@@ -1560,11 +1498,8 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
 
 fail_sockets:
     /* Handles were created on the loop: they must be closed through it. */
-    ag_rpc_server_destroy(&l->traj);
-    ag_rpc_server_destroy(&l->ctl);
-    ag_zsock_destroy(&l->pub);
-    l->closing = true;
-    l->exit_code = 1;
+    ag_service_fail(l->svc, "cannot start");
+    ag_service_close(l->svc);
     return l;
 fail_early:
     ag_learner_destroy(&l);
@@ -1576,10 +1511,7 @@ void ag_learner_destroy(ag_learner_t **self)
     if (!self || !*self)
         return;
     ag_learner_t *l = *self;
-    if (l->thread_started) {
-        ag_learner_stop(l);
-        uv_thread_join(&l->thread);
-    }
+    ag_service_destroy(&l->svc);
     for (size_t i = 0; i < l->q_len; i++)
         ag_traj_free(&l->q[(l->q_head + i) % l->q_cap]);
     free(l->q);
@@ -1603,8 +1535,6 @@ void ag_learner_destroy(ag_learner_t **self)
     ag_model_destroy(&l->ref);
     ag_model_destroy(&l->ref_own);
     ag_model_destroy(&l->policy);
-    uv_cond_destroy(&l->cv);
-    uv_mutex_destroy(&l->lk);
     uv_mutex_destroy(&l->ref_lk);
     free(l);
     *self = NULL;

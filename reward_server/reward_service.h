@@ -1,5 +1,5 @@
 /*
- * service.h - agora-reward's service: named reward models (rm.h) that score
+ * reward_service.h - agora-reward's service: named reward models (rm.h) that score
  * transcripts and learn online from labels, behind the reward protocol
  * (reward.proto, docs/protocol.md §13) on one ROUTER socket.
  *

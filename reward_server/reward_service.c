@@ -1,5 +1,5 @@
 /*
- * service.c - the agora-reward service (see service.h): requests on the loop
+ * reward_service.c - the agora-reward service (see reward_service.h): requests on the loop
  * thread, training and held-out evaluation on the training thread,
  * checkpoints and resume.
  *
@@ -11,13 +11,12 @@
  * at any time.
  */
 #include "clock.h"
-#include "service.h"
+#include "reward_service.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,13 +35,15 @@
 #include "rm.h"
 #include "rng.h"
 #include "rpc.h"
-#include "signals.h"
+#include "service.h" /* the host: common/net */
+#include "sidecar.h"
 
 #define PATH_LEN 4096
 #define SCORE_CHUNK 32 /* sequences per scoring forward */
 #define LOSS_WINDOW 32 /* steps in train_loss */
 #define N_METRICS 12
 #define STATE_FILE "reward-state.json"
+#define STATE_FORMAT "agora-reward-state/1"
 
 /* A stored label: the bytes the model reads of text 0, then of text 1. */
 typedef struct slabel {
@@ -109,21 +110,9 @@ struct ag_reward_service {
     double init_checked;
 
     ag_rpc_server_t *rpc;
-    uv_async_t async;
-    uv_timer_t ckpt_timer;
-    uv_timer_t stop_timer;
-    ag_signals_t *signals;
-    uv_thread_t thread;
-    bool thread_started;
-    bool handles_open;
-    bool closing;
-    int exit_code;
-
-    uv_mutex_t lk;
-    uv_cond_t cv;
-    atomic_int stop;
-    atomic_int ckpt_req;
-    bool trainer_done; /* under lk */
+    /* the training thread, stop, time limit, checkpoint ticks, and the lock
+     * and condition of what the models share */
+    ag_service_t *svc;
 
     rmodel_t *models;
     size_t n_models;
@@ -332,14 +321,14 @@ static rmodel_t *s_model(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint
 /* Loads the trainer's latest weights into the serving copy if they changed. */
 static void s_refresh(ag_reward_service_t *s, rmodel_t *m)
 {
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     if (m->pub_serial != m->served) {
         ag_model_t *mm = ag_rm_model(m->serve);
         ag_model_load_params(mm, m->published, ag_model_num_params(mm));
         m->served = m->pub_serial;
         m->version++;
     }
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
 }
 
 static void s_score(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t rid,
@@ -439,13 +428,13 @@ static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
     }
     uint32_t first_accepted, first_rejected;
     if (batch_id && ag_batch_ids_find(m->seen, batch_id, &first_accepted, &first_rejected)) {
-        uv_mutex_lock(&s->lk);
+        ag_service_lock(s->svc);
         m->duplicates++;
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
         s_label_reply(s, peer, rid, first_accepted, first_rejected, true);
         return;
     }
-    if (atomic_load(&s->stop)) {
+    if (ag_service_stopping(s->svc)) {
         s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
                 "the reward server is stopping");
         return;
@@ -475,11 +464,11 @@ static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
      * if what would then be owed fits a buffer's worth; otherwise they would
      * push out labels not yet trained on. An idle trainer takes anything. */
     const double reuse = s->o.reuse, full = (double)s->o.buffer * reuse;
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     bool overloaded =
         !oom && reuse > 0 && m->credits > 0 && m->credits + (double)n_train * reuse > full;
     if (oom || overloaded) {
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
         for (size_t i = 0; i < n_got; i++)
             free(got[i]);
         s_error(s, peer, rid, AGORA__V1__ERROR_CODE__ERROR_OVERLOADED,
@@ -506,8 +495,8 @@ static void s_label(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
     if (batch_id)
         ag_batch_ids_add(m->seen, batch_id, (uint32_t)n_got, rejected);
     if (n_got)
-        uv_cond_broadcast(&s->cv);
-    uv_mutex_unlock(&s->lk);
+        ag_service_broadcast(s->svc);
+    ag_service_unlock(s->svc);
     s_label_reply(s, peer, rid, (uint32_t)n_got, rejected, false);
 }
 
@@ -570,7 +559,7 @@ static void s_stats(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
     Agora__V1__Metric met[AG_REWARD_MAX_MODELS][N_METRICS];
     Agora__V1__Metric *metp[AG_REWARD_MAX_MODELS][N_METRICS];
     size_t n = 0;
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     for (size_t i = 0; i < s->n_models; i++) {
         const rmodel_t *m = &s->models[i];
         if (only && m != only)
@@ -587,7 +576,7 @@ static void s_stats(ag_reward_service_t *s, const ag_rpc_peer_t *peer, uint64_t 
         msp[n] = &ms[n];
         n++;
     }
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
     Agora__V1__RewardStatsReply st = AGORA__V1__REWARD_STATS_REPLY__INIT;
     st.n_models = n;
     st.models = msp;
@@ -650,9 +639,9 @@ static void s_sample(rmodel_t *m, size_t n, size_t k)
 static int s_train_one(ag_reward_service_t *s, rmodel_t *m)
 {
     const int ctx = s->o.model.ctx;
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     if (m->credits <= 0 || m->buf.len == 0) {
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
         return 0;
     }
     size_t k = m->buf.len < (size_t)s->o.batch ? m->buf.len : (size_t)s->o.batch;
@@ -660,12 +649,12 @@ static int s_train_one(ag_reward_service_t *s, rmodel_t *m)
     for (size_t i = 0; i < k; i++)
         s_stage(m, i, s_ring_at(&m->buf, m->pick[i]), ctx);
     m->credits -= (double)k;
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
 
     ag_rm_stats_t st;
     int rc = ag_rm_train_step(m->train, m->opt, m->stage, k, &st);
     ag_model_t *mm = ag_rm_model(m->train);
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     if (rc == 0) {
         memcpy(m->published, ag_model_params_const(mm), ag_model_num_params(mm) * sizeof(float));
         m->pub_serial++;
@@ -676,7 +665,7 @@ static int s_train_one(ag_reward_service_t *s, rmodel_t *m)
         m->failed_steps++;
     }
     const uint64_t failed = m->failed_steps;
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
     if (rc < 0 && (failed & (failed - 1)) == 0) /* 1st, 2nd, 4th, ... failure */
         ag_warn("reward", "model %s: training step skipped (%s); %" PRIu64 " so far", m->name,
                 rc == -ERANGE ? "non-finite gradient" : strerror(-rc), failed);
@@ -704,7 +693,7 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
 {
     const int ctx = s->o.model.ctx;
     size_t k = 0;
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     const uint64_t at = m->updates;
     /* Round robin from where the last chunk stopped: while the model trains every
      * result goes stale at once, and the figures must still cover the whole set. */
@@ -719,7 +708,7 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
     }
     if (n)
         m->eval_next = s_ring_at(&m->held, (start + j) % n)->id;
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
     if (!k)
         return 0;
     int rc = ag_rm_evaluate(m->train, m->stage, k, m->stage_correct, NULL);
@@ -729,7 +718,7 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
         ag_warn("reward", "model %s: held-out evaluation failed: %s", m->name, strerror(-rc));
         memset(m->stage_correct, 0, k);
     }
-    uv_mutex_lock(&s->lk);
+    ag_service_lock(s->svc);
     if (m->held.len) {
         const uint64_t first = s_ring_at(&m->held, 0)->id;
         for (size_t i = 0; i < k; i++) {
@@ -742,7 +731,7 @@ static int s_eval_chunk(ag_reward_service_t *s, rmodel_t *m)
             l->eval_at = at;
         }
     }
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
     return 1;
 }
 
@@ -852,11 +841,11 @@ static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
     uint8_t *b = NULL;
     ag_batch_id_t *ids = NULL;
     for (;;) {
-        uv_mutex_lock(&s->lk);
+        ag_service_lock(s->svc);
         const size_t need = s_labels_len(m), need_ids = ag_batch_ids_count(m->seen);
         if (need <= cap && need_ids <= ids_cap)
             break;
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
         if (need > cap) {
             free(b);
             cap = need + need / 8;
@@ -878,7 +867,7 @@ static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
     }
     const size_t count = m->buf.len + m->held.len;
     if (count > UINT32_MAX) {
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
         free(b);
         free(ids);
         return -EFBIG;
@@ -895,7 +884,7 @@ static int s_save_copy(ag_reward_service_t *s, rmodel_t *m, msave_t *sv)
     for (size_t i = 0; i < m->held.len; i++)
         p = s_put_record(p, s_ring_at(&m->held, i), 1);
     s_counters_copy(m, sv);
-    uv_mutex_unlock(&s->lk);
+    ag_service_unlock(s->svc);
 
     sv->len = (size_t)(p - b) + 4;
     sv->crc = ag_crc32(0, b, sv->len - 4);
@@ -1032,9 +1021,9 @@ static int s_checkpoint(ag_reward_service_t *s)
         if (cr < 0) {
             ag_error("reward", "checkpoint: the labels of model %s: %s", m->name, strerror(-cr));
             rc = -EIO;
-            uv_mutex_lock(&s->lk);
+            ag_service_lock(s->svc);
             s_counters_copy(m, &sv);
-            uv_mutex_unlock(&s->lk);
+            ag_service_unlock(s->svc);
         }
         s_path(path, s->out, m->name, ".ckpt");
         if (ag_ckpt_save(path, ag_rm_model(m->train), m->opt, sv.updates, err, sizeof err) < 0) {
@@ -1044,9 +1033,10 @@ static int s_checkpoint(ag_reward_service_t *s)
             rc = -EIO;
             continue;
         }
-        json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I}", "version", (json_int_t)sv.version, "labels",
-                              (json_int_t)sv.labels, "updates", (json_int_t)sv.updates, "rejected",
-                              (json_int_t)sv.rejected, "duplicates", (json_int_t)sv.duplicates);
+        json_t *j = json_pack(
+            "{s:o,s:o,s:o,s:o,s:o}", "version", ag_sidecar_u64_new(sv.version), "labels",
+            ag_sidecar_u64_new(sv.labels), "updates", ag_sidecar_u64_new(sv.updates), "rejected",
+            ag_sidecar_u64_new(sv.rejected), "duplicates", ag_sidecar_u64_new(sv.duplicates));
         /* Without its copy (out of memory) the model gets no list, and a
          * resume warns that its memory of batches is lost. */
         if (cr == 0)
@@ -1068,13 +1058,12 @@ static int s_checkpoint(ag_reward_service_t *s)
         json_object_set_new(models, m->name, j);
     }
     json_t *root = json_pack("{s:o}", "models", models);
-    char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
-    json_decref(root);
     s_path(path, s->out, STATE_FILE, "");
-    int wr = text ? ag_write_atomic(path, text, strlen(text)) : -ENOMEM;
-    free(text);
+    char why[PATH_LEN + 256];
+    int wr = root ? ag_sidecar_save(path, STATE_FORMAT, root, why, sizeof why) : -ENOMEM;
+    json_decref(root);
     if (wr < 0) {
-        ag_error("reward", "%s: %s", path, strerror(-wr));
+        ag_error("reward", "%s", root ? why : "checkpoint: out of memory");
         rc = wr;
     }
     if (rc == 0)
@@ -1112,10 +1101,10 @@ static int s_load_init(ag_reward_service_t *s)
             ag_error("reward", "reward.init: model %s: %s", m->name, err);
             return -1;
         }
-        uv_mutex_lock(&s->lk);
+        ag_service_lock(s->svc);
         memcpy(m->published, ag_model_params_const(mm), ag_model_num_params(mm) * sizeof(float));
         m->pub_serial++;
-        uv_mutex_unlock(&s->lk);
+        ag_service_unlock(s->svc);
     }
     ag_info("reward", "models start from %s", s->init);
     return 0;
@@ -1138,20 +1127,20 @@ static bool s_waiting_for_init(ag_reward_service_t *s)
     return false;
 }
 
-static void s_trainer(void *arg)
+static void s_trainer(ag_service_t *svc, void *arg)
 {
     ag_reward_service_t *s = arg;
     size_t rr = s->n_models - 1;
     for (;;) {
-        if (atomic_load(&s->stop))
+        if (ag_service_stopping(s->svc))
             break;
-        if (atomic_exchange(&s->ckpt_req, 0))
+        if (ag_service_checkpoint_take(s->svc))
             s_checkpoint(s);
         if (s_waiting_for_init(s)) {
-            uv_mutex_lock(&s->lk);
-            if (!atomic_load(&s->stop) && !atomic_load(&s->ckpt_req))
-                uv_cond_timedwait(&s->cv, &s->lk, 250 * 1000 * 1000ull);
-            uv_mutex_unlock(&s->lk);
+            ag_service_lock(s->svc);
+            if (!ag_service_stopping(s->svc) && !ag_service_checkpoint_due(s->svc))
+                ag_service_wait(s->svc, 0.25);
+            ag_service_unlock(s->svc);
             continue;
         }
         /* one step, for the next model (round-robin) that has training owed */
@@ -1169,93 +1158,42 @@ static void s_trainer(void *arg)
         const double now = ag_now();
         for (size_t i = 0; i < s->n_models; i++) {
             rmodel_t *m = &s->models[i];
-            uv_mutex_lock(&s->lk);
+            ag_service_lock(s->svc);
             bool busy = i == trained || (m->credits > 0 && m->buf.len);
-            uv_mutex_unlock(&s->lk);
+            ag_service_unlock(s->svc);
             if (busy && now - m->last_eval < 1.0)
                 continue;
             evaluated |= s_eval_chunk(s, m) > 0;
         }
         if (trained < s->n_models || evaluated)
             continue;
-        uv_mutex_lock(&s->lk);
-        if (!atomic_load(&s->stop) && !atomic_load(&s->ckpt_req) && !s_has_work(s))
-            uv_cond_timedwait(&s->cv, &s->lk, 500 * 1000 * 1000ull);
-        uv_mutex_unlock(&s->lk);
+        ag_service_lock(s->svc);
+        if (!ag_service_stopping(s->svc) && !ag_service_checkpoint_due(s->svc) && !s_has_work(s))
+            ag_service_wait(s->svc, 0.5);
+        ag_service_unlock(s->svc);
     }
-    int rc = s_checkpoint(s);
-    uv_mutex_lock(&s->lk);
-    s->trainer_done = true;
-    s->exit_code = rc < 0 ? 1 : 0;
-    uv_mutex_unlock(&s->lk);
-    uv_async_send(&s->async);
+    if (s_checkpoint(s) < 0)
+        ag_service_fail(svc, "the final checkpoint could not be written");
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static void s_close_handles(ag_reward_service_t *s)
-{
-    if (s->closing)
-        return;
-    s->closing = true;
-    ag_rpc_server_destroy(&s->rpc);
-    ag_signals_destroy(&s->signals);
-    if (s->handles_open) {
-        uv_close((uv_handle_t *)&s->ckpt_timer, NULL);
-        uv_close((uv_handle_t *)&s->stop_timer, NULL);
-        uv_close((uv_handle_t *)&s->async, NULL);
-    }
-}
-
-static void s_on_async(uv_async_t *a)
-{
-    ag_reward_service_t *s = a->data;
-    uv_mutex_lock(&s->lk);
-    bool done = s->trainer_done;
-    uv_mutex_unlock(&s->lk);
-    if (!done)
-        return;
-    if (s->thread_started) {
-        uv_thread_join(&s->thread);
-        s->thread_started = false;
-    }
-    s_close_handles(s);
-}
-
-static void s_on_ckpt_timer(uv_timer_t *t)
-{
-    ag_reward_service_t *s = t->data;
-    atomic_store(&s->ckpt_req, 1);
-    uv_mutex_lock(&s->lk);
-    uv_cond_broadcast(&s->cv);
-    uv_mutex_unlock(&s->lk);
-}
-
-static void s_on_stop_timer(uv_timer_t *t)
-{
-    ag_reward_service_t *s = t->data;
-    ag_info("reward", "reached reward.max_seconds = %g", s->o.max_seconds);
-    ag_reward_service_stop(s);
-}
-
-static void s_on_signal(void *arg, int signum)
+/* Once the trainer has ended: the socket closes, so the loop ends. */
+static void s_on_stopped(void *arg)
 {
     ag_reward_service_t *s = arg;
-    ag_info("reward", "signal %d: checkpointing and stopping", signum);
-    ag_reward_service_stop(s);
+    ag_rpc_server_destroy(&s->rpc);
 }
 
 void ag_reward_service_stop(ag_reward_service_t *s)
 {
-    atomic_store(&s->stop, 1);
-    uv_mutex_lock(&s->lk);
-    uv_cond_broadcast(&s->cv);
-    uv_mutex_unlock(&s->lk);
+    if (s->svc)
+        ag_service_stop(s->svc);
 }
 
 int ag_reward_service_exit_code(const ag_reward_service_t *s)
 {
-    return s ? s->exit_code : 1;
+    return ag_service_exit_code(s ? s->svc : NULL);
 }
 
 const char *ag_reward_service_endpoint(const ag_reward_service_t *s)
@@ -1335,25 +1273,21 @@ static int s_model_init(ag_reward_service_t *s, rmodel_t *m, size_t index)
     return 0;
 }
 
-/* The counters of reward-state.json for model name, if it has them. */
-static void s_state_counters(json_t *root, rmodel_t *m)
+/* The counters of m's entry j of reward-state.json (NULL: none saved); a
+ * damaged one fails the resume, with the reason in sc. */
+static int s_state_counters(ag_sidecar_t *sc, const json_t *j, rmodel_t *m)
 {
-    json_t *j = json_object_get(json_object_get(root, "models"), m->name);
+    if (!j)
+        return 0;
     if (!json_is_object(j))
-        return;
-    json_int_t v;
-    if (json_is_integer(json_object_get(j, "version")) &&
-        (v = json_integer_value(json_object_get(j, "version"))) >= 0)
-        m->version = (uint64_t)v;
-    if (json_is_integer(json_object_get(j, "labels")) &&
-        (v = json_integer_value(json_object_get(j, "labels"))) >= 0)
-        m->labels = (uint64_t)v;
-    if (json_is_integer(json_object_get(j, "rejected")) &&
-        (v = json_integer_value(json_object_get(j, "rejected"))) >= 0)
-        m->rejected = (uint64_t)v;
-    if (json_is_integer(json_object_get(j, "duplicates")) &&
-        (v = json_integer_value(json_object_get(j, "duplicates"))) >= 0)
-        m->duplicates = (uint64_t)v;
+        return ag_sidecar_bad(sc, m->name, "an object");
+    ag_sidecar_u64(sc, j, "version", UINT64_MAX, &m->version);
+    ag_sidecar_u64(sc, j, "labels", UINT64_MAX, &m->labels);
+    ag_sidecar_u64(sc, j, "rejected", UINT64_MAX, &m->rejected);
+    /* a state file written before duplicates were counted has none */
+    if (json_object_get(j, "duplicates"))
+        ag_sidecar_u64(sc, j, "duplicates", UINT64_MAX, &m->duplicates);
+    return ag_sidecar_ok(sc) ? 0 : -EINVAL;
 }
 
 /*
@@ -1398,7 +1332,7 @@ static void s_restore_batches(rmodel_t *m, const json_t *j)
  * reward.reuse per label kept, the same cap Label keeps, so no use is owed
  * to a label that is gone. Called before the threads start.
  */
-static void s_restore_labels(ag_reward_service_t *s, rmodel_t *m, const json_t *j)
+static void s_restore_labels(ag_reward_service_t *s, ag_sidecar_t *sc, rmodel_t *m, const json_t *j)
 {
     const json_t *rec = json_object_get(j, "label_file");
     if (!rec) {
@@ -1408,21 +1342,21 @@ static void s_restore_labels(ag_reward_service_t *s, rmodel_t *m, const json_t *
                 STATE_FILE, m->name);
         return;
     }
-    const json_t *jn = json_object_get(rec, "count"), *jc = json_object_get(rec, "crc32"),
-                 *jp = json_object_get(rec, "pending");
-    if (!json_is_integer(jn) || !json_is_integer(jc) || !json_is_number(jp) ||
-        json_integer_value(jn) < 0 || json_integer_value(jn) > UINT32_MAX ||
-        json_integer_value(jc) < 0 || json_integer_value(jc) > UINT32_MAX ||
-        !isfinite(json_number_value(jp)) || json_number_value(jp) < 0) {
+    uint64_t count = 0, crc32 = 0;
+    double pending = 0;
+    ag_sidecar_u64(sc, rec, "count", UINT32_MAX, &count);
+    ag_sidecar_u64(sc, rec, "crc32", UINT32_MAX, &crc32);
+    ag_sidecar_number(sc, rec, "pending", 0, HUGE_VAL, &pending);
+    char damage[1024];
+    if (ag_sidecar_forgive(sc, damage, sizeof damage)) {
         ag_warn("reward",
-                "resume: %s: model %s: bad \"label_file\" (count, crc32: 32-bit integers; "
-                "pending: a number >= 0): its buffer and held-out set start empty",
-                STATE_FILE, m->name);
+                "resume: model %s: bad \"label_file\" (%s): its buffer and held-out set start "
+                "empty",
+                m->name, damage);
         return;
     }
-    const uint32_t want_n = (uint32_t)json_integer_value(jn);
-    const uint32_t want_crc = (uint32_t)json_integer_value(jc);
-    const double pending = json_number_value(jp);
+    const uint32_t want_n = (uint32_t)count;
+    const uint32_t want_crc = (uint32_t)crc32;
     if (want_n == 0)
         return;
 
@@ -1504,22 +1438,20 @@ static void s_restore_labels(ag_reward_service_t *s, rmodel_t *m, const json_t *
 static int s_resume(ag_reward_service_t *s)
 {
     char path[PATH_LEN], err[512];
-    json_t *root = NULL;
+    ag_sidecar_t sc;
     s_path(path, s->resume, STATE_FILE, "");
-    if (access(path, F_OK) == 0) {
-        json_error_t je;
-        /* A NUL in a batch id is that list's damage, not the whole file's. */
-        root = json_load_file(path, JSON_ALLOW_NUL, &je);
-        if (!root || !json_is_object(json_object_get(root, "models"))) {
-            ag_error("reward", "resume: %s: %s", path, root ? "no \"models\" object" : je.text);
-            json_decref(root);
-            return -1;
-        }
-    } else {
+    /* Files written before the format member existed are its first version. */
+    int rc = ag_sidecar_open(&sc, path, STATE_FORMAT, AG_SIDECAR_UNTAGGED_OK);
+    const json_t *models = NULL;
+    if (rc == -ENOENT) {
         ag_warn("reward",
                 "resume: no %s: counters start from the checkpoints, buffers and held-out "
                 "sets empty",
                 path);
+    } else if (rc < 0 || !(models = ag_sidecar_object(&sc, NULL, "models"))) {
+        ag_error("reward", "resume: %s", sc.err);
+        ag_sidecar_close(&sc);
+        return -1;
     }
     size_t loaded = 0;
     for (size_t i = 0; i < s->n_models; i++) {
@@ -1533,19 +1465,23 @@ static int s_resume(ag_reward_service_t *s)
         ag_model_t *mm = ag_rm_model(m->train);
         if (ag_ckpt_load_into(path, mm, m->opt, &info, err, sizeof err) < 0) {
             ag_error("reward", "resume: model %s: %s", m->name, err);
-            json_decref(root);
+            ag_sidecar_close(&sc);
             return -1;
         }
         m->updates = info.step;
-        s_state_counters(root, m);
-        if (root) {
-            const json_t *j = json_object_get(json_object_get(root, "models"), m->name);
-            s_restore_labels(s, m, j);
+        const json_t *j = models ? json_object_get(models, m->name) : NULL;
+        if (s_state_counters(&sc, j, m) < 0) {
+            ag_error("reward", "resume: %s", sc.err);
+            ag_sidecar_close(&sc);
+            return -1;
+        }
+        if (models) {
+            s_restore_labels(s, &sc, m, j);
             s_restore_batches(m, j);
         }
         loaded++;
     }
-    json_decref(root);
+    ag_sidecar_close(&sc);
     ag_info("reward", "resumed %zu of %zu models from %s", loaded, s->n_models, s->resume);
     return 0;
 }
@@ -1590,14 +1526,18 @@ ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
     s->o.out = s->out;
     s->o.resume = s->resume;
     s->o.models = NULL;
-    uv_mutex_init(&s->lk);
-    uv_cond_init(&s->cv);
-    atomic_init(&s->stop, 0);
-    atomic_init(&s->ckpt_req, 0);
+    const ag_service_config_t sc = {.name = "reward",
+                                    .max_seconds = o->max_seconds,
+                                    .checkpoint_interval_s = o->checkpoint_interval_s,
+                                    .signals = o->signals,
+                                    .work = s_trainer,
+                                    .on_stopped = s_on_stopped,
+                                    .arg = s};
+    s->svc = ag_service_create(loop, &sc);
     s->models = calloc(AG_REWARD_MAX_MODELS, sizeof *s->models);
     char *names = strdup(o->models ? o->models : "");
     s->o.models = names;
-    if (!s->models || !names || s_parse_names(s) < 0)
+    if (!s->svc || !s->models || !names || s_parse_names(s) < 0)
         goto fail;
     for (size_t i = 0; i < s->n_models; i++)
         if (s_model_init(s, &s->models[i], i) < 0) {
@@ -1627,29 +1567,8 @@ ag_reward_service_t *ag_reward_service_create(uv_loop_t *loop, void *zctx,
         ag_error("reward", "cannot bind %s", s->bind);
         goto fail;
     }
-    uv_async_init(loop, &s->async, s_on_async);
-    s->async.data = s;
-    uv_timer_init(loop, &s->ckpt_timer);
-    s->ckpt_timer.data = s;
-    uv_timer_init(loop, &s->stop_timer);
-    s->stop_timer.data = s;
-    s->handles_open = true;
-    if (o->checkpoint_interval_s > 0) {
-        uint64_t ms = (uint64_t)(o->checkpoint_interval_s * 1000.0);
-        uv_timer_start(&s->ckpt_timer, s_on_ckpt_timer, ms ? ms : 1, ms ? ms : 1);
-    }
-    if (o->max_seconds > 0)
-        uv_timer_start(&s->stop_timer, s_on_stop_timer, (uint64_t)(o->max_seconds * 1000.0), 0);
-    if (o->signals)
-        s->signals = ag_signals_create(loop, s_on_signal, s);
-    if (uv_thread_create(&s->thread, s_trainer, s) != 0) {
-        /* Handles live on the loop now: close them and let the loop end. */
-        ag_error("reward", "cannot start the training thread");
-        s_close_handles(s);
-        s->exit_code = 1;
-        return s;
-    }
-    s->thread_started = true;
+    if (ag_service_start(s->svc) < 0)
+        return s; /* closing, exit code 1: the loop closes the handles */
     ag_info("reward", "serving %zu model%s (%s; d_model %d, n_layers %d, ctx %d) on %s",
             s->n_models, s->n_models == 1 ? "" : "s", s->o.models, o->model.d_model,
             o->model.n_layers, o->model.ctx, ag_rpc_server_endpoint(s->rpc));
@@ -1664,10 +1583,7 @@ void ag_reward_service_destroy(ag_reward_service_t **self)
     if (!self || !*self)
         return;
     ag_reward_service_t *s = *self;
-    if (s->thread_started) {
-        ag_reward_service_stop(s);
-        uv_thread_join(&s->thread);
-    }
+    ag_service_destroy(&s->svc);
     for (size_t i = 0; s->models && i < AG_REWARD_MAX_MODELS; i++) {
         rmodel_t *m = &s->models[i];
         ag_rm_destroy(&m->train);
@@ -1685,8 +1601,6 @@ void ag_reward_service_destroy(ag_reward_service_t **self)
     }
     free(s->models);
     free((char *)s->o.models);
-    uv_cond_destroy(&s->cv);
-    uv_mutex_destroy(&s->lk);
     free(s);
     *self = NULL;
 }
