@@ -31,7 +31,9 @@
 #include "control.pb-c.h"
 #include "crc32.h"
 #include "dedup.h"
+#include "game.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "service.h"
 #include "state.h"
@@ -40,7 +42,6 @@
 
 #define WEIGHTS_TOPIC "agora.v1.weights"
 #define MAX_SUBMIT 64
-#define MAX_GAME_METRICS 32
 #define PATH_LEN 4096
 
 /* One published version of the weights. Loop thread only once handed over. */
@@ -100,6 +101,7 @@ struct ag_learner {
     uint64_t ref_own_scored;
     ag_ppo_t *ppo;
     ag_rng_t ws_rng;
+    ag_game_info_t game; /* from the env server's Hello, before training */
     FILE *metrics;
     double t_start; /* monotonic time this process started */
     double t_last;  /* end of the previous update */
@@ -793,63 +795,6 @@ static int s_warmstart(ag_learner_t *l)
     return s_checkpoint(l, NULL, 0);
 }
 
-/* Per-game figures of a batch, averaged over its trajectories. */
-static void s_game_metrics(json_t *rec, ag_traj_t *const *b, size_t n)
-{
-    struct {
-        const char *name;
-        double sum;
-        double cnt;
-    } acc[MAX_GAME_METRICS];
-    size_t na = 0;
-    double wins[8] = {0}, seen[8] = {0}, reward = 0, seats = 0;
-    for (size_t i = 0; i < n; i++) {
-        const ag_traj_t *t = b[i];
-        for (size_t k = 0; k < t->n_metrics; k++) {
-            size_t a = 0;
-            while (a < na && strcmp(acc[a].name, t->metrics[k].name))
-                a++;
-            if (a == na) {
-                if (na == MAX_GAME_METRICS)
-                    continue;
-                acc[na].name = t->metrics[k].name;
-                acc[na].sum = acc[na].cnt = 0;
-                na++;
-            }
-            acc[a].sum += t->metrics[k].value;
-            acc[a].cnt += 1;
-        }
-        for (size_t s = 0; s < t->n_returns && s < 8; s++) {
-            wins[s] += t->returns[s] > 0.0f;
-            seen[s] += 1;
-        }
-        for (size_t s = 0; s < t->n_seats; s++) {
-            for (size_t k = 0; k < t->seats[s].n_turns; k++)
-                reward += t->seats[s].turn_rewards[k];
-            seats += 1;
-        }
-    }
-    static const char *const derived[][2] = {
-        {"true_side_won", "judge_accuracy"},
-        {"first_correct", "first_accuracy"},
-        {"final_correct", "final_accuracy"},
-    };
-    for (size_t a = 0; a < na; a++) {
-        double mean = acc[a].sum / acc[a].cnt;
-        json_object_set_new(rec, acc[a].name, json_real(mean));
-        for (size_t d = 0; d < sizeof derived / sizeof derived[0]; d++)
-            if (!strcmp(acc[a].name, derived[d][0]))
-                json_object_set_new(rec, derived[d][1], json_real(mean));
-    }
-    for (int s = 0; s < 8; s++)
-        if (seen[s] > 0) {
-            char key[32];
-            snprintf(key, sizeof key, "win_rate_seat%d", s);
-            json_object_set_new(rec, key, json_real(wins[s] / seen[s]));
-        }
-    json_object_set_new(rec, "reward_mean", json_real(seats > 0 ? reward / seats : 0.0));
-}
-
 /* One PPO update over the batch; publishes the new version. */
 static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
 {
@@ -948,7 +893,7 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
     json_object_set_new(rec, "duplicates", json_integer((json_int_t)(dups - l->prev_duplicates)));
     json_object_set_new(rec, "lr", json_real(ps.lr));
     json_object_set_new(rec, "kl_coef", json_real(ps.kl_coef));
-    s_game_metrics(rec, b, n);
+    ag_metrics_game(rec, &l->game, b, n);
     l->prev_stale = stale;
     l->prev_duplicates = dups;
 
@@ -972,13 +917,13 @@ static int s_update(ag_learner_t *l, ag_traj_t **b, size_t n)
 
     /* rec is only read from here on (the loop thread reads it too). */
     s_write_metrics(l, rec);
-    const json_t *ja = json_object_get(rec, "judge_accuracy");
+    const char *headline;
+    const double hv = ag_metrics_headline(rec, &l->game, &headline);
     s_progress(l,
                "learner: v%" PRIu64 " update %" PRIu64 "  %.0f tok/s  pl %.3f  vl %.3f  ent %.3f"
-               "  kl %.4f%s%.3f",
+               "  kl %.4f  %s %.3f",
                version + 1, updates, compute > 0 ? ps.tokens / compute : 0, ps.policy_loss,
-               ps.value_loss, ps.entropy, ps.kl_ref, ja ? "  judge " : "  reward ",
-               ja ? json_number_value(ja) : json_number_value(json_object_get(rec, "reward_mean")));
+               ps.value_loss, ps.entropy, ps.kl_ref, headline, hv);
     return 0;
 }
 
@@ -1074,6 +1019,36 @@ static void s_ref_thread_stop(ag_learner_t *l)
         uv_thread_join(&l->ref_thread);
 }
 
+/*
+ * The game from learner.env's Hello: its name when game.name is empty, and
+ * the metrics it declares. Needed (for the warm start's Demo), no answer or
+ * an unknown game is an error; otherwise the learner goes on without the
+ * GameSpec, and its progress line shows reward_mean.
+ */
+static int s_learn_game(ag_learner_t *l, bool needed)
+{
+    int rc = ag_game_hello(l->o.ws.env, l->o.ws.game, needed ? 10000 : 2000, &l->game);
+    if (rc == 0) {
+        ag_info("learner", "game %s: %zu metrics declared, headline %s", l->game.name,
+                l->game.n_metrics,
+                l->game.headline >= 0 ? l->game.metrics[l->game.headline].name
+                                      : "none (reward_mean)");
+        snprintf(l->ws_game, sizeof l->ws_game, "%s", l->game.name);
+        return 0;
+    }
+    if (rc == -ENOENT)
+        return needed ? rc : 0; /* logged */
+    if (needed) {
+        ag_error("learner",
+                 "the warm start needs the game: no env server answered Hello at %s (%s)",
+                 l->o.ws.env, strerror(-rc));
+        return rc;
+    }
+    ag_info("learner", "no GameSpec from learner.env (%s): the progress line shows reward_mean",
+            strerror(-rc));
+    return 0;
+}
+
 static void s_trainer(ag_service_t *svc, void *arg)
 {
     ag_learner_t *l = arg;
@@ -1085,6 +1060,10 @@ static void s_trainer(ag_service_t *svc, void *arg)
         rc = -ENOMEM;
         goto finish;
     }
+    /* The warm start's Demo needs the game's name: learn it first then. */
+    const bool demos = !l->resumed && l->o.ws.demos > 0 && !(l->o.ws.file && l->o.ws.file[0]);
+    if (demos && (rc = s_learn_game(l, true)) < 0)
+        goto finish;
     if (!l->resumed) {
         rc = s_warmstart(l);
         if (rc == -ECANCELED) {
@@ -1094,6 +1073,8 @@ static void s_trainer(ag_service_t *svc, void *arg)
         if (rc < 0)
             goto finish;
     }
+    if (!demos)
+        s_learn_game(l, false);
     ag_service_lock(l->svc);
     l->phase = "ppo";
     ag_service_unlock(l->svc);

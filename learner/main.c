@@ -60,9 +60,10 @@ static const ag_option_t s_options[] = {
     {"model.n_heads", NULL, "4", "attention heads (divide d_model)"},
     {"model.ctx", NULL, "256", "context: longest seat transcript in tokens"},
     {"model.mlp_ratio", NULL, "4", "MLP width / d_model"},
-    {"game.name", "game", "debate", "game the warm start fetches demos of"},
-    {"game.options", "game-options", "k=8,invalid_action=penalize",
-     "comma-separated KEY=VALUE game options passed in Demo"},
+    {"game.name", "game", "",
+     "game the warm start fetches demos of (empty = the first game learner.env's Hello lists)"},
+    {"game.options", "game-options", "",
+     "comma-separated KEY=VALUE game options passed in Demo (empty = the game's defaults)"},
     {"warmstart.options", NULL, "",
      "game options for the demos on top of game.options (e.g. more solver errors, so more "
      "revisions to imitate)"},

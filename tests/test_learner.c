@@ -159,6 +159,8 @@ static void s_start(learner_t *l, const char *dir, const char *resume)
                               dir,
                               "--demos",
                               "0",
+                              "--env",
+                              "",
                               "--model.d_model",
                               "16",
                               "--model.n_layers",
@@ -366,7 +368,7 @@ static void s_build(built_t *b, const char *actor, uint64_t seq, uint64_t versio
     b->id.run_id = 0xfeedULL;
     b->id.sequence = seq;
     agora__v1__metric__init(&b->metric);
-    b->metric.name = (char *)"true_side_won";
+    b->metric.name = (char *)"judge_accuracy";
     b->metric.value = win > 0 ? 1.0 : 0.0;
     b->metrics[0] = &b->metric;
     agora__v1__trajectory__init(&b->t);
@@ -1187,6 +1189,57 @@ static void test_resume_queue_cut(void **state)
     s_rmdir(dir);
 }
 
+static void s_nothing(void *arg)
+{
+    (void)arg;
+}
+
+/* A warm start whose every transcript is longer than model.ctx trains on
+ * nothing: the learner says why and exits 1, it does not go on untrained. */
+static void test_warmstart_nothing_fits(void **state)
+{
+    (void)state;
+    char dir[256], file[300], traj[64], weights[64], control[64];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir, "learner-ws"), 0);
+    snprintf(file, sizeof file, "%s/long.jsonl", dir);
+    const char *line = "{\"game\":\"somegame\",\"turns\":[{\"player\":0,\"observation\":"
+                       "\"0123456789012345678901234567890123456789\",\"action\":\"x\"}]}\n";
+    assert_int_equal(harness_write_file(file, line, strlen(line)), 0);
+    assert_int_equal(harness_free_endpoint(traj, sizeof traj), 0);
+    assert_int_equal(harness_free_endpoint(weights, sizeof weights), 0);
+    assert_int_equal(harness_free_endpoint(control, sizeof control), 0);
+    char *const argv[] = {(char *)s_exe,
+                          "--trajectories",
+                          traj,
+                          "--weights",
+                          weights,
+                          "--control",
+                          control,
+                          "--out",
+                          dir,
+                          "--warmstart.file",
+                          file,
+                          "--env",
+                          "",
+                          "--model.d_model",
+                          "16",
+                          "--model.n_layers",
+                          "1",
+                          "--model.n_heads",
+                          "2",
+                          "--model.ctx",
+                          "32",
+                          "--threads",
+                          "1",
+                          "--progress",
+                          "off",
+                          "--log.level",
+                          "error",
+                          NULL};
+    assert_int_equal(harness_run_while(argv, 60000, s_nothing, NULL), 1);
+    harness_rmtree(dir);
+}
+
 /* The defaults agora-learner --help prints for [ppo] are the library's
  * (ag_ppo_config_default), so test_ppo starts where production does. */
 static void test_ppo_defaults_match_binary(void **state)
@@ -1269,6 +1322,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_keeps_queue),
         cmocka_unit_test(test_resume_queue_cut),
         cmocka_unit_test(test_ppo_defaults_match_binary),
+        cmocka_unit_test(test_warmstart_nothing_fits),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
 }

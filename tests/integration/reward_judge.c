@@ -5,7 +5,7 @@
  *
  * Debates reset with judge=reward:default are played to the end over the
  * wire; the final Step must come back with reason=reward, both judge scores,
- * the higher score winning, true_side_won agreeing with winner and
+ * the higher score winning, judge_accuracy agreeing with winner and
  * true_seat, and the scores equal to what the reward server itself gives
  * the two transcripts the client saw and wrote (so the env server judged
  * exactly the text that crossed the wire). Then what must be refused (no
@@ -270,7 +270,7 @@ static int check_judged(const Agora__V1__EnvReply *r, const char *reward_ep, con
         assert_int_equal(winner, s0 > s1 ? 0 : 1);
     assert_int_equal(st->n_rewards, 2);
     assert_true(st->rewards[winner] == 1.0f && st->rewards[1 - winner] == -1.0f);
-    assert_true(metric_of(st, "true_side_won") == (winner == true_seat ? 1.0 : 0.0));
+    assert_true(metric_of(st, "judge_accuracy") == (winner == true_seat ? 1.0 : 0.0));
     double agrees = metric_of(st, "rule_judge_agrees");
     assert_true(agrees == 0.0 || agrees == 1.0);
     float direct[2];
@@ -334,7 +334,7 @@ static void test_judged_debates(void **state)
         Agora__V1__EnvReply *r = wg_step(fx.c, &g, challenge, action);
         int w = check_judged(r, fx.reward.endpoint, g.tr[0], g.tr[1]);
         wins[w]++;
-        true_won += (int)metric_of(r->step, "true_side_won");
+        true_won += (int)metric_of(r->step, "judge_accuracy");
         agreed += (int)metric_of(r->step, "rule_judge_agrees");
         agora__v1__env_reply__free_unpacked(r, NULL);
         /* Finished: the episode is gone. */
