@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "bench.h"
 #include "forkjoin.h"
+#include "loss.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -151,12 +152,14 @@ typedef struct {
     int B, T;
     int32_t *tok, *act;
     float *adv, *old, *ret, *mask, *lp, *values;
-    ag_loss_config_t train_lc, score_lc;
+    ag_loss_config_t train_lc;
+    ag_loss_t *loss;
 } work_t;
 
 static void s_work_free(work_t *w)
 {
     ag_adamw_destroy(&w->opt);
+    ag_loss_destroy(&w->loss);
     free(w->tok);
     free(w->act);
     free(w->adv);
@@ -183,7 +186,8 @@ static int s_work_init(work_t *w, ag_model_t *m, int B, int T)
     ag_adamw_config_default(&oc);
     oc.lr = 1e-4f;
     w->opt = ag_adamw_create(m, &oc);
-    if (!w->tok || !w->act || !w->adv || !w->old || !w->ret || !w->mask || !w->lp || !w->values ||
+    w->loss = ag_loss_create();
+    if (!w->loss || !w->tok || !w->act || !w->adv || !w->old || !w->ret || !w->mask || !w->lp || !w->values ||
         !w->opt || ag_model_reserve(m, B, T) != 0) {
         s_work_free(w);
         return -1;
@@ -200,10 +204,6 @@ static int s_work_init(work_t *w, ag_model_t *m, int B, int T)
     }
     ag_loss_config_default(&w->train_lc);
     w->train_lc.vf_clip = 0.0f;
-    /* The learner's scoring configuration (learner/ppo.c): every coefficient
-     * zero, so the loss only produces the log-probs. */
-    memset(&w->score_lc, 0, sizeof w->score_lc);
-    w->score_lc.kl_estimator = AG_KL_K3;
     return 0;
 }
 
@@ -215,7 +215,7 @@ static int s_train_step(work_t *w)
     ag_loss_batch_t b = {
         .targets = w->act, .advantages = w->adv, .old_logprobs = w->old, .returns = w->ret};
     ag_model_zero_grad(w->m);
-    if (ag_model_loss_backward(w->m, &b, &w->train_lc, NULL) != 0)
+    if (ag_loss_backward(w->loss, w->m, &b, &w->train_lc, NULL) != 0)
         return -1;
     ag_adamw_step(w->opt, w->m, NULL);
     return 0;
@@ -227,8 +227,7 @@ static int s_score_step(work_t *w)
 {
     if (ag_model_forward(w->m, w->B, w->T, w->tok, 0) != 0)
         return -1;
-    ag_loss_batch_t b = {.targets = w->act, .mask = w->mask, .out_logprobs = w->lp};
-    if (ag_model_loss(w->m, &b, &w->score_lc, NULL) != 0)
+    if (ag_model_logprobs(w->m, w->act, w->mask, w->lp, NULL) != 0)
         return -1;
     memcpy(w->values, ag_model_values(w->m), sizeof(float) * (size_t)w->B * (size_t)w->T);
     return 0;

@@ -32,7 +32,7 @@
 #include "model.h"
 #include "reward.pb-c.h"
 #include "rng.h"
-#include "service.h"
+#include "reward_service.h"
 
 #define MAX_WINDOW 256
 #define POOL 1024

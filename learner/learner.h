@@ -2,13 +2,15 @@
  * learner.h - the agora-learner service: the single writer of the policy.
  *
  * Threads: the libuv loop thread owns the sockets (trajectories ROUTER,
- * control ROUTER, weights PUB), the checkpoint timer and the signals, so
- * acks, status and weight snapshots are answered while an update runs; one
- * training thread owns the models and runs the warm start, then PPO updates.
- * They share, under one mutex, the queue of accepted trajectories (in
+ * control ROUTER, weights PUB), so acks, status and weight snapshots are
+ * answered while an update runs; one training thread owns the models and
+ * runs the warm start, then PPO updates. The service host
+ * (common/net/service.h) runs that thread, stops it on SIGINT/SIGTERM or at
+ * max_seconds, asks it for checkpoints and keeps the exit code. The two
+ * threads share, under the host's lock, the queue of accepted trajectories (in
  * arrival order), the de-duplication memory, the counters and the latest
  * metrics; new weight versions go from the trainer to the loop through an
- * outbox and a uv_async, and are published on the loop thread.
+ * outbox and ag_service_wake, and are published on the loop thread.
  *
  * Batch composition depends only on the arrival order of trajectories: an
  * update takes the first ppo.batch_trajectories queued trajectories that are

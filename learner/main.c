@@ -13,6 +13,7 @@
 #include "config.h"
 #include "learner.h"
 #include "log.h"
+#include "ppo.h"
 
 static const ag_option_t s_options[] = {
     {"learner.trajectories", "trajectories", "tcp://*:5580",
@@ -59,9 +60,10 @@ static const ag_option_t s_options[] = {
     {"model.n_heads", NULL, "4", "attention heads (divide d_model)"},
     {"model.ctx", NULL, "256", "context: longest seat transcript in tokens"},
     {"model.mlp_ratio", NULL, "4", "MLP width / d_model"},
-    {"game.name", "game", "debate", "game the warm start fetches demos of"},
-    {"game.options", "game-options", "k=8,invalid_action=penalize",
-     "comma-separated KEY=VALUE game options passed in Demo"},
+    {"game.name", "game", "",
+     "game the warm start fetches demos of (empty = the first game learner.env's Hello lists)"},
+    {"game.options", "game-options", "",
+     "comma-separated KEY=VALUE game options passed in Demo (empty = the game's defaults)"},
     {"warmstart.options", NULL, "",
      "game options for the demos on top of game.options (e.g. more solver errors, so more "
      "revisions to imitate)"},
@@ -77,25 +79,33 @@ static const ag_option_t s_options[] = {
      "weight of the loss on predicting the observations' tokens (0 = the actions' only): "
      "reading the game's texts as a language model teaches the task's structure sooner"},
     {"ppo.batch_trajectories", "batch", "128", "trajectories (games) per PPO update"},
-    {"ppo.epochs", NULL, "2", "passes over each batch"},
-    {"ppo.minibatch", NULL, "32", "sequences (seats) per minibatch / optimizer step"},
-    {"ppo.microbatch", NULL, "8",
+    {"ppo.epochs", NULL, AG_PPO_STR(AG_PPO_DEFAULT_EPOCHS), "passes over each batch"},
+    {"ppo.minibatch", NULL, AG_PPO_STR(AG_PPO_DEFAULT_MINIBATCH),
+     "sequences (seats) per minibatch / optimizer step"},
+    {"ppo.microbatch", NULL, AG_PPO_STR(AG_PPO_DEFAULT_MICROBATCH),
      "sequences per forward pass: a minibatch runs as micro-batches of sequences of similar "
      "length, gradients accumulated (0 = the whole minibatch)"},
-    {"ppo.lr", NULL, "3e-4", "AdamW learning rate"},
-    {"ppo.weight_decay", NULL, "0.01", "AdamW weight decay (matrices only)"},
-    {"ppo.max_grad_norm", NULL, "1.0", "global gradient-norm clip (0 = off)"},
-    {"ppo.gamma", NULL, "1.0", "per-token discount"},
-    {"ppo.lambda", NULL, "0.95", "GAE lambda"},
-    {"ppo.turn_gamma", NULL, "1.0", "extra discount applied only between a seat's turns"},
-    {"ppo.clip", NULL, "0.2", "PPO ratio clip"},
-    {"ppo.vf_coef", NULL, "0.5", "value loss weight"},
-    {"ppo.vf_clip", NULL, "0.2", "value clip around the proximal value (0 = off)"},
-    {"ppo.ent_coef", NULL, "0.001", "entropy bonus weight"},
-    {"ppo.kl_coef", NULL, "0.02", "KL-to-reference weight (initial value when adaptive)"},
-    {"ppo.kl_target", NULL, "0", "adaptive KL: target per-token KL (0 = fixed coefficient)"},
+    {"ppo.lr", NULL, AG_PPO_STR(AG_PPO_DEFAULT_LR), "AdamW learning rate"},
+    {"ppo.weight_decay", NULL, AG_PPO_STR(AG_PPO_DEFAULT_WEIGHT_DECAY),
+     "AdamW weight decay (matrices only)"},
+    {"ppo.max_grad_norm", NULL, AG_PPO_STR(AG_PPO_DEFAULT_MAX_GRAD_NORM),
+     "global gradient-norm clip (0 = off)"},
+    {"ppo.gamma", NULL, AG_PPO_STR(AG_PPO_DEFAULT_GAMMA), "per-token discount"},
+    {"ppo.lambda", NULL, AG_PPO_STR(AG_PPO_DEFAULT_LAMBDA), "GAE lambda"},
+    {"ppo.turn_gamma", NULL, AG_PPO_STR(AG_PPO_DEFAULT_TURN_GAMMA),
+     "extra discount applied only between a seat's turns"},
+    {"ppo.clip", NULL, AG_PPO_STR(AG_PPO_DEFAULT_CLIP), "PPO ratio clip"},
+    {"ppo.vf_coef", NULL, AG_PPO_STR(AG_PPO_DEFAULT_VF_COEF), "value loss weight"},
+    {"ppo.vf_clip", NULL, AG_PPO_STR(AG_PPO_DEFAULT_VF_CLIP),
+     "value clip around the proximal value (0 = off)"},
+    {"ppo.ent_coef", NULL, AG_PPO_STR(AG_PPO_DEFAULT_ENT_COEF), "entropy bonus weight"},
+    {"ppo.kl_coef", NULL, AG_PPO_STR(AG_PPO_DEFAULT_KL_COEF),
+     "KL-to-reference weight (initial value when adaptive)"},
+    {"ppo.kl_target", NULL, AG_PPO_STR(AG_PPO_DEFAULT_KL_TARGET),
+     "adaptive KL: target per-token KL (0 = fixed coefficient)"},
     {"ppo.kl_estimator", NULL, "k3", "KL estimator: k1 or k3"},
-    {"ppo.is_clip", NULL, "1.0", "truncation of the behaviour/proximal importance weight"},
+    {"ppo.is_clip", NULL, AG_PPO_STR(AG_PPO_DEFAULT_IS_CLIP),
+     "truncation of the behaviour/proximal importance weight"},
     {"ppo.whiten", NULL, "true", "whiten advantages over the batch"},
 };
 

@@ -16,6 +16,7 @@ struct ag_ppo {
     ag_model_t *policy;
     ag_model_t *ref;
     ag_adamw_t *opt;
+    ag_loss_t *loss;
     ag_ppo_config_t c;
     ag_rng_t rng;
     double kl_coef;
@@ -31,23 +32,23 @@ typedef struct mb {
 void ag_ppo_config_default(ag_ppo_config_t *c)
 {
     memset(c, 0, sizeof *c);
-    c->epochs = 2;
-    c->minibatch = 32;
-    c->microbatch = 8;
-    c->lr = 3e-4f;
-    c->weight_decay = 0.01f;
-    c->max_grad_norm = 1.0f;
-    c->gae.gamma = 1.0f;
-    c->gae.lambda = 0.95f;
-    c->gae.turn_gamma = 1.0f;
-    c->clip_eps = 0.2f;
-    c->vf_coef = 0.5f;
-    c->vf_clip = 0.2f;
-    c->ent_coef = 0.01f;
-    c->kl_coef = 0.0f;
-    c->kl_target = 0.0f;
+    c->epochs = AG_PPO_DEFAULT_EPOCHS;
+    c->minibatch = AG_PPO_DEFAULT_MINIBATCH;
+    c->microbatch = AG_PPO_DEFAULT_MICROBATCH;
+    c->lr = (float)AG_PPO_DEFAULT_LR;
+    c->weight_decay = (float)AG_PPO_DEFAULT_WEIGHT_DECAY;
+    c->max_grad_norm = (float)AG_PPO_DEFAULT_MAX_GRAD_NORM;
+    c->gae.gamma = (float)AG_PPO_DEFAULT_GAMMA;
+    c->gae.lambda = (float)AG_PPO_DEFAULT_LAMBDA;
+    c->gae.turn_gamma = (float)AG_PPO_DEFAULT_TURN_GAMMA;
+    c->clip_eps = (float)AG_PPO_DEFAULT_CLIP;
+    c->vf_coef = (float)AG_PPO_DEFAULT_VF_COEF;
+    c->vf_clip = (float)AG_PPO_DEFAULT_VF_CLIP;
+    c->ent_coef = (float)AG_PPO_DEFAULT_ENT_COEF;
+    c->kl_coef = (float)AG_PPO_DEFAULT_KL_COEF;
+    c->kl_target = (float)AG_PPO_DEFAULT_KL_TARGET;
     c->kl_estimator = AG_KL_K3;
-    c->is_clip = 1.0f;
+    c->is_clip = (float)AG_PPO_DEFAULT_IS_CLIP;
     c->whiten = 1;
 }
 
@@ -139,9 +140,6 @@ static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, flo
     for (int i = 0; i < b->B; i++)
         order[i] = i;
     s_longest_first(b, order, b->B);
-    ag_loss_config_t lc;
-    memset(&lc, 0, sizeof lc);
-    lc.kl_estimator = AG_KL_K3;
     for (int r0 = 0; r0 < b->B && rc == 0; r0 += chunk) {
         int n = b->B - r0 < chunk ? b->B - r0 : chunk;
         const int *idx = order + r0;
@@ -150,8 +148,7 @@ static int s_score(ag_model_t *m, const ag_batch_t *b, int chunk, float *lp, flo
         rc = ag_model_forward(m, mb.B, mb.T, mb.tokens, 0);
         if (rc < 0)
             break;
-        ag_loss_batch_t lb = {.targets = mb.targets, .mask = mb.mask, .out_logprobs = mb.lp};
-        rc = ag_model_loss(m, &lb, &lc, NULL);
+        rc = ag_model_logprobs(m, mb.targets, mb.mask, mb.lp, NULL);
         if (rc < 0)
             break;
         const float *v = ag_model_values(m);
@@ -221,7 +218,8 @@ ag_ppo_t *ag_ppo_create(ag_model_t *policy, ag_model_t *ref, const ag_ppo_config
     oc.weight_decay = c->weight_decay;
     oc.grad_clip = c->max_grad_norm;
     p->opt = ag_adamw_create(policy, &oc);
-    if (!p->opt || ag_model_reserve(policy, c->minibatch, ctx) < 0 ||
+    p->loss = ag_loss_create();
+    if (!p->opt || !p->loss || ag_model_reserve(policy, c->minibatch, ctx) < 0 ||
         (ref && ag_model_reserve(ref, c->minibatch, ctx) < 0)) {
         ag_ppo_destroy(&p);
         return NULL;
@@ -234,6 +232,7 @@ void ag_ppo_destroy(ag_ppo_t **self)
     if (!self || !*self)
         return;
     ag_adamw_destroy(&(*self)->opt);
+    ag_loss_destroy(&(*self)->loss);
     free(*self);
     *self = NULL;
 }
@@ -411,7 +410,7 @@ int ag_ppo_update(ag_ppo_t *p, const ag_seq_t *const *rows, const float *const *
                     .ref_logprobs = use_ref ? mb.ref : NULL,
                 };
                 ag_loss_stats_t ls;
-                rc = ag_model_loss_backward(p->policy, &lb, &lc, &ls);
+                rc = ag_loss_backward(p->loss, p->policy, &lb, &lc, &ls);
                 if (rc < 0)
                     goto done;
                 const double w = ls.tokens;

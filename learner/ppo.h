@@ -30,30 +30,54 @@
 #include <stdint.h>
 
 #include "gae.h"
+#include "loss.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
 #include "seq.h"
 
+/* The defaults, one place for both ag_ppo_config_default and agora-learner's
+ * option table (main.c spells them with AG_PPO_STR), so the unit tests start
+ * where production does. Plain literals: they are stringified. */
+#define AG_PPO_DEFAULT_EPOCHS 2
+#define AG_PPO_DEFAULT_MINIBATCH 32
+#define AG_PPO_DEFAULT_MICROBATCH 8
+#define AG_PPO_DEFAULT_LR 3e-4
+#define AG_PPO_DEFAULT_WEIGHT_DECAY 0.01
+#define AG_PPO_DEFAULT_MAX_GRAD_NORM 1.0
+#define AG_PPO_DEFAULT_GAMMA 1.0
+#define AG_PPO_DEFAULT_LAMBDA 0.95
+#define AG_PPO_DEFAULT_TURN_GAMMA 1.0
+#define AG_PPO_DEFAULT_CLIP 0.2
+#define AG_PPO_DEFAULT_VF_COEF 0.5
+#define AG_PPO_DEFAULT_VF_CLIP 0.2
+#define AG_PPO_DEFAULT_ENT_COEF 0.001
+#define AG_PPO_DEFAULT_KL_COEF 0.02
+#define AG_PPO_DEFAULT_KL_TARGET 0
+#define AG_PPO_DEFAULT_IS_CLIP 1.0
+#define AG_PPO_STR_(x) #x
+#define AG_PPO_STR(x) AG_PPO_STR_(x)
+
 typedef struct ag_ppo_config {
-    int epochs;          /* 2 */
-    int minibatch;       /* sequences per minibatch: 32 */
-    int microbatch;      /* sequences per forward pass (0 = a whole minibatch): 8 */
-    float lr;            /* 3e-4 */
-    float weight_decay;  /* 0.01 */
-    float max_grad_norm; /* 1.0 */
-    ag_gae_config_t gae; /* gamma 1.0, lambda 0.95, turn_gamma 1.0 */
-    float clip_eps;      /* 0.2 */
-    float vf_coef;       /* 0.5 */
-    float vf_clip;       /* 0.2; <= 0 disables value clipping */
-    float ent_coef;      /* 0.01 */
-    float kl_coef;       /* 0.0: initial KL coefficient */
-    float kl_target;     /* 0 = fixed coefficient */
-    int kl_estimator;    /* AG_KL_K1 or AG_KL_K3 */
-    float is_clip;       /* truncation of the importance weight: 1.0 */
-    int whiten;          /* 1 */
+    int epochs;
+    int minibatch;  /* sequences per minibatch */
+    int microbatch; /* sequences per forward pass (0 = a whole minibatch) */
+    float lr;
+    float weight_decay;
+    float max_grad_norm;
+    ag_gae_config_t gae;
+    float clip_eps;
+    float vf_coef;
+    float vf_clip; /* <= 0 disables value clipping */
+    float ent_coef;
+    float kl_coef;    /* initial KL coefficient; used only with a reference model */
+    float kl_target;  /* 0 = fixed coefficient */
+    int kl_estimator; /* AG_KL_K1 or AG_KL_K3 (default k3) */
+    float is_clip;    /* truncation of the importance weight */
+    int whiten;       /* whiten advantages (default 1) */
 } ag_ppo_config_t;
 
+/* The AG_PPO_DEFAULT_* values above, k3, whitening on. */
 void ag_ppo_config_default(ag_ppo_config_t *c);
 
 typedef struct ag_ppo_stats {

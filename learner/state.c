@@ -1,7 +1,7 @@
 /*
- * state.c - the learner's resume state as JSON (see state.h). 64-bit values
- * that may exceed JSON's safe integers (RNG words, counters) are strings;
- * the queue's count and CRC-32 are plain JSON integers.
+ * state.c - the learner's resume state as a sidecar file (sidecar.h):
+ * counters as decimal strings, RNG words as hexadecimal strings, the
+ * queue's count and CRC-32 as plain JSON integers.
  */
 #include "state.h"
 
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "crc32.h"
+#include "sidecar.h"
 
 void ag_state_init(ag_learner_state_t *st)
 {
@@ -47,38 +48,23 @@ int ag_state_count_actor(ag_learner_state_t *st, const char *actor_id, uint64_t 
     return 0;
 }
 
-static json_t *s_u64(uint64_t v)
-{
-    char b[24];
-    snprintf(b, sizeof b, "%" PRIu64, v);
-    return json_string(b);
-}
+#define STATE_FORMAT "agora-learner-state/1"
 
-static int s_get_u64(const json_t *o, const char *key, uint64_t *out)
-{
-    const json_t *v = json_object_get(o, key);
-    if (!json_is_string(v))
-        return -EINVAL;
-    char *end;
-    errno = 0;
-    *out = strtoull(json_string_value(v), &end, 0);
-    return errno || *end ? -EINVAL : 0;
-}
-
-char *ag_state_dump(const ag_learner_state_t *st)
+int ag_state_save(const char *path, const ag_learner_state_t *st, char *err, size_t err_len)
 {
     json_t *o = json_object();
     json_t *rng = json_array(), *league = json_array(), *actors = json_object();
     /* Built first: without it the state would silently read back as "no queue". */
     json_t *queue = json_pack("{s:I,s:I}", "count", (json_int_t)st->queue_count, "crc32",
                               (json_int_t)st->queue_crc32);
+    int rc = -ENOMEM;
     if (!o || !rng || !league || !actors || !queue) {
-        json_decref(o);
         json_decref(rng);
         json_decref(league);
         json_decref(actors);
         json_decref(queue);
-        return NULL;
+        snprintf(err, err_len, "%s: out of memory", path);
+        goto done;
     }
     for (int i = 0; i < 4; i++) {
         char b[24];
@@ -86,19 +72,19 @@ char *ag_state_dump(const ag_learner_state_t *st)
         json_array_append_new(rng, json_string(b));
     }
     for (size_t i = 0; i < st->n_league; i++)
-        json_array_append_new(league, s_u64(st->league[i]));
+        json_array_append_new(league, ag_sidecar_u64_new(st->league[i]));
     for (size_t i = 0; i < st->n_actors; i++)
-        json_object_set_new(actors, st->actors[i].actor_id, s_u64(st->actors[i].trained));
-    json_object_set_new(o, "format", json_string("agora-learner-state/1"));
-    json_object_set_new(o, "version", s_u64(st->version));
-    json_object_set_new(o, "updates", s_u64(st->updates));
-    json_object_set_new(o, "trajectories", s_u64(st->trajectories));
-    json_object_set_new(o, "trained", s_u64(st->trained));
-    json_object_set_new(o, "tokens_trained", s_u64(st->tokens_trained));
-    json_object_set_new(o, "duplicates", s_u64(st->duplicates));
-    json_object_set_new(o, "stale", s_u64(st->stale));
-    json_object_set_new(o, "dropped_stale", s_u64(st->dropped_stale));
-    json_object_set_new(o, "rejected", s_u64(st->rejected));
+        json_object_set_new(actors, st->actors[i].actor_id,
+                            ag_sidecar_u64_new(st->actors[i].trained));
+    json_object_set_new(o, "version", ag_sidecar_u64_new(st->version));
+    json_object_set_new(o, "updates", ag_sidecar_u64_new(st->updates));
+    json_object_set_new(o, "trajectories", ag_sidecar_u64_new(st->trajectories));
+    json_object_set_new(o, "trained", ag_sidecar_u64_new(st->trained));
+    json_object_set_new(o, "tokens_trained", ag_sidecar_u64_new(st->tokens_trained));
+    json_object_set_new(o, "duplicates", ag_sidecar_u64_new(st->duplicates));
+    json_object_set_new(o, "stale", ag_sidecar_u64_new(st->stale));
+    json_object_set_new(o, "dropped_stale", ag_sidecar_u64_new(st->dropped_stale));
+    json_object_set_new(o, "rejected", ag_sidecar_u64_new(st->rejected));
     json_object_set_new(o, "kl_coef", json_real(st->kl_coef));
     json_object_set_new(o, "elapsed_s", json_real(st->elapsed_s));
     json_object_set_new(o, "rng", rng);
@@ -106,102 +92,95 @@ char *ag_state_dump(const ag_learner_state_t *st)
     json_object_set_new(o, "actors", actors);
     json_object_set_new(o, "dedup", st->dedup ? json_incref(st->dedup) : json_array());
     json_object_set_new(o, "queue", queue);
-    char *text = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+    rc = ag_sidecar_save(path, STATE_FORMAT, o, err, err_len);
+done:
     json_decref(o);
-    return text;
-}
-
-int ag_state_save(const char *path, const ag_learner_state_t *st, char *err, size_t err_len)
-{
-    char *text = ag_state_dump(st);
-    if (!text) {
-        snprintf(err, err_len, "out of memory");
-        return -ENOMEM;
-    }
-    int rc = ag_write_atomic(path, text, strlen(text));
-    free(text);
-    if (rc < 0)
-        snprintf(err, err_len, "%s: %s", path, strerror(-rc));
     return rc;
 }
 
 int ag_state_load(const char *path, ag_learner_state_t *st, char *err, size_t err_len)
 {
     ag_state_init(st);
-    json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
-    if (!o) {
-        snprintf(err, err_len, "%s: %s", path, je.text);
-        return -EINVAL;
+    ag_sidecar_t sc;
+    int rc = ag_sidecar_open(&sc, path, STATE_FORMAT, 0);
+    const json_t *rng = ag_sidecar_array(&sc, NULL, "rng");
+    const json_t *league = ag_sidecar_array(&sc, NULL, "league");
+    const json_t *actors = ag_sidecar_object(&sc, NULL, "actors");
+    const json_t *dedup = ag_sidecar_array(&sc, NULL, "dedup");
+    ag_sidecar_number(&sc, NULL, "kl_coef", 0, 1e6, &st->kl_coef);
+    ag_sidecar_number(&sc, NULL, "elapsed_s", 0, 1e12, &st->elapsed_s);
+    const struct {
+        const char *key;
+        uint64_t *out;
+    } counters[] = {
+        {"version", &st->version},
+        {"updates", &st->updates},
+        {"trajectories", &st->trajectories},
+        {"trained", &st->trained},
+        {"tokens_trained", &st->tokens_trained},
+        {"duplicates", &st->duplicates},
+        {"stale", &st->stale},
+        {"dropped_stale", &st->dropped_stale},
+        {"rejected", &st->rejected},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        ag_sidecar_u64(&sc, NULL, counters[i].key, UINT64_MAX, counters[i].out);
+    if (ag_sidecar_ok(&sc) && json_array_size(rng) != 4)
+        ag_sidecar_bad(&sc, "rng", "4 words");
+    for (size_t i = 0; ag_sidecar_ok(&sc) && i < 4; i++) {
+        const json_t *w = json_array_get(rng, i);
+        char *end = NULL;
+        errno = 0;
+        st->rng.s[i] = json_is_string(w) ? strtoull(json_string_value(w), &end, 16) : 0;
+        if (!json_is_string(w) || errno || !end || *end)
+            ag_sidecar_bad(&sc, "rng", "4 hexadecimal words");
     }
-    int rc = 0;
-    const json_t *fmt = json_object_get(o, "format");
-    const json_t *rng = json_object_get(o, "rng"), *league = json_object_get(o, "league");
-    const json_t *actors = json_object_get(o, "actors"), *dedup = json_object_get(o, "dedup");
-    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), "agora-learner-state/1") ||
-        !json_is_array(rng) || json_array_size(rng) != 4 || !json_is_array(league) ||
-        !json_is_object(actors) || !json_is_array(dedup) ||
-        !json_is_number(json_object_get(o, "kl_coef")) ||
-        !json_is_number(json_object_get(o, "elapsed_s")) || s_get_u64(o, "version", &st->version) ||
-        s_get_u64(o, "updates", &st->updates) || s_get_u64(o, "trajectories", &st->trajectories) ||
-        s_get_u64(o, "trained", &st->trained) ||
-        s_get_u64(o, "tokens_trained", &st->tokens_trained) ||
-        s_get_u64(o, "duplicates", &st->duplicates) || s_get_u64(o, "stale", &st->stale) ||
-        s_get_u64(o, "dropped_stale", &st->dropped_stale) ||
-        s_get_u64(o, "rejected", &st->rejected)) {
-        snprintf(err, err_len, "%s: not an agora learner state (missing or bad fields)", path);
-        rc = -EINVAL;
-        goto done;
-    }
-    st->kl_coef = json_number_value(json_object_get(o, "kl_coef"));
-    st->elapsed_s = json_number_value(json_object_get(o, "elapsed_s"));
-    for (int i = 0; i < 4; i++) {
-        const json_t *w = json_array_get(rng, (size_t)i);
-        st->rng.s[i] = json_is_string(w) ? strtoull(json_string_value(w), NULL, 16) : 0;
-    }
-    st->n_league = json_array_size(league);
-    st->league = calloc(st->n_league ? st->n_league : 1, sizeof *st->league);
-    if (!st->league) {
-        rc = -ENOMEM;
-        goto done;
-    }
-    for (size_t i = 0; i < st->n_league; i++) {
-        const json_t *v = json_array_get(league, i);
-        st->league[i] = json_is_string(v) ? strtoull(json_string_value(v), NULL, 10) : 0;
-        if (!st->league[i] || (i && st->league[i] <= st->league[i - 1])) {
-            snprintf(err, err_len, "%s: league versions must be ascending", path);
-            rc = -EINVAL;
+    if (ag_sidecar_ok(&sc)) {
+        st->n_league = json_array_size(league);
+        st->league = calloc(st->n_league ? st->n_league : 1, sizeof *st->league);
+        if (!st->league) {
+            rc = -ENOMEM;
+            snprintf(err, err_len, "%s: out of memory", path);
             goto done;
         }
     }
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)actors, key, val)
-    {
-        if (!json_is_string(val) ||
-            ag_state_count_actor(st, key, strtoull(json_string_value(val), NULL, 10)) < 0) {
-            rc = -EINVAL;
-            snprintf(err, err_len, "%s: bad actor counts", path);
-            goto done;
+    for (size_t i = 0; ag_sidecar_ok(&sc) && i < st->n_league; i++)
+        if (ag_sidecar_u64_of(&sc, json_array_get(league, i), "league", UINT64_MAX,
+                              &st->league[i]) == 0 &&
+            (!st->league[i] || (i && st->league[i] <= st->league[i - 1])))
+            ag_sidecar_bad(&sc, "league", "ascending versions >= 1");
+    if (ag_sidecar_ok(&sc)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)actors, key, val)
+        {
+            uint64_t n;
+            if (ag_sidecar_u64_of(&sc, val, "actors", UINT64_MAX, &n) < 0)
+                break;
+            if (ag_state_count_actor(st, key, n) < 0) {
+                rc = -ENOMEM;
+                snprintf(err, err_len, "%s: out of memory", path);
+                goto done;
+            }
         }
     }
     /* A state written before the queue was saved has no key: an empty queue. */
-    const json_t *queue = json_object_get(o, "queue");
-    if (queue) {
-        const json_t *count = json_object_get(queue, "count");
-        const json_t *crc = json_object_get(queue, "crc32");
-        if (!json_is_integer(count) || !json_is_integer(crc) || json_integer_value(count) < 0 ||
-            json_integer_value(crc) < 0 || json_integer_value(crc) > (json_int_t)UINT32_MAX) {
-            snprintf(err, err_len, "%s: bad \"queue\" (count and crc32 must be integers)", path);
-            rc = -EINVAL;
-            goto done;
-        }
-        st->queue_count = (uint64_t)json_integer_value(count);
-        st->queue_crc32 = (uint32_t)json_integer_value(crc);
+    if (ag_sidecar_ok(&sc) && json_object_get(sc.root, "queue")) {
+        const json_t *queue = ag_sidecar_object(&sc, NULL, "queue");
+        uint64_t crc = 0;
+        ag_sidecar_u64(&sc, queue, "count", UINT32_MAX, &st->queue_count);
+        ag_sidecar_u64(&sc, queue, "crc32", UINT32_MAX, &crc);
+        st->queue_crc32 = (uint32_t)crc;
+    }
+    if (!ag_sidecar_ok(&sc)) {
+        rc = rc == -ENOENT ? -ENOENT : -EINVAL;
+        snprintf(err, err_len, "%s", sc.err);
+        goto done;
     }
     st->dedup = json_incref((json_t *)dedup);
+    rc = 0;
 done:
-    json_decref(o);
+    ag_sidecar_close(&sc);
     if (rc < 0)
         ag_state_finish(st);
     return rc;

@@ -2,10 +2,9 @@
  * state.h - what the learner needs, besides its checkpoints, to continue a
  * run exactly after --resume: counters, the policy version, the minibatch
  * RNG, the KL coefficient, the league list, per-actor training counts and
- * the de-duplication memory. Stored as JSON (state.json in learner.out),
- * written atomically (temporary file, fsync, rename, fsync of the
- * directory) after policy.ckpt and queue.bin, so a crash leaves the
- * previous state.
+ * the de-duplication memory. Stored as a sidecar file (sidecar.h:
+ * state.json in learner.out), written atomically after policy.ckpt and
+ * queue.bin, so a crash leaves the previous state.
  *
  * The trajectories accepted but not yet trained at the checkpoint are in a
  * companion file, queue.bin, written just before state.json; state.json
@@ -54,10 +53,9 @@ void ag_state_finish(ag_learner_state_t *st);
 /* Adds n to actor_id's count (creating it). Returns 0 or -ENOMEM. */
 int ag_state_count_actor(ag_learner_state_t *st, const char *actor_id, uint64_t n);
 
-/* The state as JSON text (malloc'd), or NULL without memory. */
-char *ag_state_dump(const ag_learner_state_t *st);
-
-/* Returns 0, or a negative errno with a reason in err. */
+/* Writes / reads state.json (format "agora-learner-state/1", sidecar.h).
+ * Returns 0, or a negative errno with a reason in err: the file and the
+ * member that failed its type or range check. */
 int ag_state_save(const char *path, const ag_learner_state_t *st, char *err, size_t err_len);
 int ag_state_load(const char *path, ag_learner_state_t *st, char *err, size_t err_len);
 

@@ -17,6 +17,7 @@
 
 #include "env_client.h"
 #include "log.h"
+#include "loss.h"
 #include "optim.h"
 
 #define DEMO_CHUNK 256
@@ -24,11 +25,15 @@
 #define MAX_OPTIONS 32
 #define MAX_ENDPOINTS 16
 
+#define PATH_MAX_WHAT 4200
+#define MAX_REPORTED 5 /* transcripts named one by one when they do not fit */
+
 typedef struct seqs {
     ag_seq_t *v;
     size_t n, cap;
-    size_t dropped;
+    size_t dropped, longest; /* seats that do not fit the context, and the longest */
     int ctx;
+    const char *game;
 } seqs_t;
 
 int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)[2], size_t max)
@@ -79,12 +84,26 @@ int ag_options_merge(const char *base, const char *over, char *out, size_t cap)
     return 0;
 }
 
+/* A seat of transcript `what` that cannot be trained on: named (the first
+ * few), counted, and summed up by ag_warmstart_load. */
+static void s_refuse(seqs_t *l, const char *what, const char *game, size_t seat, size_t tokens)
+{
+    if (l->dropped++ < MAX_REPORTED)
+        ag_error("warmstart",
+                 "%s (game %s): seat %zu is %zu tokens, more than model.ctx = %d: it cannot be "
+                 "trained on",
+                 what, game, seat, tokens, l->ctx);
+    if (tokens > l->longest)
+        l->longest = tokens;
+}
+
 /* Moves the per-seat sequences of one transcript into the list. */
-static int s_keep(seqs_t *l, ag_seq_t *seat, size_t n_seats)
+static int s_keep(seqs_t *l, ag_seq_t *seat, size_t n_seats, const char *what, const char *game)
 {
     for (size_t p = 0; p < n_seats; p++) {
         if (!seat[p].n_turns || seat[p].len > (size_t)l->ctx) {
-            l->dropped += seat[p].n_turns ? 1 : 0;
+            if (seat[p].n_turns)
+                s_refuse(l, what, game, p, seat[p].len);
             ag_seq_finish(&seat[p]);
             continue;
         }
@@ -109,7 +128,8 @@ typedef struct turn_text {
     const char *action;
 } turn_text_t;
 
-static int s_add_transcript(seqs_t *l, const turn_text_t *turns, size_t n_turns)
+static int s_add_transcript(seqs_t *l, const turn_text_t *turns, size_t n_turns, const char *what,
+                            const char *game)
 {
     ag_seq_t seat[MAX_PLAYERS];
     size_t n_seats = 0;
@@ -128,7 +148,7 @@ static int s_add_transcript(seqs_t *l, const turn_text_t *turns, size_t n_turns)
         if (ag_seq_turn_text(&seat[turns[i].player], turns[i].obs, strlen(turns[i].obs),
                              turns[i].action, strlen(turns[i].action), 0) < 0)
             goto nomem;
-    return s_keep(l, seat, n_seats);
+    return s_keep(l, seat, n_seats, what, game);
 nomem:
     for (size_t p = 0; p < n_seats; p++)
         ag_seq_finish(&seat[p]);
@@ -185,8 +205,13 @@ static int s_load_file(const ag_warmstart_config_t *c, seqs_t *l)
             turns[i] = (turn_text_t){(uint32_t)json_integer_value(pl), json_string_value(ob),
                                      json_string_value(ac)};
         }
-        if (rc == 0)
-            rc = s_add_transcript(l, turns, nt);
+        if (rc == 0) {
+            char what[PATH_MAX_WHAT];
+            const json_t *jg = json_object_get(o, "game");
+            snprintf(what, sizeof what, "%s:%zu", c->file, lineno);
+            rc = s_add_transcript(l, turns, nt, what,
+                                  json_is_string(jg) ? json_string_value(jg) : l->game);
+        }
         json_decref(o);
     }
     free(turns);
@@ -267,15 +292,22 @@ static int s_fetch_demos(const ag_warmstart_config_t *c, seqs_t *l)
         }
         for (size_t i = 0; i < rep->demo->n_transcripts && rc == 0; i++) {
             const Agora__V1__Transcript *t = rep->demo->transcripts[i];
+            char what[96];
+            snprintf(what, sizeof what, "Demo transcript %ld (seed %" PRIu64 ")", done_n + (long)i,
+                     c->seed + (uint64_t)done_n + i);
             if (t->n_turns > sizeof turns / sizeof turns[0]) {
+                ag_error("warmstart", "%s (game %s): %zu turns, more than %zu: not trained on",
+                         what, c->game, t->n_turns, sizeof turns / sizeof turns[0]);
                 l->dropped++;
                 continue;
             }
             for (size_t k = 0; k < t->n_turns; k++)
                 turns[k] = (turn_text_t){t->turns[k]->player, t->turns[k]->observation,
                                          t->turns[k]->action};
-            rc = s_add_transcript(l, turns, t->n_turns);
+            rc = s_add_transcript(l, turns, t->n_turns, what, c->game);
             if (rc == -EINVAL) {
+                ag_error("warmstart", "%s (game %s): a turn of a player above %d: not trained on",
+                         what, c->game, MAX_PLAYERS - 1);
                 l->dropped++;
                 rc = 0;
             }
@@ -290,10 +322,32 @@ done:
 }
 
 int ag_warmstart_load(const ag_warmstart_config_t *c, int ctx, ag_seq_t **out, size_t *n,
-                      size_t *dropped)
+                      size_t *dropped, char *why, size_t why_len)
 {
-    seqs_t l = {.ctx = ctx};
-    int rc = c->file && c->file[0] ? s_load_file(c, &l) : (c->demos > 0 ? s_fetch_demos(c, &l) : 0);
+    char reason[512] = "";
+    seqs_t l = {.ctx = ctx, .game = c->game && c->game[0] ? c->game : "(unnamed)"};
+    const bool file = c->file && c->file[0];
+    int rc = file ? s_load_file(c, &l) : (c->demos > 0 ? s_fetch_demos(c, &l) : 0);
+    if (rc == 0 && l.dropped) {
+        ag_error("warmstart",
+                 "%zu seat transcripts cannot be trained on (the longest: %zu tokens, "
+                 "model.ctx = %d)%s",
+                 l.dropped, l.longest, ctx, l.n ? "; the warm start goes on with the rest" : "");
+    }
+    if (rc == 0 && !l.n && (file || c->demos > 0)) {
+        if (l.dropped)
+            snprintf(reason, sizeof reason,
+                     "nothing to train on: no transcript of %s fits model.ctx = %d (the "
+                     "longest seat: %zu tokens); raise model.ctx or shorten the games",
+                     file ? c->file : "the Demo requests", ctx, l.longest);
+        else
+            snprintf(reason, sizeof reason, "nothing to train on: %s holds no turns",
+                     file ? c->file : "the Demo replies");
+        ag_error("warmstart", "%s", reason);
+        rc = -EINVAL;
+    }
+    if (why && why_len)
+        snprintf(why, why_len, "%s", rc < 0 && reason[0] ? reason : rc < 0 ? strerror(-rc) : "");
     if (rc < 0) {
         ag_warmstart_free(l.v, l.n);
         *out = NULL;
@@ -334,7 +388,8 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
     int32_t *tok = malloc((size_t)bs * (size_t)ctx * sizeof *tok);
     int32_t *tgt = malloc((size_t)bs * (size_t)ctx * sizeof *tgt);
     float *mask = malloc((size_t)bs * (size_t)ctx * sizeof *mask);
-    if (!opt || !perm || !tok || !tgt || !mask) {
+    ag_loss_t *loss = ag_loss_create();
+    if (!opt || !perm || !tok || !tgt || !mask || !loss) {
         rc = -ENOMEM;
         goto done;
     }
@@ -377,7 +432,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
             ag_model_zero_grad(m);
             ag_loss_batch_t lb = {.targets = tgt, .mask = mask};
             ag_loss_stats_t ls;
-            rc = ag_model_loss_backward(m, &lb, &lc, &ls);
+            rc = ag_loss_backward(loss, m, &lb, &lc, &ls);
             if (rc < 0)
                 goto done;
             rc = ag_adamw_step(opt, m, NULL);
@@ -398,6 +453,7 @@ int ag_warmstart_train(ag_model_t *m, const ag_seq_t *seqs, size_t n,
     }
 done:
     ag_adamw_destroy(&opt);
+    ag_loss_destroy(&loss);
     free(perm);
     free(tok);
     free(tgt);

@@ -50,11 +50,15 @@ int ag_options_merge(const char *base, const char *over, char *out, size_t cap);
 
 /*
  * Loads the demonstrations as sequences (caller frees with
- * ag_warmstart_free). Sequences longer than ctx tokens are dropped and
- * counted in *dropped. Returns 0 or a negative errno after logging why.
+ * ag_warmstart_free). A seat longer than ctx tokens cannot be trained on: it
+ * is an error naming the game, the transcript (Demo index and seed, or
+ * FILE:LINE) and the sizes, counted in *dropped; when no seat is left, the
+ * load fails (-EINVAL) rather than train on nothing. Returns 0 or a negative
+ * errno after logging why; why (why_len bytes, may be NULL) gets the reason
+ * of a failure in one line.
  */
 int ag_warmstart_load(const ag_warmstart_config_t *c, int ctx, ag_seq_t **out, size_t *n,
-                      size_t *dropped);
+                      size_t *dropped, char *why, size_t why_len);
 void ag_warmstart_free(ag_seq_t *seqs, size_t n);
 
 /* Called after each epoch; a non-zero return stops the warm start. */

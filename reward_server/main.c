@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "service.h"
+#include "reward_service.h"
 
 static const ag_option_t s_options[] = {
     {"reward.bind", "bind", "tcp://*:5560", "ROUTER endpoint to serve Score, Label and Stats on"},

@@ -276,7 +276,7 @@ static int s_run(ag_rm_t *rm, const ag_rm_label_t *labels, size_t n, bool backwa
         for (int b = 0; b < B; b++)
             rm->dvalues[(size_t)b * T + rm->last[b]] = rm->dscores[b];
         ag_model_zero_grad(rm->m);
-        int rc = ag_model_backward(rm->m, NULL, rm->dvalues);
+        int rc = ag_model_backward(rm->m, NULL, NULL, rm->dvalues);
         if (rc < 0)
             return rc;
     }

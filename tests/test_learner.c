@@ -16,12 +16,14 @@
  *               as in a straight run; a damaged, missing or mismatched
  *               queue.bin is a warning and an empty queue; a queue longer than
  *               the resumed learner's is cut with a warning.
+ *   defaults:   the [ppo] defaults agora-learner prints are ag_ppo_config_default.
  *
  * Usage: test_learner PATH/TO/agora-learner
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -47,6 +49,7 @@
 #include "control.pb-c.h"
 #include "crc32.h"
 #include "model.h"
+#include "ppo.h"
 #include "seq.h"
 #include "state.h"
 #include "traj.h"
@@ -156,6 +159,8 @@ static void s_start(learner_t *l, const char *dir, const char *resume)
                               dir,
                               "--demos",
                               "0",
+                              "--env",
+                              "",
                               "--model.d_model",
                               "16",
                               "--model.n_layers",
@@ -363,7 +368,7 @@ static void s_build(built_t *b, const char *actor, uint64_t seq, uint64_t versio
     b->id.run_id = 0xfeedULL;
     b->id.sequence = seq;
     agora__v1__metric__init(&b->metric);
-    b->metric.name = (char *)"true_side_won";
+    b->metric.name = (char *)"judge_accuracy";
     b->metric.value = win > 0 ? 1.0 : 0.0;
     b->metrics[0] = &b->metric;
     agora__v1__trajectory__init(&b->t);
@@ -1184,6 +1189,110 @@ static void test_resume_queue_cut(void **state)
     s_rmdir(dir);
 }
 
+static void s_nothing(void *arg)
+{
+    (void)arg;
+}
+
+/* A warm start whose every transcript is longer than model.ctx trains on
+ * nothing: the learner says why and exits 1, it does not go on untrained. */
+static void test_warmstart_nothing_fits(void **state)
+{
+    (void)state;
+    char dir[256], file[300], traj[64], weights[64], control[64];
+    assert_int_equal(harness_mkdtemp(dir, sizeof dir, "learner-ws"), 0);
+    snprintf(file, sizeof file, "%s/long.jsonl", dir);
+    const char *line = "{\"game\":\"somegame\",\"turns\":[{\"player\":0,\"observation\":"
+                       "\"0123456789012345678901234567890123456789\",\"action\":\"x\"}]}\n";
+    assert_int_equal(harness_write_file(file, line, strlen(line)), 0);
+    assert_int_equal(harness_free_endpoint(traj, sizeof traj), 0);
+    assert_int_equal(harness_free_endpoint(weights, sizeof weights), 0);
+    assert_int_equal(harness_free_endpoint(control, sizeof control), 0);
+    char *const argv[] = {(char *)s_exe,
+                          "--trajectories",
+                          traj,
+                          "--weights",
+                          weights,
+                          "--control",
+                          control,
+                          "--out",
+                          dir,
+                          "--warmstart.file",
+                          file,
+                          "--env",
+                          "",
+                          "--model.d_model",
+                          "16",
+                          "--model.n_layers",
+                          "1",
+                          "--model.n_heads",
+                          "2",
+                          "--model.ctx",
+                          "32",
+                          "--threads",
+                          "1",
+                          "--progress",
+                          "off",
+                          "--log.level",
+                          "error",
+                          NULL};
+    assert_int_equal(harness_run_while(argv, 60000, s_nothing, NULL), 1);
+    harness_rmtree(dir);
+}
+
+/* The defaults agora-learner --help prints for [ppo] are the library's
+ * (ag_ppo_config_default), so test_ppo starts where production does. */
+static void test_ppo_defaults_match_binary(void **state)
+{
+    (void)state;
+    ag_ppo_config_t c;
+    ag_ppo_config_default(&c);
+    const struct {
+        const char *name;
+        double want;
+    } rows[] = {
+        {"ppo.epochs", c.epochs},
+        {"ppo.minibatch", c.minibatch},
+        {"ppo.microbatch", c.microbatch},
+        {"ppo.lr", c.lr},
+        {"ppo.weight_decay", c.weight_decay},
+        {"ppo.max_grad_norm", c.max_grad_norm},
+        {"ppo.gamma", c.gae.gamma},
+        {"ppo.lambda", c.gae.lambda},
+        {"ppo.turn_gamma", c.gae.turn_gamma},
+        {"ppo.clip", c.clip_eps},
+        {"ppo.vf_coef", c.vf_coef},
+        {"ppo.vf_clip", c.vf_clip},
+        {"ppo.ent_coef", c.ent_coef},
+        {"ppo.kl_coef", c.kl_coef},
+        {"ppo.kl_target", c.kl_target},
+        {"ppo.is_clip", c.is_clip},
+    };
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' --help 2>&1", s_exe);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[512];
+    size_t found = 0;
+    while (fgets(line, sizeof line, f)) {
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            char opt[64];
+            snprintf(opt, sizeof opt, "--%s ", rows[k].name);
+            const char *at = strstr(line, opt), *def = strstr(line, "[default ");
+            if (!at || !def)
+                continue;
+            const double got = strtod(def + 9, NULL);
+            if (fabs(got - rows[k].want) > 1e-6 * fabs(rows[k].want))
+                fail_msg("%s: agora-learner %g, ag_ppo_config_default %g", rows[k].name, got,
+                         rows[k].want);
+            found++;
+        }
+    }
+    pclose(f);
+    assert_int_equal(found, sizeof rows / sizeof rows[0]);
+    assert_true(c.kl_estimator == AG_KL_K3 && c.whiten == 1);
+}
+
 static int s_kill_children(void **state)
 {
     (void)state;
@@ -1204,10 +1313,16 @@ int main(int argc, char **argv)
     s_exe = argv[1];
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_queue_file),          cmocka_unit_test(test_protocol),
-        cmocka_unit_test(test_resend_trained_once), cmocka_unit_test(test_stale_dropped),
-        cmocka_unit_test(test_min_actors),          cmocka_unit_test(test_resume_equivalence),
-        cmocka_unit_test(test_resume_keeps_queue),  cmocka_unit_test(test_resume_queue_cut),
+        cmocka_unit_test(test_queue_file),
+        cmocka_unit_test(test_protocol),
+        cmocka_unit_test(test_resend_trained_once),
+        cmocka_unit_test(test_stale_dropped),
+        cmocka_unit_test(test_min_actors),
+        cmocka_unit_test(test_resume_equivalence),
+        cmocka_unit_test(test_resume_keeps_queue),
+        cmocka_unit_test(test_resume_queue_cut),
+        cmocka_unit_test(test_ppo_defaults_match_binary),
+        cmocka_unit_test(test_warmstart_nothing_fits),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);
 }

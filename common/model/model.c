@@ -1,8 +1,10 @@
 /*
  * model.c - the transformer: tensor table, initialisation, the batched
- * training forward and backward, and the losses of the learner (CE, PPO,
- * value, entropy, KL). The kernels themselves are in nn.c; this file owns the
- * slabs, carves them into tensors and strings the kernels together.
+ * training forward, the per-token outputs an objective is built from (log
+ * p(target), entropy, value) and the backward from their gradients. The
+ * objectives themselves belong to their users (the learner's PPO, the reward
+ * model's losses); the kernels are in nn.c; this file owns the slabs, carves
+ * them into tensors and strings the kernels together.
  *
  * Rows: a batch of B sequences of T tokens is processed as R = B*T rows, so
  * each linear layer is one product over all rows (split across the pool).
@@ -191,7 +193,7 @@ static void s_init(ag_model_t *m, uint64_t seed)
     }
 }
 
-/* Per-thread scratch: LayerNorm partial sums, one row of the loss, and the
+/* Per-thread scratch: LayerNorm partial sums and the
  * attention of sequences up to seq tokens (0 before ag_model_reserve: an
  * inference-only model never runs the training attention). */
 static size_t s_scratch_per_thread(const ag_model_t *m, int seq)
@@ -202,8 +204,6 @@ static size_t s_scratch_per_thread(const ag_model_t *m, int seq)
         size_t att = ag_nn_attention_scratch(seq, c->d_model / c->n_heads);
         per = att > per ? att : per;
     }
-    if ((size_t)c->vocab + 8 > per)
-        per = (size_t)c->vocab + 8;
     return (per + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
 }
 
@@ -278,6 +278,7 @@ void ag_model_destroy(ag_model_t **self)
     free(m->acts);
     free(m->la);
     free(m->tokens);
+    free(m->tok_targets);
     free(m);
     *self = NULL;
 }
@@ -383,6 +384,9 @@ static size_t s_carve(ag_model_t *m, float *base, int B, int T)
     TAKE(m->lnf_rstd, R);
     TAKE(m->logits, R * V);
     TAKE(m->values, R);
+    TAKE(m->probs, R * V);
+    TAKE(m->logz, R);
+    TAKE(m->ent, R);
     TAKE(m->dres, R * D);
     TAKE(m->dln, R * D);
     TAKE(m->datty, R * D);
@@ -402,11 +406,13 @@ int ag_model_reserve(ag_model_t *m, int max_batch, int max_seq)
     size_t need = s_carve(m, NULL, max_batch, max_seq);
     float *acts = ag_nn_alloc(need);
     int32_t *tokens = malloc((size_t)max_batch * (size_t)max_seq * sizeof(int32_t));
+    int32_t *tok_targets = malloc((size_t)max_batch * (size_t)max_seq * sizeof(int32_t));
     ag_layer_acts_t *la = m->la ? m->la : calloc((size_t)m->cfg.n_layers, sizeof(*la));
     float *grads = m->grads ? m->grads : ag_nn_alloc(m->n_params);
     /* never below the current reservation, which stays if this call fails */
     const int scratch_seq = max_seq > m->max_seq ? max_seq : m->max_seq;
-    if (!acts || !tokens || !la || !grads || s_set_pool(m, m->threads, scratch_seq) != 0)
+    if (!acts || !tokens || !tok_targets || !la || !grads ||
+        s_set_pool(m, m->threads, scratch_seq) != 0)
         goto fail;
     if (!m->grads) {
         if (s_views(m, &m->g, grads) != 0)
@@ -415,9 +421,11 @@ int ag_model_reserve(ag_model_t *m, int max_batch, int max_seq)
     }
     free(m->acts);
     free(m->tokens);
+    free(m->tok_targets);
     m->acts = acts;
     m->acts_floats = need;
     m->tokens = tokens;
+    m->tok_targets = tok_targets;
     m->la = la;
     m->grads = grads;
     m->max_rows = max_batch * max_seq;
@@ -427,6 +435,7 @@ int ag_model_reserve(ag_model_t *m, int max_batch, int max_seq)
 fail:
     free(acts);
     free(tokens);
+    free(tok_targets);
     if (la != m->la)
         free(la);
     if (grads != m->grads)
@@ -458,6 +467,15 @@ const float *ag_model_values(const ag_model_t *m)
 const float *ag_model_hidden(const ag_model_t *m)
 {
     return m->B ? m->lnf : NULL;
+}
+
+int ag_model_forward_shape(const ag_model_t *m, int *B, int *T)
+{
+    if (!m->B)
+        return -EINVAL;
+    *B = m->B;
+    *T = m->T;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -508,6 +526,7 @@ int ag_model_forward(ag_model_t *m, int B, int T, const int32_t *tokens, unsigne
     m->B = B;
     m->T = T;
     m->fwd_flags = flags;
+    m->have_probs = 0;
     s_carve(m, m->acts, B, T);
     memcpy(m->tokens, tokens, (size_t)R * sizeof(int32_t));
     model_ctx_t mc = {m};
@@ -531,6 +550,100 @@ int ag_model_forward(ag_model_t *m, int B, int T, const int32_t *tokens, unsigne
         ag_nn_linear(m->fj, m->logits, m->lnf, m->p.headw, m->p.headb, NULL, R, c->vocab, D);
     ag_forkjoin_run(m->fj, s_value_share, &mc);
     return 0;
+}
+
+/* ------------------------------------------------------- per-token outputs */
+
+typedef struct {
+    ag_model_t *m;
+    const int32_t *targets;
+    const float *mask;
+    float *logprobs, *entropy;
+    /* backward */
+    const float *dlogprobs, *dentropy;
+} token_ctx_t;
+
+/* Softmax of each row's logits into probs, with its log partition and
+ * entropy: entropy = log Z - sum_k p_k z_k. */
+static void s_logprobs_share(void *arg, int index, int count)
+{
+    const token_ctx_t *tc = arg;
+    ag_model_t *m = tc->m;
+    const int V = m->cfg.vocab;
+    long lo, hi;
+    ag_forkjoin_split((long)m->B * m->T, index, count, 1, &lo, &hi);
+    for (long r = lo; r < hi; r++) {
+        const int live = tc->mask ? tc->mask[r] != 0.0f : 1;
+        m->tok_targets[r] = !live ? -1 : (tc->targets ? tc->targets[r] : -2);
+        if (!live) {
+            if (tc->logprobs)
+                tc->logprobs[r] = 0.0f;
+            if (tc->entropy)
+                tc->entropy[r] = 0.0f;
+            continue;
+        }
+        const float *z = m->logits + r * V;
+        float *p = m->probs + r * V;
+        memcpy(p, z, (size_t)V * sizeof(float));
+        const double logz = ag_nn_softmax(p, V);
+        double pz = 0.0;
+        for (int k = 0; k < V; k++)
+            pz += (double)p[k] * z[k];
+        const double ent = logz - pz;
+        m->logz[r] = (float)logz;
+        m->ent[r] = (float)ent;
+        if (tc->entropy)
+            tc->entropy[r] = (float)ent;
+        if (tc->logprobs)
+            tc->logprobs[r] = tc->targets ? (float)((double)z[tc->targets[r]] - logz) : 0.0f;
+    }
+}
+
+int ag_model_logprobs(ag_model_t *m, const int32_t *targets, const float *mask, float *logprobs,
+                      float *entropy)
+{
+    if (!m->acts || !m->B || (m->fwd_flags & AG_MODEL_NO_LOGITS))
+        return -EINVAL;
+    const long R = (long)m->B * m->T;
+    for (long r = 0; r < R; r++) {
+        const float w = mask ? mask[r] : 1.0f;
+        if (!(w >= 0.0f))
+            return -EINVAL;
+        if (w != 0.0f && targets && (targets[r] < 0 || targets[r] >= m->cfg.vocab))
+            return -EINVAL;
+    }
+    token_ctx_t tc = {
+        .m = m, .targets = targets, .mask = mask, .logprobs = logprobs, .entropy = entropy};
+    ag_forkjoin_run(m->fj, s_logprobs_share, &tc);
+    m->have_probs = 1;
+    return 0;
+}
+
+/* d objective / d logits over the logits rows. With lp = log p(target):
+ * d lp / d z_k = [k = target] - p_k, and d entropy / d z_k = -p_k (log p_k + H). */
+static void s_dlogits_share(void *arg, int index, int count)
+{
+    const token_ctx_t *tc = arg;
+    ag_model_t *m = tc->m;
+    const int V = m->cfg.vocab;
+    long lo, hi;
+    ag_forkjoin_split((long)m->B * m->T, index, count, 1, &lo, &hi);
+    for (long r = lo; r < hi; r++) {
+        float *z = m->logits + r * V;
+        const int t = m->tok_targets[r];
+        if (t == -1) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *p = m->probs + r * V;
+        const float fg = tc->dlogprobs ? tc->dlogprobs[r] : 0.0f;
+        const float fe = tc->dentropy ? -tc->dentropy[r] : 0.0f;
+        const float flz = m->logz[r], fh = m->ent[r];
+        for (int k = 0; k < V; k++)
+            z[k] = -fg * p[k] + fe * p[k] * ((z[k] - flz) + fh);
+        if (t >= 0)
+            z[t] += fg;
+    }
 }
 
 /* --------------------------------------------------------------- backward */
@@ -625,227 +738,22 @@ static void s_backward(ag_model_t *m, const float *dlogits, const float *dvalues
     ag_forkjoin_run(m->fj, s_embed_bwd_share, &mc);
 }
 
-int ag_model_backward(ag_model_t *m, const float *dlogits, const float *dvalues)
+int ag_model_backward(ag_model_t *m, const float *dlogprobs, const float *dentropy,
+                      const float *dvalues)
 {
     if (!m->acts || !m->B)
         return -EINVAL;
-    if (dlogits && (m->fwd_flags & AG_MODEL_NO_LOGITS))
+    const int policy = dlogprobs || dentropy;
+    if (policy && ((m->fwd_flags & AG_MODEL_NO_LOGITS) || !m->have_probs))
         return -EINVAL;
-    s_backward(m, dlogits, dvalues);
+    if (policy) {
+        token_ctx_t tc = {.m = m, .dlogprobs = dlogprobs, .dentropy = dentropy};
+        ag_forkjoin_run(m->fj, s_dlogits_share, &tc);
+        /* the logits now hold gradients: a second backward needs a new pass */
+        m->have_probs = 0;
+    }
+    s_backward(m, policy ? m->logits : NULL, dvalues);
     return 0;
-}
-
-/* ------------------------------------------------------------------ losses */
-
-void ag_loss_config_default(ag_loss_config_t *lc)
-{
-    memset(lc, 0, sizeof(*lc));
-    lc->pg_coef = 1.0f;
-    lc->clip_eps = 0.2f;
-    lc->vf_coef = 0.5f;
-    lc->vf_clip = 0.2f;
-    lc->kl_estimator = AG_KL_K3;
-}
-
-enum { ST_LOSS, ST_CE, ST_PG, ST_VL, ST_ENT, ST_KL, ST_AKL, ST_CLIP, ST_VCLIP, ST_N };
-
-typedef struct {
-    ag_model_t *m;
-    const ag_loss_batch_t *b;
-    const ag_loss_config_t *lc;
-    double inv_norm;
-    int backward, policy_grad, value_grad;
-    double partial[AG_FORKJOIN_MAX][ST_N];
-} loss_ctx_t;
-
-/* The per-token terms and, when backward, d loss / d logits written over the
- * logits row and d loss / d value into dvalues. With lp = log p(target):
- * d lp / d z_k = [k = target] - p_k, and d(-entropy) / d z_k = p_k (log p_k + H). */
-static void s_loss_share(void *arg, int index, int count)
-{
-    loss_ctx_t *lx = arg;
-    ag_model_t *m = lx->m;
-    const ag_loss_batch_t *b = lx->b;
-    const ag_loss_config_t *lc = lx->lc;
-    const int V = m->cfg.vocab;
-    const int have_logits = !(m->fwd_flags & AG_MODEL_NO_LOGITS);
-    float *p = m->scratch + (size_t)index * m->scratch_per_thread;
-    double *acc = lx->partial[index];
-    memset(acc, 0, sizeof(double) * ST_N);
-    long lo, hi;
-    ag_forkjoin_split((long)m->B * m->T, index, count, 1, &lo, &hi);
-    for (long r = lo; r < hi; r++) {
-        const double w = b->mask ? b->mask[r] : 1.0;
-        float *z = m->logits + r * V;
-        if (w == 0.0) {
-            if (lx->backward && lx->policy_grad)
-                memset(z, 0, (size_t)V * sizeof(float));
-            if (lx->backward)
-                m->dvalues[r] = 0.0f;
-            if (b->out_logprobs)
-                b->out_logprobs[r] = 0.0f;
-            if (b->out_entropy)
-                b->out_entropy[r] = 0.0f;
-            continue;
-        }
-        double g = 0.0, ent = 0.0, lp = 0.0, loss = 0.0, logz = 0.0;
-        if (have_logits) {
-            memcpy(p, z, (size_t)V * sizeof(float));
-            logz = ag_nn_softmax(p, V);
-            double pz = 0.0;
-            for (int k = 0; k < V; k++)
-                pz += (double)p[k] * z[k];
-            ent = logz - pz;
-            acc[ST_ENT] += w * ent;
-            loss -= lc->ent_coef * ent;
-            if (b->out_entropy)
-                b->out_entropy[r] = (float)ent;
-        }
-        if (have_logits && b->targets) {
-            const int a = b->targets[r];
-            lp = (double)z[a] - logz;
-            if (b->out_logprobs)
-                b->out_logprobs[r] = (float)lp;
-            acc[ST_CE] -= w * lp;
-            loss -= lc->ce_coef * lp;
-            g -= lc->ce_coef;
-            if (b->advantages && b->old_logprobs) {
-                const double A = b->advantages[r];
-                const double ratio = exp(lp - b->old_logprobs[r]);
-                const double lo_r = 1.0 - lc->clip_eps, hi_r = 1.0 + lc->clip_eps;
-                const double clipped = ratio < lo_r ? lo_r : (ratio > hi_r ? hi_r : ratio);
-                const double s1 = ratio * A, s2 = clipped * A;
-                const double pg = -(s1 < s2 ? s1 : s2);
-                acc[ST_PG] += w * pg;
-                acc[ST_AKL] += w * ((ratio - 1.0) - (lp - b->old_logprobs[r]));
-                acc[ST_CLIP] += w * (fabs(ratio - 1.0) > lc->clip_eps);
-                loss += lc->pg_coef * pg;
-                if (s1 <= s2)
-                    g -= lc->pg_coef * A * ratio;
-            }
-            if (b->ref_logprobs) {
-                const double d = b->ref_logprobs[r] - lp;
-                double kl, dkl;
-                if (lc->kl_estimator == AG_KL_K1) {
-                    kl = -d;
-                    dkl = 1.0;
-                } else {
-                    kl = exp(d) - d - 1.0;
-                    dkl = 1.0 - exp(d);
-                }
-                acc[ST_KL] += w * kl;
-                loss += lc->kl_coef * kl;
-                g += lc->kl_coef * dkl;
-            }
-        }
-        if (b->returns) {
-            const double v = m->values[r], R = b->returns[r];
-            double vl = 0.5 * (v - R) * (v - R), dv = v - R;
-            if (lc->vf_clip > 0.0f && b->old_values) {
-                const double old = b->old_values[r], c = lc->vf_clip;
-                const double dlt = v - old;
-                const double vc = old + (dlt < -c ? -c : (dlt > c ? c : dlt));
-                const double vl2 = 0.5 * (vc - R) * (vc - R);
-                acc[ST_VCLIP] += w * (fabs(dlt) > c);
-                if (vl2 > vl) {
-                    vl = vl2;
-                    dv = fabs(dlt) < c ? vc - R : 0.0;
-                }
-            }
-            acc[ST_VL] += w * vl;
-            loss += lc->vf_coef * vl;
-            if (lx->backward)
-                m->dvalues[r] = (float)(w * lx->inv_norm * lc->vf_coef * dv);
-        } else if (lx->backward) {
-            m->dvalues[r] = 0.0f;
-        }
-        acc[ST_LOSS] += w * loss;
-        if (lx->backward && lx->policy_grad) {
-            const double s = w * lx->inv_norm;
-            const float fg = (float)(s * g), fe = (float)(s * lc->ent_coef), flz = (float)logz,
-                        fh = (float)ent;
-            for (int k = 0; k < V; k++)
-                z[k] = -fg * p[k] + fe * p[k] * ((z[k] - flz) + fh);
-            if (b->targets)
-                z[b->targets[r]] += fg;
-        }
-    }
-}
-
-static int s_loss(ag_model_t *m, const ag_loss_batch_t *b, const ag_loss_config_t *lc,
-                  ag_loss_stats_t *st, int backward)
-{
-    if (!m->acts || !m->B || !b || !lc)
-        return -EINVAL;
-    const long R = (long)m->B * m->T;
-    const int have_logits = !(m->fwd_flags & AG_MODEL_NO_LOGITS);
-    const int uses_targets = lc->ce_coef != 0.0f || lc->pg_coef != 0.0f || lc->kl_coef != 0.0f;
-    if ((uses_targets || lc->ent_coef != 0.0f) && !have_logits)
-        return -EINVAL;
-    if (uses_targets && !b->targets)
-        return -EINVAL;
-    if (lc->pg_coef != 0.0f && (!b->advantages || !b->old_logprobs))
-        return -EINVAL;
-    if (lc->vf_coef != 0.0f && !b->returns)
-        return -EINVAL;
-    if (lc->kl_coef != 0.0f && !b->ref_logprobs)
-        return -EINVAL;
-    if (lc->kl_estimator != AG_KL_K1 && lc->kl_estimator != AG_KL_K3)
-        return -EINVAL;
-    if (lc->clip_eps < 0.0f || !(lc->token_norm >= 0.0f))
-        return -EINVAL;
-    double wsum = 0.0;
-    for (long r = 0; r < R; r++) {
-        const float w = b->mask ? b->mask[r] : 1.0f;
-        if (!(w >= 0.0f))
-            return -EINVAL;
-        if (w != 0.0f && b->targets && (b->targets[r] < 0 || b->targets[r] >= m->cfg.vocab))
-            return -EINVAL;
-        wsum += w;
-    }
-    const double norm = lc->token_norm > 0.0f ? lc->token_norm : wsum;
-    loss_ctx_t lxs, *lx = &lxs;
-    memset(lx, 0, sizeof(*lx));
-    lx->m = m;
-    lx->b = b;
-    lx->lc = lc;
-    lx->inv_norm = norm > 0.0 ? 1.0 / norm : 0.0;
-    lx->backward = backward;
-    lx->policy_grad = have_logits && (uses_targets || lc->ent_coef != 0.0f);
-    lx->value_grad = lc->vf_coef != 0.0f;
-    ag_forkjoin_run(m->fj, s_loss_share, lx);
-    double tot[ST_N] = {0};
-    for (int t = 0; t < m->threads; t++)
-        for (int k = 0; k < ST_N; k++)
-            tot[k] += lx->partial[t][k];
-    if (st) {
-        const double inv = wsum > 0.0 ? 1.0 / wsum : 0.0;
-        st->loss = tot[ST_LOSS] * lx->inv_norm;
-        st->ce = tot[ST_CE] * inv;
-        st->policy_loss = tot[ST_PG] * inv;
-        st->value_loss = tot[ST_VL] * inv;
-        st->entropy = tot[ST_ENT] * inv;
-        st->kl = tot[ST_KL] * inv;
-        st->approx_kl = tot[ST_AKL] * inv;
-        st->clip_frac = tot[ST_CLIP] * inv;
-        st->value_clip_frac = tot[ST_VCLIP] * inv;
-        st->tokens = wsum;
-    }
-    if (backward)
-        s_backward(m, lx->policy_grad ? m->logits : NULL, lx->value_grad ? m->dvalues : NULL);
-    return 0;
-}
-
-int ag_model_loss(ag_model_t *m, const ag_loss_batch_t *batch, const ag_loss_config_t *lc,
-                  ag_loss_stats_t *stats)
-{
-    return s_loss(m, batch, lc, stats, 0);
-}
-
-int ag_model_loss_backward(ag_model_t *m, const ag_loss_batch_t *batch, const ag_loss_config_t *lc,
-                           ag_loss_stats_t *stats)
-{
-    return s_loss(m, batch, lc, stats, 1);
 }
 
 /* ------------------------------------------------------------------ flops */

@@ -24,10 +24,11 @@
  * sequence exceeds the context.
  *
  * Typical uses:
- *   learner:  ag_model_forward -> ag_model_zero_grad -> ag_model_loss_backward
- *             -> ag_adamw_step (optim.h)
+ *   learner:  ag_model_forward -> ag_model_logprobs -> per-token gradients of
+ *             its objective (learner/loss.h) -> ag_model_backward -> ag_adamw_step
+ *             (optim.h)
  *   reward:   ag_model_forward(..., AG_MODEL_NO_LOGITS) -> read ag_model_values at the
- *             last token -> ag_model_backward(m, NULL, dvalues) -> ag_adamw_step
+ *             last token -> ag_model_backward(m, NULL, NULL, dvalues) -> ag_adamw_step
  *   actor:    ag_sampler_t (sampler.h) over a model whose weights are replaced
  *             with ag_model_load_params between generations.
  */
@@ -145,7 +146,7 @@ enum {
 /* Runs the model over tokens (B,T): B sequences of T tokens, each token in
  * [0, vocab). Sequences shorter than T are right-padded (with AG_TOK_PAD or
  * anything in the vocabulary): attention is causal, so real tokens never see
- * the padding, and a zero loss mask keeps it out of every loss. Position t of
+ * the padding, and a zero mask keeps it out of every objective. Position t of
  * each sequence predicts token t + 1. Keeps every activation for a following
  * backward. */
 int ag_model_forward(ag_model_t *m, int B, int T, const int32_t *tokens, unsigned flags);
@@ -155,82 +156,29 @@ int ag_model_forward(ag_model_t *m, int B, int T, const int32_t *tokens, unsigne
 const float *ag_model_logits(const ag_model_t *m);
 const float *ag_model_values(const ag_model_t *m);
 const float *ag_model_hidden(const ag_model_t *m);
+/* B and T of the last forward; -EINVAL before any. */
+int ag_model_forward_shape(const ag_model_t *m, int *B, int *T);
 
-/* Backpropagates given output gradients of the last forward and adds the
- * parameter gradients into the gradient slab. dlogits (B,T,vocab) and
- * dvalues (B,T) may each be NULL (no gradient through that head); dlogits
- * must be NULL after a forward with AG_MODEL_NO_LOGITS. */
-int ag_model_backward(ag_model_t *m, const float *dlogits, const float *dvalues);
+/* Per-token outputs of the last forward, which must have computed logits:
+ * at each of the B*T positions with mask > 0 (mask NULL = all), log
+ * p(targets[r]) into logprobs and the entropy -sum_a p(a) log p(a) of the
+ * whole distribution into entropy (each output may be NULL; 0 where masked).
+ * targets may be NULL (entropy only). The softmax is kept for a following
+ * ag_model_backward. -EINVAL on a negative or NaN mask, a target outside the
+ * vocabulary at an unmasked position, or no logits. */
+int ag_model_logprobs(ag_model_t *m, const int32_t *targets, const float *mask, float *logprobs,
+                      float *entropy);
 
-/* --- losses -------------------------------------------------------------- */
-
-enum { AG_KL_K1 = 1, AG_KL_K3 = 3 };
-
-/* Weights of the terms of the training objective (each term is a mean over
- * the masked tokens, see ag_loss_batch_t):
- *   loss = ce_coef * CE + pg_coef * PPO + vf_coef * VALUE
- *          - ent_coef * ENTROPY + kl_coef * KL
- *   CE      = -log p(target)                          supervised warm start
- *   PPO     = -min(r A, clip(r, 1-clip_eps, 1+clip_eps) A),
- *             r = exp(log p(target) - behaviour log-prob)
- *   VALUE   = 0.5 max((v - R)^2, (v_clip - R)^2), v_clip = v_old +
- *             clip(v - v_old, -vf_clip, vf_clip); plain 0.5 (v - R)^2 if vf_clip <= 0
- *   ENTROPY = -sum_a p(a) log p(a) over the whole vocabulary
- *   KL      = k1: log p(target) - ref;  k3: exp(ref - lp) - (ref - lp) - 1  */
-typedef struct ag_loss_config {
-    float ce_coef;
-    float pg_coef;
-    float clip_eps; /* 0.2 */
-    float vf_coef;
-    float vf_clip; /* 0.2; <= 0 disables value clipping */
-    float ent_coef;
-    float kl_coef;
-    int kl_estimator; /* AG_KL_K1 or AG_KL_K3 */
-    /* Divide by this instead of the sum of the mask (> 0), e.g. the token
-     * count of the whole batch when gradients of minibatches are accumulated. */
-    float token_norm;
-} ag_loss_config_t;
-
-void ag_loss_config_default(ag_loss_config_t *lc); /* PPO: pg 1, vf 0.5, clips 0.2, k3 */
-
-/* Per-token data, all (B,T) matching the last forward. A term's inputs are
- * needed only when its coefficient is non-zero; its statistic is reported
- * whenever its inputs are given. Targets where mask = 0 are not read. */
-typedef struct ag_loss_batch {
-    const int32_t *targets;    /* token at t+1 the policy is scored on */
-    const float *mask;         /* >= 0 weight per token, usually 0/1; NULL = all 1 */
-    const float *advantages;   /* PPO */
-    const float *old_logprobs; /* PPO: behaviour policy's log p(target) */
-    const float *returns;      /* value targets */
-    const float *old_values;   /* value clipping */
-    const float *ref_logprobs; /* KL: reference policy's log p(target) */
-    float *out_logprobs;       /* if set: the current log p(target) (0 where masked) */
-    float *out_entropy;        /* if set: the current entropy per token */
-} ag_loss_batch_t;
-
-/* Means over masked tokens (weighted by the mask). */
-typedef struct ag_loss_stats {
-    double loss;        /* the weighted objective */
-    double ce;          /* mean -log p(target) */
-    double policy_loss; /* PPO surrogate */
-    double value_loss;
-    double entropy;
-    double kl;        /* to the reference, with the configured estimator */
-    double approx_kl; /* behaviour -> current, k3 estimator */
-    double clip_frac; /* share of tokens with |r - 1| > clip_eps */
-    double value_clip_frac;
-    double tokens; /* sum of the mask */
-} ag_loss_stats_t;
-
-/* Evaluates the loss of the last forward without touching gradients. */
-int ag_model_loss(ag_model_t *m, const ag_loss_batch_t *batch, const ag_loss_config_t *lc,
-                  ag_loss_stats_t *stats);
-
-/* Evaluates the loss and backpropagates it, adding into the gradient slab.
- * The logits of the last forward are overwritten (they hold d loss/d logits
+/* Backpropagates per-token gradients of an objective with respect to the
+ * model's per-token outputs and adds the parameter gradients into the
+ * gradient slab: dlogprobs and dentropy (B,T) with respect to what the last
+ * ag_model_logprobs gave (both need that call after the last forward;
+ * positions it masked get no gradient), dvalues (B,T) with respect to
+ * ag_model_values. Each may be NULL (no gradient through it). The logits of
+ * the last forward are overwritten (they hold d objective / d logits
  * afterwards). */
-int ag_model_loss_backward(ag_model_t *m, const ag_loss_batch_t *batch, const ag_loss_config_t *lc,
-                           ag_loss_stats_t *stats);
+int ag_model_backward(ag_model_t *m, const float *dlogprobs, const float *dentropy,
+                      const float *dvalues);
 
 /* Model FLOPs per token, the convention used for MFU: 2 per multiply-add of
  * every matrix product (the embeddings are lookups and count nothing),

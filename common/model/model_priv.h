@@ -65,6 +65,11 @@ struct ag_model {
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* (R,V) */
     float *values; /* (R) */
+    /* per-token pass (ag_model_logprobs) of the last forward, for backward */
+    int have_probs;
+    float *probs;         /* (R,V) softmax of the logits */
+    float *logz, *ent;    /* (R) log partition and entropy per row */
+    int32_t *tok_targets; /* (R) target per row, -1 where masked, -2 without targets */
     float *dres, *dln, *datty, *dqkv, *dfch, *dvalues;
 };
 

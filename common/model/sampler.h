@@ -68,7 +68,7 @@ typedef struct ag_sample {
      * ratios when the learner scores that same distribution. 0 for greedy. */
     float logprob;
     /* log-probability of token under the model itself (temperature 1, full
-     * vocabulary), what ag_model_loss computes as log p(target). */
+     * vocabulary), what ag_model_logprobs computes as log p(target). */
     float policy_logprob;
     float value; /* value head at the row that was sampled from */
 } ag_sample_t;

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Check agora's model core against PyTorch autograd.
 
-    AG_TORCH_DUMP_DIR=DIR build/tests/test_model     # writes DIR/*
+    AG_TORCH_DUMP_DIR=DIR build/tests/test_loss      # writes DIR/*
     /usr/bin/python3 check_model_torch.py DIR
 
-test_model (test_torch_dump) writes a checkpoint of a small random model, a
+test_loss (test_against_torch) writes a checkpoint of a small random model, a
 batch with padding and PPO data, and what agora computed for it: logits,
 values, the loss (CE + PPO clipped surrogate + clipped value loss - entropy
 bonus + k3 KL) and the gradient slab. This script rebuilds the model described

@@ -1,10 +1,12 @@
 /*
- * service.h - agora-reward's service: named reward models (rm.h) that score
+ * reward_service.h - agora-reward's service: named reward models (rm.h) that score
  * transcripts and learn online from labels, behind the reward protocol
  * (reward.proto, docs/protocol.md §13) on one ROUTER socket.
  *
- * Threads. The libuv loop thread owns the socket, the timers and the
- * signals, and answers every request itself: Score runs a forward pass on a
+ * Threads. The process is hosted by common/net/service.h (the training
+ * thread, stop on SIGINT/SIGTERM or at max_seconds, checkpoint ticks, the
+ * lock below, the exit code). The libuv loop thread owns the socket and
+ * answers every request itself: Score runs a forward pass on a
  * serving copy of the model's weights, Label validates and stores labels,
  * Stats reads counters. One training thread owns the models being trained
  * and takes one optimizer step at a time, round-robin over the models that
