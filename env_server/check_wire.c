@@ -240,7 +240,7 @@ static void s_wrong_envelopes(ag_check_t *c)
     Agora__V1__SubmitTrajectories submit = AGORA__V1__SUBMIT_TRAJECTORIES__INIT;
     Agora__V1__Trajectory traj = AGORA__V1__TRAJECTORY__INIT;
     Agora__V1__Trajectory *trajs[1] = {&traj};
-    traj.game = "debate";
+    traj.game = "any";
     traj.seed = 7;
     submit.n_trajectories = 1;
     submit.trajectories = trajs;
