@@ -248,63 +248,6 @@ static int s_take_options(int argc, char **argv, char *extra, size_t cap)
     return out;
 }
 
-/*
- * The env server's HelloReply (caller frees it) and in *spec the GameSpec of
- * game ("" = the first the server lists), asked again while the server may
- * still be starting. NULL after writing why to err.
- */
-static Agora__V1__EnvReply *s_hello(const char *endpoint, const char *game,
-                                    const Agora__V1__GameSpec **spec, char *err, size_t errlen)
-{
-    ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
-    if (!c) {
-        snprintf(err, errlen, "cannot connect to %s", endpoint);
-        return NULL;
-    }
-    ag_env_client_set_retries(c, 0);
-    Agora__V1__EnvReply *rep = NULL;
-    int rc;
-    uint64_t until = uv_hrtime() + (uint64_t)HELLO_WAIT_MS * 1000000ULL;
-    do {
-        rc = ag_env_client_hello(c, "agora-eval", &rep);
-    } while (rc == -ETIMEDOUT && uv_hrtime() < until);
-    ag_env_client_destroy(&c);
-    *spec = NULL;
-    if (rc < 0) {
-        snprintf(err, errlen, "env server %s: %s", endpoint,
-                 rc == -ETIMEDOUT ? "no answer to Hello" : strerror(-rc));
-        return NULL;
-    }
-    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
-        snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
-                 ag_env_reply_kind(rep));
-    } else if (rep->hello->n_games == 0) {
-        snprintf(err, errlen, "env server %s lists no game", endpoint);
-    } else {
-        for (size_t g = 0; g < rep->hello->n_games && !*spec; g++) {
-            const Agora__V1__GameSpec *gs = rep->hello->games[g];
-            if (gs && gs->name && gs->name[0] && (!game[0] || !strcmp(gs->name, game)))
-                *spec = gs;
-        }
-        if (!*spec)
-            snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
-        else if ((*spec)->num_players < 1 || (*spec)->num_players > AG_RUNNER_MAX_SEATS)
-            snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)",
-                     (*spec)->name, (*spec)->num_players, AG_RUNNER_MAX_SEATS);
-        else
-            return rep;
-    }
-    agora__v1__env_reply__free_unpacked(rep, NULL);
-    return NULL;
-}
-
-static bool s_has_bot(const Agora__V1__GameSpec *spec, const char *bot)
-{
-    for (size_t i = 0; i < spec->n_bots; i++)
-        if (spec->bots[i] && !strcmp(spec->bots[i], bot))
-            return true;
-    return false;
-}
 
 /* A number, or null when it is not finite (JSON has no NaN). */
 static json_t *s_num(double v)
@@ -436,8 +379,9 @@ int main(int argc, char **argv)
     void *zctx = NULL;
     char err[1024];
     const Agora__V1__GameSpec *spec = NULL;
+    int hello_rc;
     Agora__V1__EnvReply *hello =
-        s_hello(first_env, o.game, &spec, err, sizeof err);
+        ag_runner_hello_game(first_env, o.game, HELLO_WAIT_MS, &spec, &hello_rc, err, sizeof err);
     if (!hello) {
         ag_error("eval", "%s", err);
         goto out;
@@ -467,7 +411,7 @@ int main(int argc, char **argv)
             goto out;
         }
         if (!strncmp(p, "bot:", 4)) {
-            if (!s_has_bot(spec, p + 4)) {
+            if (!ag_game_has_bot(spec, p + 4)) {
                 ag_error("eval", "seat %d: game \"%s\" has no bot \"%s\"", s, game, p + 4);
                 goto out;
             }

@@ -30,6 +30,7 @@
 
 #include "env.pb-c.h"
 #include "env_client.h"
+#include "game_metrics.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -1108,75 +1109,70 @@ void ag_runner_get_stats(const ag_runner_t *r, ag_runner_stats_t *out)
     *out = r->st;
 }
 
+Agora__V1__EnvReply *ag_runner_hello_game(const char *endpoint, const char *game,
+                                          int deadline_ms, const Agora__V1__GameSpec **spec,
+                                          int *rc, char *err, size_t errlen)
+{
+    *spec = NULL;
+    ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect to %s", endpoint);
+        *rc = -EINVAL;
+        return NULL;
+    }
+    ag_env_client_set_retries(c, 0);
+    Agora__V1__EnvReply *rep = NULL;
+    uint64_t until = uv_hrtime() + (uint64_t)deadline_ms * 1000000ULL;
+    do {
+        *rc = ag_env_client_hello(c, "agora-runner", &rep);
+    } while (*rc == -ETIMEDOUT && uv_hrtime() < until);
+    ag_env_client_destroy(&c);
+    if (*rc < 0) {
+        snprintf(err, errlen, "env server %s: %s", endpoint,
+                 *rc == -ETIMEDOUT ? "no answer to Hello" : strerror(-*rc));
+        return NULL;
+    }
+    char why[768];
+    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
+        snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
+                 ag_env_reply_kind(rep));
+        *rc = -EPROTO;
+    } else if (!(*spec = ag_game_find(rep->hello, game, why, sizeof why))) {
+        snprintf(err, errlen, "env server %.256s: %.500s", endpoint, why);
+        *rc = -ENOENT;
+    } else if ((*spec)->num_players < 1 || (*spec)->num_players > AG_RUNNER_MAX_SEATS) {
+        snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)",
+                 (*spec)->name, (*spec)->num_players, AG_RUNNER_MAX_SEATS);
+        *rc = -EPROTO;
+    } else {
+        return rep;
+    }
+    *spec = NULL;
+    agora__v1__env_reply__free_unpacked(rep, NULL);
+    return NULL;
+}
+
 int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
                         int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    ag_env_client_t *c = ag_env_client_create(endpoint, 1000);
-    if (!c) {
-        snprintf(err, errlen, "cannot connect to %s", endpoint);
-        return -EINVAL;
-    }
-    ag_env_client_set_retries(c, 0);
-    Agora__V1__EnvReply *rep = NULL;
-    int rc = -ETIMEDOUT;
-    uint64_t until = uv_hrtime() + (uint64_t)deadline_ms * 1000000ULL;
-    do {
-        rc = ag_env_client_hello(c, "agora-runner", &rep);
-    } while (rc == -ETIMEDOUT && uv_hrtime() < until);
-    if (rc < 0) {
-        snprintf(err, errlen, "env server %s: %s", endpoint,
-                 rc == -ETIMEDOUT ? "no answer to Hello" : strerror(-rc));
-        ag_env_client_destroy(&c);
+    const Agora__V1__GameSpec *gs;
+    int rc;
+    Agora__V1__EnvReply *rep =
+        ag_runner_hello_game(endpoint, game, deadline_ms, &gs, &rc, err, errlen);
+    if (!rep)
         return rc;
-    }
-    const bool first = !game || !game[0];
-    const Agora__V1__GameSpec *gs = NULL;
-    if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_HELLO || !rep->hello) {
-        snprintf(err, errlen, "env server %s answered Hello with %s", endpoint,
-                 ag_env_reply_kind(rep));
-        rc = -EPROTO;
-        goto out;
-    }
-    for (size_t g = 0; g < rep->hello->n_games && !gs; g++) {
-        const Agora__V1__GameSpec *x = rep->hello->games[g];
-        if (x && x->name && (first || !strcmp(x->name, game)))
-            gs = x;
-    }
-    rc = -ENOENT;
-    if (!gs) {
-        if (first)
-            snprintf(err, errlen, "env server %s lists no game", endpoint);
-        else
-            snprintf(err, errlen, "env server %s has no game \"%s\"", endpoint, game);
-        goto out;
-    }
-    if (!gs->name[0] || strlen(gs->name) > AG_RUNNER_GAME_MAX) {
-        snprintf(err, errlen, "env server %s lists a game with a name of %zu bytes (1..%d)",
-                 endpoint, strlen(gs->name), AG_RUNNER_GAME_MAX);
-        rc = -EPROTO;
-        goto out;
-    }
-    if (gs->num_players < 1 || gs->num_players > AG_RUNNER_MAX_SEATS) {
-        snprintf(err, errlen, "game \"%s\" has %u players (at most %d supported)", gs->name,
-                 gs->num_players, AG_RUNNER_MAX_SEATS);
-        rc = -EPROTO;
-        goto out;
-    }
-    for (int b = 0; b < n_bots; b++) {
-        bool found = false;
-        for (size_t i = 0; i < gs->n_bots; i++)
-            found |= gs->bots[i] && !strcmp(gs->bots[i], bots[b]);
-        if (!found) {
+    rc = 0;
+    for (int b = 0; b < n_bots && rc == 0; b++) {
+        if (!ag_game_has_bot(gs, bots[b])) {
             snprintf(err, errlen, "game \"%s\" has no bot \"%s\"", gs->name, bots[b]);
-            goto out;
+            rc = -ENOENT;
         }
     }
-    snprintf(out->name, sizeof out->name, "%s", gs->name);
-    out->players = (int)gs->num_players;
-    rc = 0;
-out:
+    if (rc == 0) {
+        snprintf(out->name, sizeof out->name, "%s", gs->name);
+        out->players = (int)gs->num_players;
+    }
     agora__v1__env_reply__free_unpacked(rep, NULL);
-    ag_env_client_destroy(&c);
     return rc;
 }

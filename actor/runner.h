@@ -71,6 +71,7 @@
 
 #include "common.pb-c.h"
 #include "model.h"
+#include "env.pb-c.h"
 #include "sampler.h"
 #include "seq.h"
 
@@ -215,6 +216,16 @@ typedef struct ag_runner_game {
  */
 int ag_runner_find_game(const char *endpoint, const char *game, const char *const *bots, int n_bots,
                         int deadline_ms, ag_runner_game_t *out, char *err, size_t errlen);
+
+/*
+ * The same Hello, for a caller that needs the whole GameSpec (its metric
+ * declarations, its bots): returns the reply (the caller frees it with
+ * agora__v1__env_reply__free_unpacked) with *spec pointing into it, or NULL
+ * with *rc a negative errno as above and the reason in err.
+ */
+Agora__V1__EnvReply *ag_runner_hello_game(const char *endpoint, const char *game,
+                                          int deadline_ms, const Agora__V1__GameSpec **spec,
+                                          int *rc, char *err, size_t errlen);
 
 /* Parses "k=8,invalid_action=penalize" into at most max pairs (pointers into
  * buf, a writable copy of at least strlen(text)+1 bytes). Returns the count,

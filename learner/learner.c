@@ -199,6 +199,7 @@ void ag_learner_destroy(ag_learner_t **self)
     ag_model_destroy(&l->ref);
     ag_model_destroy(&l->ref_own);
     ag_model_destroy(&l->policy);
+    ag_learner_game_finish(&l->game);
     uv_mutex_destroy(&l->ref_lk);
     free(l);
     *self = NULL;

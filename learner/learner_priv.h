@@ -92,7 +92,7 @@ struct ag_learner {
     uint64_t ref_own_scored;
     ag_ppo_t *ppo;
     ag_rng_t ws_rng;
-    ag_game_info_t game; /* from the env server's Hello, before training */
+    ag_learner_game_t game; /* from the env server's Hello, before training */
     FILE *metrics;
     double t_start; /* monotonic time this process started */
     double t_last;  /* end of the previous update */

@@ -6,39 +6,17 @@
 #include "metrics.h"
 
 #include <stdio.h>
-#include <string.h>
 
-typedef struct acc {
-    const char *name;
-    double sum, cnt;
-} acc_t;
-
-/* The accumulator of name, added if there is room; NULL when full. */
-static acc_t *s_acc(acc_t *acc, size_t *na, size_t cap, const char *name)
+void ag_metrics_game(json_t *rec, ag_learner_game_t *g, ag_traj_t *const *b, size_t n)
 {
-    for (size_t a = 0; a < *na; a++)
-        if (!strcmp(acc[a].name, name))
-            return &acc[a];
-    if (*na == cap)
-        return NULL;
-    acc[*na] = (acc_t){name, 0, 0};
-    return &acc[(*na)++];
-}
-
-void ag_metrics_game(json_t *rec, const ag_game_info_t *g, ag_traj_t *const *b, size_t n)
-{
-    acc_t acc[AG_TRAJ_MAX_METRICS];
-    size_t na = 0;
+    ag_game_metrics_t *gm = g->metrics;
     double wins[AG_TRAJ_MAX_SEATS] = {0}, seen[AG_TRAJ_MAX_SEATS] = {0}, reward = 0, seats = 0;
+    if (gm)
+        ag_game_metrics_clear(gm);
     for (size_t i = 0; i < n; i++) {
         const ag_traj_t *t = b[i];
-        for (size_t k = 0; k < t->n_metrics; k++) {
-            acc_t *a = s_acc(acc, &na, AG_TRAJ_MAX_METRICS, t->metrics[k].name);
-            if (a) {
-                a->sum += t->metrics[k].value;
-                a->cnt += 1;
-            }
-        }
+        for (size_t k = 0; gm && k < t->n_metrics; k++)
+            ag_game_metrics_add_one(gm, t->metrics[k].name, t->metrics[k].value);
         for (size_t s = 0; s < t->n_returns && s < AG_TRAJ_MAX_SEATS; s++) {
             wins[s] += t->returns[s] > 0.0f;
             seen[s] += 1;
@@ -49,21 +27,13 @@ void ag_metrics_game(json_t *rec, const ag_game_info_t *g, ag_traj_t *const *b, 
             seats += 1;
         }
     }
-    for (size_t a = 0; a < na; a++)
-        json_object_set_new(rec, acc[a].name, json_real(acc[a].sum / acc[a].cnt));
-    for (size_t m = 0; g && m < g->n_metrics; m++) {
-        const ag_metric_spec_t *ms = &g->metrics[m];
-        if (!ms->numerator[0])
-            continue;
-        double num = 0, den = 0;
-        for (size_t a = 0; a < na; a++) {
-            if (!strcmp(acc[a].name, ms->numerator))
-                num = acc[a].sum;
-            if (!strcmp(acc[a].name, ms->denominator))
-                den = acc[a].sum;
-        }
-        if (den != 0)
-            json_object_set_new(rec, ms->name, json_real(num / den));
+    for (size_t a = 0; gm && a < ag_game_metrics_reported(gm); a++)
+        json_object_set_new(rec, ag_game_metrics_reported_name(gm, a),
+                            json_real(ag_game_metrics_reported_mean(gm, a)));
+    for (size_t m = 0; gm && m < ag_game_metrics_count(gm); m++) {
+        double v;
+        if (ag_game_metrics_numerator(gm, m) && ag_game_metrics_value(gm, m, &v))
+            json_object_set_new(rec, ag_game_metrics_name(gm, m), json_real(v));
     }
     for (int s = 0; s < AG_TRAJ_MAX_SEATS; s++)
         if (seen[s] > 0) {
@@ -74,11 +44,12 @@ void ag_metrics_game(json_t *rec, const ag_game_info_t *g, ag_traj_t *const *b, 
     json_object_set_new(rec, "reward_mean", json_real(seats > 0 ? reward / seats : 0.0));
 }
 
-double ag_metrics_headline(const json_t *rec, const ag_game_info_t *g, const char **name)
+double ag_metrics_headline(const json_t *rec, const ag_learner_game_t *g, const char **name)
 {
     const json_t *v = NULL;
-    if (g && g->headline >= 0) {
-        *name = g->metrics[g->headline].name;
+    const int h = g && g->metrics ? ag_game_metrics_headline(g->metrics) : -1;
+    if (h >= 0) {
+        *name = ag_game_metrics_name(g->metrics, (size_t)h);
         v = json_object_get(rec, *name);
     }
     if (!json_is_number(v)) {

@@ -21,11 +21,12 @@
  * as sum(numerator) / sum(denominator) over the batch (absent while the
  * denominator sums to 0); win_rate_seatN (share of games with a positive
  * return for seat N); reward_mean (the turn rewards per trained seat).
+ * g's sums are those of this batch afterwards.
  */
-void ag_metrics_game(json_t *rec, const ag_game_info_t *g, ag_traj_t *const *b, size_t n);
+void ag_metrics_game(json_t *rec, ag_learner_game_t *g, ag_traj_t *const *b, size_t n);
 
 /* The figure the progress line leads with: the game's headline metric when
  * it declares one and rec has it, else reward_mean. Sets *name to its name. */
-double ag_metrics_headline(const json_t *rec, const ag_game_info_t *g, const char **name);
+double ag_metrics_headline(const json_t *rec, const ag_learner_game_t *g, const char **name);
 
 #endif

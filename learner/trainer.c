@@ -347,12 +347,12 @@ static void s_ref_thread_stop(ag_learner_t *l)
  */
 static int s_learn_game(ag_learner_t *l, bool needed)
 {
-    int rc = ag_game_hello(l->o.ws.env, l->o.ws.game, needed ? 10000 : 2000, &l->game);
+    int rc = ag_learner_game_hello(l->o.ws.env, l->o.ws.game, needed ? 10000 : 2000, &l->game);
     if (rc == 0) {
+        const int h = ag_game_metrics_headline(l->game.metrics);
         ag_info("learner", "game %s: %zu metrics declared, headline %s", l->game.name,
-                l->game.n_metrics,
-                l->game.headline >= 0 ? l->game.metrics[l->game.headline].name
-                                      : "none (reward_mean)");
+                ag_game_metrics_count(l->game.metrics),
+                h >= 0 ? ag_game_metrics_name(l->game.metrics, (size_t)h) : "none (reward_mean)");
         snprintf(l->ws_game, sizeof l->ws_game, "%s", l->game.name);
         return 0;
     }

@@ -48,14 +48,25 @@ static void test_batch_figures(void **state)
     s_metric(t[0], "hits", 1);
     s_metric(t[1], "flags", 2);
     s_metric(t[1], "hits", 1);
-    ag_game_info_t g = {.name = "somegame", .declared = true, .n_metrics = 3, .headline = 1};
-    snprintf(g.metrics[0].name, AG_GAME_NAME_LEN, "precision");
-    snprintf(g.metrics[0].numerator, AG_GAME_NAME_LEN, "hits");
-    snprintf(g.metrics[0].denominator, AG_GAME_NAME_LEN, "flags");
-    snprintf(g.metrics[1].name, AG_GAME_NAME_LEN, "judge_accuracy");
-    snprintf(g.metrics[2].name, AG_GAME_NAME_LEN, "missing_ratio");
-    snprintf(g.metrics[2].numerator, AG_GAME_NAME_LEN, "hits");
-    snprintf(g.metrics[2].denominator, AG_GAME_NAME_LEN, "never_reported");
+    /* The game's declarations, as its GameSpec carries them. */
+    Agora__V1__MetricSpec ms[3];
+    Agora__V1__MetricSpec *msp[3] = {&ms[0], &ms[1], &ms[2]};
+    for (int i = 0; i < 3; i++)
+        agora__v1__metric_spec__init(&ms[i]);
+    ms[0].name = "precision";
+    ms[0].numerator = "hits";
+    ms[0].denominator = "flags";
+    ms[1].name = "judge_accuracy";
+    ms[1].headline = true;
+    ms[2].name = "missing_ratio";
+    ms[2].numerator = "hits";
+    ms[2].denominator = "never_reported";
+    Agora__V1__GameSpec spec = AGORA__V1__GAME_SPEC__INIT;
+    spec.name = "somegame";
+    spec.n_metrics = 3;
+    spec.metrics = msp;
+    ag_learner_game_t g = {.name = "somegame", .metrics = ag_game_metrics_create(&spec)};
+    assert_non_null(g.metrics);
 
     json_t *rec = json_object();
     ag_metrics_game(rec, &g, t, 3);
@@ -73,9 +84,17 @@ static void test_batch_figures(void **state)
     const char *name;
     assert_float_equal(ag_metrics_headline(rec, &g, &name), 2.0 / 3.0, 1e-12);
     assert_string_equal(name, "judge_accuracy");
-    g.headline = -1; /* no headline declared */
-    ag_metrics_headline(rec, &g, &name);
+    ms[1].headline = false; /* no headline declared */
+    ag_learner_game_t plain = {.metrics = ag_game_metrics_create(&spec)};
+    ag_metrics_headline(rec, &plain, &name);
     assert_string_equal(name, "reward_mean");
+    ag_learner_game_finish(&plain);
+    /* A second batch is reported on its own, not added to the first. */
+    json_t *rec2 = json_object();
+    ag_metrics_game(rec2, &g, t, 1);
+    assert_float_equal(s_num(rec2, "judge_accuracy"), 1.0, 0);
+    json_decref(rec2);
+    ag_learner_game_finish(&g);
     ag_metrics_headline(rec, NULL, &name); /* no GameSpec at all */
     assert_string_equal(name, "reward_mean");
     json_decref(rec);

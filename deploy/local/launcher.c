@@ -38,6 +38,7 @@
 #include "log.h"
 #include "matchup.h"
 #include "report.h"
+#include "game_metrics.h"
 #include "rpc.h"
 #include "signals.h"
 
@@ -907,47 +908,38 @@ static void s_on_env_hello(launcher_t *l, size_t i, const ProtobufCMessage *msg)
     const char *want = ag_runfile_get(l->o->runfile, "game.name");
     if (!want || !*want)
         want = l->game; /* "" until the first server has answered */
-    const Agora__V1__GameSpec *spec = NULL;
-    char listed[512] = "";
-    size_t at = 0;
-    for (size_t g = 0; g < h->n_games; g++) {
-        const Agora__V1__GameSpec *gs = h->games[g];
-        if (!gs || !gs->name || !*gs->name || strlen(gs->name) >= NAME_LEN)
-            continue;
-        if (at < sizeof listed)
-            at +=
-                (size_t)snprintf(listed + at, sizeof listed - at, "%s%s", at ? ", " : "", gs->name);
-        if (!spec && (!*want || !strcmp(gs->name, want)))
-            spec = gs;
-    }
+    char why[768];
+    const Agora__V1__GameSpec *spec = ag_game_find(h, want, why, sizeof why);
     if (!spec) {
-        s_fail(l, "env server %s has no game %s%s%s (it lists: %s)", ep, *want ? "\"" : "",
-               *want ? want : "at all", *want ? "\"" : "", *listed ? listed : "nothing");
+        s_fail(l, "env server %s: %s", ep, why);
         return;
     }
     if (l->game[0])
         return; /* the declarations are taken from the first server that answered */
+    ag_game_metrics_t *gm = ag_game_metrics_create(spec);
+    if (!gm) {
+        s_fail(l, "out of memory reading the game's declarations");
+        return;
+    }
     snprintf(l->game, sizeof l->game, "%s", spec->name);
     l->players = (int)spec->num_players;
-    l->headline = -1;
+    l->headline = ag_game_metrics_headline(gm);
     l->declared = json_array();
-    for (size_t k = 0; k < spec->n_metrics; k++) {
-        const Agora__V1__MetricSpec *m = spec->metrics[k];
-        if (!m || !m->name || !*m->name || strlen(m->name) >= NAME_LEN)
-            continue;
+    for (size_t k = 0; k < ag_game_metrics_count(gm); k++) {
+        const Agora__V1__MetricGoal goal = ag_game_metrics_goal(gm, k);
         json_t *j = json_object();
-        json_object_set_new(j, "name", json_string(m->name));
-        json_object_set_new(j, "description", json_string(m->description ? m->description : ""));
-        json_object_set_new(j, "goal", json_string(m->goal < 3 ? s_goals[m->goal] : "unspecified"));
-        json_object_set_new(j, "headline", json_boolean(m->headline && l->headline < 0));
-        if (m->numerator && *m->numerator && m->denominator && *m->denominator) {
-            json_object_set_new(j, "numerator", json_string(m->numerator));
-            json_object_set_new(j, "denominator", json_string(m->denominator));
+        json_object_set_new(j, "name", json_string(ag_game_metrics_name(gm, k)));
+        json_object_set_new(j, "description", json_string(ag_game_metrics_description(gm, k)));
+        json_object_set_new(j, "goal", json_string(s_goals[goal]));
+        json_object_set_new(j, "headline", json_boolean((int)k == l->headline));
+        if (ag_game_metrics_numerator(gm, k)) {
+            json_object_set_new(j, "numerator", json_string(ag_game_metrics_numerator(gm, k)));
+            json_object_set_new(j, "denominator",
+                                json_string(ag_game_metrics_denominator(gm, k)));
         }
-        if (m->headline && l->headline < 0)
-            l->headline = (int)json_array_size(l->declared);
         json_array_append_new(l->declared, j);
     }
+    ag_game_metrics_destroy(&gm);
 }
 
 static int s_wait_envs_ready(launcher_t *l)
