@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "launcher.h"
+#include "probe.h"
 #include "log.h"
 #include "runfile.h"
 
@@ -82,6 +83,8 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  run [RUNFILE] [--out DIR] [options]   run a training job on this machine\n"
                "                                        (RUNFILE: the default debate job)\n"
+               "  probe SERVICE ENDPOINT                is a service alive? (env, control or\n"
+               "                                        reward, asked over the protocol)\n"
                "  print-default                         print the built-in default run file\n"
                "  help                                  print this\n\n"
                "`agora run --help` lists the options of a run.\n");
@@ -328,6 +331,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run"))
         return s_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "probe"))
+        return ag_probe_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "print-default")) {
         fputs(ag_default_runfile, stdout);
         return 0;
