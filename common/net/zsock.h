@@ -78,6 +78,16 @@ const char *ag_zsock_endpoint(const ag_zsock_t *self);
 void *ag_zsock_handle(ag_zsock_t *self);
 
 /*
+ * Calls cb once, on the loop, as soon as the socket can take a message (no
+ * longer at the high-water mark; with ZMQ_IMMEDIATE, a connection is up):
+ * what to wait for after a send returned -EAGAIN. A new call replaces the
+ * armed callback; cb NULL disarms it. cb may send, and may arm itself again.
+ * Only for a socket created with a receive callback: the loop watches no other.
+ */
+typedef void (*ag_zsock_writable_cb)(ag_zsock_t *sock, void *arg);
+void ag_zsock_on_writable(ag_zsock_t *self, ag_zsock_writable_cb cb, void *arg);
+
+/*
  * Sends one multipart message, copying each frame; never blocks. Returns 0,
  * or -EAGAIN at the high-water mark, -EHOSTUNREACH for a ROUTER peer that is
  * gone, or another -errno. A failed message is dropped whole.
