@@ -89,8 +89,9 @@ static void s_drain(ag_zsock_t *s)
         return;
     s->draining = true;
     /* Receive until EAGAIN rather than asking ZMQ_EVENTS before every message:
-     * each query costs a poll(2) on the socket's mailbox. */
-    for (int budget = DRAIN_BUDGET; budget > 0 && s_recv_one(s); budget--) {
+     * each query costs a getpid(2) and a poll(2) on the socket's mailbox. */
+    int budget = DRAIN_BUDGET;
+    for (; budget > 0 && s_recv_one(s); budget--) {
         s->stats.received++;
         if (s->cb)
             s->cb(s, &s->msg, s->arg);
@@ -99,12 +100,15 @@ static void s_drain(ag_zsock_t *s)
         s->msg.n = 0;
     }
     s->draining = false;
-    /* The edge is only re-armed once ZMQ_EVENTS has been read; and the budget may
-     * be spent, or a send in the callback may have swallowed an edge: look again. */
-    int events = s_events(s);
-    if (events & ZMQ_POLLIN)
+    /*
+     * The receive that found nothing came after any send of the callbacks and
+     * processed ZeroMQ's pending commands, as reading ZMQ_EVENTS would: the
+     * descriptor fires again for whatever arrives next. Only a spent budget
+     * needs another look.
+     */
+    if (budget == 0)
         s_idle_start(s);
-    if ((events & ZMQ_POLLOUT) && s->writable) {
+    if (s->writable && (s_events(s) & ZMQ_POLLOUT)) {
         ag_zsock_writable_cb cb = s->writable;
         s->writable = NULL;
         cb(s, s->writable_arg);

@@ -3,10 +3,11 @@
  *
  * The socket's ZMQ_FD joins the loop through a uv_poll_t. That descriptor is
  * edge-triggered and also fires on send-side state changes, so a wake-up means
- * "look at ZMQ_EVENTS", not "a message is there", and a send can consume the
- * edge that announced an incoming message. zsock therefore drains while
- * ZMQ_EVENTS says ZMQ_POLLIN, and re-checks after every send (on the next loop
- * iteration, through a uv_idle_t) so no message is ever stranded.
+ * "look again", not "a message is there", and a send can consume the edge
+ * that announced an incoming message. zsock therefore drains until a receive
+ * finds nothing (which, like reading ZMQ_EVENTS, processes ZeroMQ's pending
+ * commands and so re-arms the edge), and re-checks after every send (on the
+ * next loop iteration, through a uv_idle_t) so no message is ever stranded.
  *
  * Every socket gets the project's standard options: ZMQ_LINGER 0, high-water
  * marks, ZMQ_MAXMSGSIZE, ZMQ heartbeats, and ZMQ_ROUTER_MANDATORY on ROUTERs
