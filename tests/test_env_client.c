@@ -8,6 +8,7 @@
  * late replies dropped, strict mode, bad replies as -EPROTO, pipelined and
  * raw use, an unreachable server and one that comes up late.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -540,6 +541,34 @@ static void test_server_comes_up_later(void **state)
     script_stop(&srv);
 }
 
+static int s_open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Each client owns a loop, a context and a socket: destroying it gives every one back. */
+static void test_destroy_releases_everything(void **state)
+{
+    script_t *srv = script_start(NULL, 0, ANSWER);
+    int before = s_open_fds();
+    for (int i = 0; i < 20; i++) {
+        ag_env_client_t *cl = ag_env_client_create(srv->endpoint, 2000);
+        assert_non_null(cl);
+        Agora__V1__EnvReply *r = NULL;
+        assert_int_equal(ag_env_client_hello(cl, "test", &r), 0);
+        agora__v1__env_reply__free_unpacked(r, NULL);
+        ag_env_client_destroy(&cl);
+    }
+    assert_int_equal(s_open_fds(), before);
+    script_stop(&srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_raw_frames, setup, teardown),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_server_comes_up_later),
+        cmocka_unit_test(test_destroy_releases_everything),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
