@@ -308,6 +308,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The client's deadline and retries, and how the server answers from now on. */
+static void s_arrange(fixture_t *f, int timeout_ms, int retries, enum mode mode, int drop_first)
+{
+    ag_env_client_set_timeout(f->cl, timeout_ms);
+    ag_env_client_set_retries(f->cl, retries);
+    script_set(f->srv, mode, drop_first);
+}
+
 /* Sends a Close with request id `id` as it is, for pipelined use. */
 static int s_send_close(ag_env_client_t *cl, uint64_t id)
 {
@@ -337,9 +345,7 @@ static void test_call(void **state)
 static void test_retry_with_fresh_id(void **state)
 {
     fixture_t *f = *state;
-    ag_env_client_set_timeout(f->cl, 100);
-    ag_env_client_set_retries(f->cl, 2);
-    script_set(f->srv, ANSWER, 2);
+    s_arrange(f, 100, 2, ANSWER, 2);
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_reset(f->cl, "debate", 1, NULL, 0, NULL, 0, &r), 0);
     assert_int_equal(script_seen(f->srv), 3);
@@ -355,9 +361,7 @@ static void test_retry_with_fresh_id(void **state)
 static void test_step_never_resent(void **state)
 {
     fixture_t *f = *state;
-    ag_env_client_set_timeout(f->cl, 100);
-    ag_env_client_set_retries(f->cl, 2);
-    script_set(f->srv, SILENT, 0);
+    s_arrange(f, 100, 2, SILENT, 0);
     Agora__V1__EnvReply *r = NULL;
     int64_t t0 = ag_now_ms();
     assert_int_equal(ag_env_client_step(f->cl, 7, 0, "1", &r), -ETIMEDOUT);
@@ -375,9 +379,7 @@ static void test_step_never_resent(void **state)
 static void test_late_reply_dropped(void **state)
 {
     fixture_t *f = *state;
-    ag_env_client_set_timeout(f->cl, 150);
-    ag_env_client_set_retries(f->cl, 1);
-    script_set(f->srv, LATE, 0);
+    s_arrange(f, 150, 1, LATE, 0);
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_hello(f->cl, "test", &r), 0);
     assert_int_equal(script_seen(f->srv), 2);
@@ -392,9 +394,7 @@ static void test_late_reply_dropped(void **state)
 static void test_strict_mode(void **state)
 {
     fixture_t *f = *state;
-    ag_env_client_set_timeout(f->cl, 100);
-    ag_env_client_set_retries(f->cl, 2);
-    script_set(f->srv, ZERO_ID, 0);
+    s_arrange(f, 100, 2, ZERO_ID, 0);
     ag_env_client_set_strict(f->cl, true);
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_hello(f->cl, "test", &r), -EBADMSG);
