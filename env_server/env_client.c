@@ -1,40 +1,189 @@
 /*
- * env_client - a small blocking client for the agora environment protocol.
+ * env_client - the blocking client of the environment protocol, as a facade
+ * over the messaging core's async client (common/net/rpc.h).
  *
- * One ZeroMQ context and one DEALER per client. The DEALER sends a request as
- * a single frame [payload]; the env server's ROUTER answers in the same shape.
- * Replies are read with zmq_poll against a deadline and decoded with
- * protobuf-c; ZMQ_MAXMSGSIZE bounds what protobuf-c ever sees, since its
- * unpack has no size limit of its own. ZMQ_IMMEDIATE makes a send to a server
- * that is not (yet) connected wait instead of queueing, so an unreachable
- * server is a send timeout rather than a silent queue. Packing reuses one
- * buffer that only grows.
+ * Each client owns a private libuv loop, a ZeroMQ context and one
+ * ag_rpc_client_t on them: socket options, request ids, deadlines and
+ * retries, matching replies by id and the bounded decode all happen there,
+ * exactly as for the services. A blocking function starts the async
+ * operation and runs the loop until it has finished:
+ *
+ *  - ag_env_client_call() is one ag_rpc_call_with(), with one attempt for a
+ *    Step and 1 + retries for the rest, run until its callback.
+ *  - Replies no call waits for reach the rpc client's unmatched handler: in a
+ *    call they are late replies and dropped (in strict mode one with
+ *    request_id 0 ends the call), otherwise they are queued in arrival order
+ *    for ag_env_client_recv(), with the shape they came in.
+ *  - ag_env_client_send()/send_frames() write on the rpc client's socket;
+ *    when it refuses (ZMQ_IMMEDIATE before a connection, or the high-water
+ *    mark) they wait on the loop until it can take the message.
+ *
+ * Replies are [payload] or [empty][payload]: the extra frame the rpc layer
+ * allows after a payload (Control get_weights) is a protocol error here.
  */
-#include "clock.h"
 #include "env_client.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <zmq.h>
+#include <uv.h>
+
+#include "codec.h"
+#include "rpc.h"
+
+/* A reply that came while no call was waiting, or -EPROTO for one that was no reply. */
+typedef struct {
+    int status;
+    Agora__V1__EnvReply *reply;
+    ag_env_reply_shape_t shape;
+} queued_t;
 
 struct ag_env_client {
-    void *ctx;
-    void *sock;
+    uv_loop_t loop;
+    bool loop_ready;
+    uv_timer_t timer; /* bounds a wait of recv or send */
+    bool timer_fired;
+    void *zctx;
+    ag_rpc_client_t *rpc;
     int timeout_ms;
     int retries;
     bool strict;
-    uint64_t next_id;
-    uint8_t *buf; /* packing buffer, reused */
-    size_t buf_cap;
+    bool writable;
+    ag_buf_t buf; /* packing buffer of ag_env_client_send, reused */
+    /* the call in progress */
+    bool calling;
+    bool call_done;
+    int call_status;
+    Agora__V1__EnvReply *call_reply;
+    /* ring of queued replies */
+    queued_t *q;
+    size_t q_cap, q_head, q_len;
 };
 
-static int set_int(void *sock, int opt, int value)
+static void s_on_timeout(uv_timer_t *t)
 {
-    return zmq_setsockopt(sock, opt, &value, sizeof value);
+    ag_env_client_t *self = t->data;
+    self->timer_fired = true;
+}
+
+typedef bool (*until_t)(const ag_env_client_t *self);
+
+/* Runs the loop until `until` holds or timeout_ms passes (0: one look, -1: no limit). */
+static void s_run(ag_env_client_t *self, int timeout_ms, until_t until)
+{
+    uv_update_time(&self->loop);
+    if (timeout_ms == 0) {
+        uv_run(&self->loop, UV_RUN_NOWAIT);
+        return;
+    }
+    self->timer_fired = false;
+    if (timeout_ms > 0)
+        uv_timer_start(&self->timer, s_on_timeout, (uint64_t)timeout_ms, 0);
+    while (!until(self) && !self->timer_fired)
+        uv_run(&self->loop, UV_RUN_ONCE);
+    uv_timer_stop(&self->timer);
+}
+
+static bool s_has_queued(const ag_env_client_t *self)
+{
+    return self->q_len > 0;
+}
+
+static bool s_call_finished(const ag_env_client_t *self)
+{
+    return self->call_done;
+}
+
+static bool s_is_writable(const ag_env_client_t *self)
+{
+    return self->writable;
+}
+
+static int s_push(ag_env_client_t *self, queued_t item)
+{
+    if (self->q_len == self->q_cap) {
+        size_t cap = self->q_cap ? self->q_cap * 2 : 64;
+        queued_t *q = malloc(cap * sizeof *q);
+        if (!q)
+            return -ENOMEM;
+        for (size_t i = 0; i < self->q_len; i++)
+            q[i] = self->q[(self->q_head + i) % self->q_cap];
+        free(self->q);
+        self->q = q;
+        self->q_cap = cap;
+        self->q_head = 0;
+    }
+    self->q[(self->q_head + self->q_len) % self->q_cap] = item;
+    self->q_len++;
+    return 0;
+}
+
+static queued_t s_pop(ag_env_client_t *self)
+{
+    queued_t item = self->q[self->q_head];
+    self->q_head = (self->q_head + 1) % self->q_cap;
+    self->q_len--;
+    return item;
+}
+
+static void s_finish(ag_env_client_t *self, int status, Agora__V1__EnvReply *reply)
+{
+    self->call_done = true;
+    self->call_status = status;
+    self->call_reply = reply;
+}
+
+static void s_on_done(void *arg, int status, const ProtobufCMessage *reply, const uint8_t *extra,
+                      size_t extra_len)
+{
+    ag_env_client_t *self = arg;
+    if (self->call_done)
+        return;
+    if (status == 0 && extra)
+        status = -EPROTO;
+    s_finish(self, status,
+             status == 0 ? (Agora__V1__EnvReply *)ag_rpc_client_take_reply(self->rpc) : NULL);
+}
+
+/*
+ * What a reply no call matched means: while a call waits, a late reply to
+ * something else (dropped), the end of the call (a message that was no reply;
+ * in strict mode, a reply with request_id 0); otherwise the next reply for
+ * ag_env_client_recv. Takes ownership of item.reply.
+ */
+static void s_offer(ag_env_client_t *self, queued_t item)
+{
+    if (self->calling && !self->call_done) {
+        if (item.status < 0 || (self->strict && item.reply->request_id == 0)) {
+            s_finish(self, item.status < 0 ? item.status : -EBADMSG, item.reply);
+            ag_rpc_cancel(self->rpc, s_on_done, self);
+        } else {
+            agora__v1__env_reply__free_unpacked(item.reply, NULL);
+        }
+        return;
+    }
+    if (s_push(self, item) < 0 && item.reply)
+        agora__v1__env_reply__free_unpacked(item.reply, NULL);
+}
+
+static void s_on_unmatched(void *arg, int status, const ProtobufCMessage *reply,
+                           const uint8_t *extra, size_t extra_len,
+                           const ag_rpc_reply_shape_t *shape)
+{
+    ag_env_client_t *self = arg;
+    queued_t item = {status, NULL, {(int)shape->frames, shape->delimited}};
+    if (status == 0 && extra)
+        item.status = -EPROTO;
+    if (item.status == 0)
+        item.reply = (Agora__V1__EnvReply *)ag_rpc_client_take_reply(self->rpc);
+    s_offer(self, item);
+}
+
+static void s_on_writable(ag_zsock_t *sock, void *arg)
+{
+    ag_env_client_t *self = arg;
+    self->writable = true;
 }
 
 ag_env_client_t *ag_env_client_create(const char *endpoint, int timeout_ms)
@@ -44,31 +193,25 @@ ag_env_client_t *ag_env_client_create(const char *endpoint, int timeout_ms)
         return NULL;
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : AG_ENV_DEFAULT_TIMEOUT_MS;
     self->retries = AG_ENV_DEFAULT_RETRIES;
-    /* Start ids from the clock so two runs against one server do not reuse ids. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    self->next_id = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec;
-    if (!self->next_id)
-        self->next_id = 1;
-
-    self->ctx = zmq_ctx_new();
-    if (!self->ctx)
+    if (uv_loop_init(&self->loop))
         goto fail;
-    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
-    if (!self->sock)
+    self->loop_ready = true;
+    uv_timer_init(&self->loop, &self->timer);
+    self->timer.data = self;
+    self->zctx = zmq_ctx_new();
+    if (!self->zctx)
         goto fail;
-    int64_t maxmsg = AG_ENV_CLIENT_MAX_REPLY;
-    if (set_int(self->sock, ZMQ_LINGER, 0) || set_int(self->sock, ZMQ_IMMEDIATE, 1) ||
-        set_int(self->sock, ZMQ_HEARTBEAT_IVL, 5000) ||
-        set_int(self->sock, ZMQ_HEARTBEAT_TIMEOUT, 15000) ||
-        set_int(self->sock, ZMQ_HEARTBEAT_TTL, 15000) ||
-        zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
+    /* ZMQ_IMMEDIATE: an unreachable server is a request that cannot go out
+     * within its deadline, not one queued for whenever a server appears. */
+    ag_rpc_client_opts_t ro = {.timeout_ms = self->timeout_ms,
+                               .attempts = 1 + self->retries,
+                               .max_reply = AG_ENV_CLIENT_MAX_REPLY,
+                               .immediate = true};
+    self->rpc = ag_rpc_client_create(&self->loop, self->zctx, endpoint,
+                                     &agora__v1__env_reply__descriptor, &ro);
+    if (!self->rpc)
         goto fail;
-    if (zmq_connect(self->sock, endpoint)) {
-        fprintf(stderr, "env_client: cannot connect to '%s': %s\n", endpoint,
-                zmq_strerror(zmq_errno()));
-        goto fail;
-    }
+    ag_rpc_client_on_unmatched(self->rpc, s_on_unmatched, self);
     return self;
 fail:
     ag_env_client_destroy(&self);
@@ -80,11 +223,21 @@ void ag_env_client_destroy(ag_env_client_t **self)
     if (!self || !*self)
         return;
     ag_env_client_t *c = *self;
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->ctx)
-        zmq_ctx_term(c->ctx);
-    free(c->buf);
+    ag_rpc_client_destroy(&c->rpc);
+    if (c->loop_ready) {
+        uv_close((uv_handle_t *)&c->timer, NULL);
+        uv_run(&c->loop, UV_RUN_DEFAULT); /* lets the closed handles go */
+        uv_loop_close(&c->loop);
+    }
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    while (c->q_len) {
+        queued_t item = s_pop(c);
+        if (item.reply)
+            agora__v1__env_reply__free_unpacked(item.reply, NULL);
+    }
+    free(c->q);
+    ag_buf_finish(&c->buf);
     free(c);
     *self = NULL;
 }
@@ -106,124 +259,51 @@ void ag_env_client_set_strict(ag_env_client_t *self, bool strict)
 
 uint64_t ag_env_client_new_id(ag_env_client_t *self)
 {
-    uint64_t id = self->next_id++;
-    if (!id)
-        id = self->next_id++;
-    return id;
-}
-
-/*
- * Sends one multipart message, waiting at most timeout_ms for the socket to
- * take it. The send is tried first and polled only when the socket is full,
- * so the common case costs no poll() call.
- */
-static int send_parts(ag_env_client_t *self, const ag_env_frame_t *frames, size_t n)
-{
-    if (n == 0)
-        return -EINVAL;
-    int flags = ZMQ_DONTWAIT | (n > 1 ? ZMQ_SNDMORE : 0);
-    while (zmq_send(self->sock, frames[0].data, frames[0].size, flags) < 0) {
-        if (zmq_errno() != EAGAIN)
-            return -EIO;
-        zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLOUT};
-        int rc = zmq_poll(&item, 1, self->timeout_ms);
-        if (rc < 0)
-            return -EIO;
-        if (rc == 0)
-            return -ETIMEDOUT;
-    }
-    /* Once the first part is in, ZeroMQ takes the rest of the message atomically. */
-    for (size_t i = 1; i < n; i++) {
-        flags = ZMQ_DONTWAIT | (i + 1 < n ? ZMQ_SNDMORE : 0);
-        if (zmq_send(self->sock, frames[i].data, frames[i].size, flags) < 0)
-            return -EIO;
-    }
-    return 0;
+    return ag_rpc_client_new_id(self->rpc);
 }
 
 int ag_env_client_send_frames(ag_env_client_t *self, const ag_env_frame_t *frames, size_t n)
 {
-    return send_parts(self, frames, n);
+    if (n == 0)
+        return -EINVAL;
+    ag_zsock_t *sock = ag_rpc_client_sock(self->rpc);
+    int rc = ag_zsock_send(sock, frames, n);
+    if (rc == -EAGAIN) {
+        self->writable = false;
+        ag_rpc_client_on_writable(self->rpc, s_on_writable, self);
+        s_run(self, self->timeout_ms, s_is_writable);
+        ag_rpc_client_on_writable(self->rpc, NULL, NULL);
+        if (!self->writable)
+            return -ETIMEDOUT;
+        rc = ag_zsock_send(sock, frames, n);
+    }
+    if (rc == -EAGAIN)
+        return -ETIMEDOUT;
+    return rc < 0 ? -EIO : 0;
 }
 
 int ag_env_client_send(ag_env_client_t *self, const Agora__V1__EnvRequest *req)
 {
-    size_t len = agora__v1__env_request__get_packed_size(req);
-    if (len > self->buf_cap || !self->buf) {
-        size_t cap = self->buf_cap ? self->buf_cap : 4096;
-        while (cap < len)
-            cap *= 2;
-        uint8_t *buf = realloc(self->buf, cap);
-        if (!buf)
-            return -ENOMEM;
-        self->buf = buf;
-        self->buf_cap = cap;
-    }
-    agora__v1__env_request__pack(req, self->buf);
-    ag_env_frame_t frame = {self->buf, len};
-    return send_parts(self, &frame, 1);
-}
-
-/* Reads and discards what is left of a multipart message. */
-static void drain_parts(void *sock)
-{
-    int more = 1;
-    size_t sz = sizeof more;
-    while (!zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &sz) && more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        int rc = zmq_msg_recv(&m, sock, ZMQ_DONTWAIT);
-        zmq_msg_close(&m);
-        if (rc < 0)
-            break;
-    }
+    if (ag_codec_pack(&req->base, &self->buf) < 0)
+        return -ENOMEM;
+    ag_env_frame_t frame = {self->buf.data, self->buf.len};
+    return ag_env_client_send_frames(self, &frame, 1);
 }
 
 int ag_env_client_recv(ag_env_client_t *self, int timeout_ms, Agora__V1__EnvReply **reply,
                        ag_env_reply_shape_t *shape)
 {
     *reply = NULL;
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    /* Try first, poll only when nothing is queued: no poll() call in the busy case. */
-    while (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
-        int err = zmq_errno();
-        if (err != EAGAIN || timeout_ms == 0) {
-            zmq_msg_close(&msg);
-            return err == EAGAIN ? -ETIMEDOUT : -EIO;
-        }
-        zmq_pollitem_t item = {.socket = self->sock, .events = ZMQ_POLLIN};
-        int rc = zmq_poll(&item, 1, timeout_ms);
-        if (rc <= 0) {
-            zmq_msg_close(&msg);
-            return rc < 0 ? -EIO : -ETIMEDOUT;
-        }
-    }
-    ag_env_reply_shape_t got = {1, false};
-    if (zmq_msg_more(&msg)) {
-        if (zmq_msg_size(&msg) != 0) {
-            zmq_msg_close(&msg);
-            drain_parts(self->sock);
-            return -EPROTO;
-        }
-        got.frames = 2;
-        got.delimited = true;
-        if (zmq_msg_recv(&msg, self->sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&msg);
-            return -EPROTO;
-        }
-        if (zmq_msg_more(&msg)) {
-            zmq_msg_close(&msg);
-            drain_parts(self->sock);
-            return -EPROTO;
-        }
-    }
-    *reply = agora__v1__env_reply__unpack(NULL, zmq_msg_size(&msg), zmq_msg_data(&msg));
-    zmq_msg_close(&msg);
-    if (!*reply)
-        return -EPROTO;
+    if (!self->q_len)
+        s_run(self, timeout_ms, s_has_queued);
+    if (!self->q_len)
+        return -ETIMEDOUT;
+    queued_t item = s_pop(self);
+    if (item.status < 0)
+        return item.status;
+    *reply = item.reply;
     if (shape)
-        *shape = got;
+        *shape = item.shape;
     return 0;
 }
 
@@ -237,42 +317,26 @@ int ag_env_client_call(ag_env_client_t *self, Agora__V1__EnvRequest *req,
                        Agora__V1__EnvReply **reply)
 {
     *reply = NULL;
-    int tries = is_idempotent(req) ? 1 + self->retries : 1;
-    int rc = -ETIMEDOUT;
-    for (int t = 0; t < tries; t++) {
-        req->protocol_version = AG_ENV_PROTOCOL_VERSION;
-        req->request_id = ag_env_client_new_id(self);
-        rc = ag_env_client_send(self, req);
-        if (rc == -ETIMEDOUT)
-            continue;
-        if (rc)
-            return rc;
-        int64_t deadline = ag_now_ms() + self->timeout_ms;
-        for (;;) {
-            int64_t left = deadline - ag_now_ms();
-            if (left <= 0) {
-                rc = -ETIMEDOUT;
-                break;
-            }
-            Agora__V1__EnvReply *r = NULL;
-            rc = ag_env_client_recv(self, (int)left, &r, NULL);
-            if (rc == -ETIMEDOUT)
-                break;
-            if (rc)
-                return rc;
-            if (r->request_id == req->request_id) {
-                *reply = r;
-                return 0;
-            }
-            if (self->strict && r->request_id == 0) {
-                *reply = r;
-                return -EBADMSG;
-            }
-            /* A late reply to an earlier try or to a raw send: not ours. */
-            agora__v1__env_reply__free_unpacked(r, NULL);
-        }
+    ag_rpc_call_opts_t opts = {.timeout_ms = self->timeout_ms,
+                               .attempts = is_idempotent(req) ? 1 + self->retries : 1};
+    self->calling = true;
+    self->call_done = false;
+    self->call_reply = NULL;
+    uv_update_time(&self->loop);
+    int rc = ag_rpc_call_with(self->rpc, &req->base, &opts, s_on_done, self);
+    if (rc < 0) {
+        self->calling = false;
+        return rc == -ENOMEM ? rc : -EIO;
     }
-    return rc;
+    /* Replies queued before the request went out answer something else; looked at
+     * in order, as if they came now (one could still end the call, see s_offer). */
+    while (self->q_len && !self->call_done)
+        s_offer(self, s_pop(self));
+    s_run(self, -1, s_call_finished);
+    self->calling = false;
+    *reply = self->call_reply;
+    self->call_reply = NULL;
+    return self->call_status;
 }
 
 int ag_env_client_hello(ag_env_client_t *self, const char *client_name, Agora__V1__EnvReply **reply)

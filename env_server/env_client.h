@@ -1,9 +1,12 @@
 /*
  * env_client - a small blocking client for the agora environment protocol (v1).
  *
- * Used by tools and tests (agora-env-check, agora-bench env, the hostile-input
- * test, agora-eval): one ZeroMQ DEALER connected to one env server. Three ways
- * to talk to it:
+ * Used by tools and tests (agora-env-check, agora-bench env, the learner's
+ * warm start, the actor's first Hello, the hostile-input tests): one ZeroMQ
+ * DEALER connected to one env server. It is the messaging core's async client
+ * (common/net/rpc.h) run on a private loop until each operation is over, so
+ * socket options, request ids, deadlines, retries, reply matching and the
+ * bounded decode are the ones every service uses. Three ways to talk to it:
  *
  *  - ag_env_client_call() and the hello/reset/step/demo/close wrappers send one
  *    request and wait for the reply carrying the same request_id within a
@@ -14,14 +17,15 @@
  *    in flight, replies taken as they come (the caller matches request ids).
  *  - ag_env_client_send_frames(): arbitrary frames, for hostile tests.
  *
- * Replies are decoded with protobuf-c into memory owned by the caller: free
- * them with agora__v1__env_reply__free_unpacked(reply, NULL). A reply that
+ * Replies are decoded with the codec's bounded decoder (common/net/codec.h)
+ * into memory owned by the caller: free them with
+ * agora__v1__env_reply__free_unpacked(reply, NULL). A reply that
  * carries an Error is still a successful call (return 0); look at
  * ag_env_reply_error(). Functions that can fail return 0 or a negative errno:
  * -ETIMEDOUT (no reply, or the server could not be reached, within the
- * deadline), -EPROTO (the reply was not a decodable EnvReply in one or two
- * frames), -EBADMSG (strict mode: a reply with request_id 0 came instead),
- * -ENOMEM, -EINVAL, -EIO.
+ * deadline), -EPROTO (the reply was not an EnvReply in [payload] or
+ * [empty][payload], decodable within the codec's bounds), -EBADMSG (strict
+ * mode: a reply with request_id 0 came instead), -ENOMEM, -EINVAL, -EIO.
  *
  * A client is not thread-safe (ZeroMQ sockets are not): one per thread.
  */
@@ -33,6 +37,7 @@
 #include <stdint.h>
 
 #include "env.pb-c.h"
+#include "zsock.h"
 
 #define AG_ENV_PROTOCOL_VERSION 1
 #define AG_ENV_DEFAULT_ENDPOINT "tcp://127.0.0.1:5570"
@@ -46,11 +51,8 @@
 
 typedef struct ag_env_client ag_env_client_t;
 
-/* One frame of a raw multipart message. */
-typedef struct {
-    const void *data;
-    size_t size;
-} ag_env_frame_t;
+/* One frame of a raw multipart message (the messaging core's frame). */
+typedef ag_frame_t ag_env_frame_t;
 
 /* The frame layout a reply arrived in: [payload] or [empty][payload]. */
 typedef struct {
@@ -79,13 +81,13 @@ void ag_env_client_set_retries(ag_env_client_t *self, int retries);
  * decodable request without echoing its id.
  */
 void ag_env_client_set_strict(ag_env_client_t *self, bool strict);
-/* A fresh request id: never 0, never handed out twice by this client. */
+/* A fresh request id: never 0, never handed out twice by this client (nor used by its calls). */
 uint64_t ag_env_client_new_id(ag_env_client_t *self);
 
 /*
- * Sets req->protocol_version to 1 and req->request_id to a fresh id, sends it
- * and waits for the reply with that id. On success *reply is the decoded
- * reply, owned by the caller.
+ * Sends req and waits for the reply to it. The header is filled in here
+ * (protocol_version 1, a fresh request_id per attempt; req->request_id is 0
+ * on return). On success *reply is the decoded reply, owned by the caller.
  */
 int ag_env_client_call(ag_env_client_t *self, Agora__V1__EnvRequest *req,
                        Agora__V1__EnvReply **reply);

@@ -162,6 +162,49 @@ static void test_packed_repeated(void **state)
     free(tokens);
 }
 
+/* Each empty Turn costs two input bytes and a whole struct of allocation: far
+ * past the decode budget, though it is valid protobuf (protobuf-c's own
+ * unpack, which has no budget, takes it). */
+static void test_allocation_budget(void **state)
+{
+    size_t turns = 50000;
+    size_t n = 0;
+    uint8_t *buf = malloc(turns * 2);
+    for (size_t i = 0; i < turns; i++) {
+        buf[n++] = 0x22; /* field 4 (turns), length-delimited */
+        buf[n++] = 0x00; /* an empty Turn */
+    }
+    Agora__V1__Transcript *plain = agora__v1__transcript__unpack(NULL, n, buf);
+    assert_non_null(plain);
+    assert_int_equal(plain->n_turns, turns);
+    agora__v1__transcript__free_unpacked(plain, NULL);
+    char why[128] = "";
+    ag_limits_t no_limits = {1 << 30, 1 << 24, NULL, 0};
+    assert_null(ag_codec_decode(&agora__v1__transcript__descriptor, buf, n, &no_limits, why,
+                                sizeof why));
+    assert_non_null(strstr(why, "undecodable"));
+    /* A few hundred of them are within the budget. */
+    ProtobufCMessage *m = ag_codec_decode(&agora__v1__transcript__descriptor, buf, 600,
+                                          &no_limits, why, sizeof why);
+    assert_non_null(m);
+    assert_int_equal(((Agora__V1__Transcript *)m)->n_turns, 300);
+    ag_codec_free(m);
+    free(buf);
+}
+
+/* Decoded messages are plain malloc memory: users of protobuf-c free them the usual way. */
+static void test_free_unpacked_frees_decoded(void **state)
+{
+    uint8_t buf[256];
+    size_t n = s_pack_step(buf, sizeof buf, "an action to copy");
+    ProtobufCMessage *m = ag_codec_decode(&agora__v1__env_request__descriptor, buf, n,
+                                          &s_limits, NULL, 0);
+    assert_non_null(m);
+    Agora__V1__EnvRequest *req = (Agora__V1__EnvRequest *)m;
+    assert_string_equal(req->step->action, "an action to copy");
+    agora__v1__env_request__free_unpacked(req, NULL);
+}
+
 static void test_error_envelope(void **state)
 {
     Agora__V1__EnvReply reply;
@@ -214,6 +257,8 @@ int main(void)
         cmocka_unit_test(test_string_limit),
         cmocka_unit_test(test_repeated_and_nested_limits),
         cmocka_unit_test(test_packed_repeated),
+        cmocka_unit_test(test_allocation_budget),
+        cmocka_unit_test(test_free_unpacked_frees_decoded),
         cmocka_unit_test(test_error_envelope),
         cmocka_unit_test(test_random_bytes_never_crash),
     };

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -117,6 +118,7 @@ typedef struct rig {
     ag_rpc_server_t *server;
     ag_rpc_client_t *client;
     int drop_first;       /* requests to ignore before answering */
+    bool answer_twice;    /* answer twice, then send two messages that are no reply */
     int seen;             /* requests the server saw */
     int framing_errors;
     uint64_t ids[16];     /* request ids seen, in order */
@@ -148,6 +150,12 @@ static void rig_handler(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const u
         reply.body_case = AGORA__V1__ENV_REPLY__BODY_CLOSE;
         reply.close = &close;
         assert_int_equal(ag_rpc_reply_msg(srv, peer, &reply.base), 0);
+        if (r->answer_twice) {
+            assert_int_equal(ag_rpc_reply_msg(srv, peer, &reply.base), 0);
+            ag_frame_t three[4] = {{peer->id, peer->id_len}, {"x", 1}, {"y", 1}, {"z", 1}};
+            assert_int_equal(ag_zsock_send(ag_rpc_server_sock(srv), three, 4), 0);
+            assert_int_equal(ag_rpc_reply(srv, peer, "\xff\xff\xff", 3, NULL, 0), 0);
+        }
     }
     agora__v1__env_request__free_unpacked(req, NULL);
 }
@@ -165,7 +173,7 @@ static void rig_done(void *arg, int status, const ProtobufCMessage *reply, const
     ag_rpc_client_destroy(&r->client);
 }
 
-static void rig_run(rig_t *r, int timeout_ms, int attempts)
+static void rig_run_with(rig_t *r, int timeout_ms, int attempts, const ag_rpc_call_opts_t *call)
 {
     uv_loop_init(&r->loop);
     r->zctx = zmq_ctx_new();
@@ -181,11 +189,16 @@ static void rig_run(rig_t *r, int timeout_ms, int attempts)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
     req.close = &close;
-    assert_int_equal(ag_rpc_call(r->client, &req.base, rig_done, r), 0);
+    assert_int_equal(ag_rpc_call_with(r->client, &req.base, call, rig_done, r), 0);
     assert_int_equal(ag_rpc_client_pending(r->client), 1);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&r->loop), 0);
     zmq_ctx_term(r->zctx);
+}
+
+static void rig_run(rig_t *r, int timeout_ms, int attempts)
+{
+    rig_run_with(r, timeout_ms, attempts, NULL);
 }
 
 static void test_rpc_answer(void **state)
@@ -219,6 +232,195 @@ static void test_rpc_deadline(void **state)
     assert_int_equal(r.done_status, -ETIMEDOUT);
     assert_int_equal(r.seen, 2);
     assert_true(uv_hrtime() - t0 >= 95 * 1000000ULL);
+}
+
+/* A call made with attempts = 1 (an env Step) is never resent, whatever the client's default. */
+static void test_rpc_call_once(void **state)
+{
+    rig_t r = {.drop_first = 1000};
+    ag_rpc_call_opts_t once = {.attempts = 1};
+    rig_run_with(&r, 50, 3, &once);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.done_status, -ETIMEDOUT);
+    assert_int_equal(r.seen, 1);
+}
+
+/* ---- replies no call waits for, and keeping a reply past its callback ---- */
+
+typedef struct stray {
+    rig_t rig;
+    uv_timer_t stop;
+    ProtobufCMessage *kept;   /* taken in the done callback */
+    int unmatched;
+    int unmatched_bad;
+    uint64_t unmatched_id;
+} stray_t;
+
+static void stray_stop(uv_timer_t *t)
+{
+    stray_t *s = t->data;
+    ag_rpc_server_destroy(&s->rig.server);
+    ag_rpc_client_destroy(&s->rig.client);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void stray_done(void *arg, int status, const ProtobufCMessage *reply,
+                       const uint8_t *extra, size_t extra_len)
+{
+    stray_t *s = arg;
+    s->rig.done_calls++;
+    s->rig.done_status = status;
+    s->kept = ag_rpc_client_take_reply(s->rig.client);
+    assert_ptr_equal(s->kept, reply);
+    assert_null(ag_rpc_client_take_reply(s->rig.client)); /* taken once */
+}
+
+static void stray_unmatched(void *arg, int status, const ProtobufCMessage *reply,
+                            const uint8_t *extra, size_t extra_len,
+                            const ag_rpc_reply_shape_t *shape)
+{
+    stray_t *s = arg;
+    if (status < 0) {
+        assert_int_equal(status, -EPROTO);
+        assert_null(reply);
+        s->unmatched_bad++;
+        return;
+    }
+    s->unmatched++;
+    s->unmatched_id = ag_envelope_request_id(reply);
+    assert_int_equal(shape->frames, 1);
+    assert_false(shape->delimited);
+    /* Left to the client, which frees it after the callback. */
+}
+
+/* A server and a client on a fresh loop; the test then makes calls and runs stray_run. */
+static void stray_start(stray_t *s, const ag_rpc_client_opts_t *co)
+{
+    rig_t *r = &s->rig;
+    uv_loop_init(&r->loop);
+    r->zctx = zmq_ctx_new();
+    r->server = ag_rpc_server_create(&r->loop, r->zctx, "tcp://127.0.0.1:*", NULL, rig_handler,
+                                     r);
+    assert_non_null(r->server);
+    r->client = ag_rpc_client_create(&r->loop, r->zctx, ag_rpc_server_endpoint(r->server),
+                                     &agora__v1__env_reply__descriptor, co);
+    assert_non_null(r->client);
+}
+
+/* Runs the loop for ms, then destroys server and client. */
+static void stray_run(stray_t *s, int ms)
+{
+    rig_t *r = &s->rig;
+    uv_timer_init(&r->loop, &s->stop);
+    s->stop.data = s;
+    uv_timer_start(&s->stop, stray_stop, (uint64_t)ms, 0);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
+    zmq_ctx_term(r->zctx);
+}
+
+static void test_rpc_unmatched(void **state)
+{
+    stray_t s = {.rig = {.answer_twice = true}};
+    rig_t *r = &s.rig;
+    stray_start(&s, NULL);
+    ag_rpc_client_on_unmatched(r->client, stray_unmatched, &s);
+    Agora__V1__CloseRequest close = AGORA__V1__CLOSE_REQUEST__INIT;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
+    req.close = &close;
+    assert_int_equal(ag_rpc_call(r->client, &req.base, stray_done, &s), 0);
+    stray_run(&s, 500);
+    assert_int_equal(r->done_calls, 1);
+    assert_int_equal(r->done_status, 0);
+    /* The reply taken in the callback outlives it. */
+    assert_non_null(s.kept);
+    assert_int_equal(ag_envelope_request_id(s.kept), r->ids[0]);
+    assert_int_equal(((Agora__V1__EnvReply *)s.kept)->body_case, AGORA__V1__ENV_REPLY__BODY_CLOSE);
+    ag_codec_free(s.kept);
+    /* The second answer to the same id matched nothing; the other two were no replies. */
+    assert_int_equal(s.unmatched, 1);
+    assert_int_equal(s.unmatched_id, r->ids[0]);
+    assert_int_equal(s.unmatched_bad, 2);
+}
+
+/* ---- cancel: a forgotten call is neither called back nor retried ---- */
+
+static void cancel_done(void *arg, int status, const ProtobufCMessage *reply,
+                        const uint8_t *extra, size_t extra_len)
+{
+    fail_msg("a cancelled call was called back (status %d)", status);
+}
+
+static void test_rpc_cancel(void **state)
+{
+    stray_t s = {.rig = {.drop_first = 1000}};
+    rig_t *r = &s.rig;
+    ag_rpc_client_opts_t co = {.timeout_ms = 50, .attempts = 3};
+    stray_start(&s, &co);
+    Agora__V1__CloseRequest close = AGORA__V1__CLOSE_REQUEST__INIT;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
+    req.close = &close;
+    assert_int_equal(ag_rpc_call(r->client, &req.base, cancel_done, &s), 0);
+    assert_int_equal(ag_rpc_call(r->client, &req.base, cancel_done, NULL), 0);
+    assert_int_equal(ag_rpc_cancel(r->client, cancel_done, &s), 1);
+    assert_int_equal(ag_rpc_cancel(r->client, cancel_done, NULL), 1);
+    assert_int_equal(ag_rpc_client_pending(r->client), 0);
+    /* Six deadlines' worth of time: a retry would have reached the server. */
+    stray_run(&s, 300);
+    assert_int_equal(r->seen, 2);
+}
+
+/* ---- ZMQ_IMMEDIATE: an attempt made before the server is up goes out when it is ---- */
+
+/* An ipc endpoint of this process; the socket file is removed at the end of the test. */
+static const char *late_endpoint(void)
+{
+    static char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/agora-test-transport-%d", (int)getpid());
+    return endpoint;
+}
+
+static void late_server(uv_timer_t *t)
+{
+    rig_t *r = t->data;
+    r->server = ag_rpc_server_create(&r->loop, r->zctx, late_endpoint(), NULL, rig_handler, r);
+    assert_non_null(r->server);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_rpc_waits_for_connection(void **state)
+{
+    rig_t r = {0};
+    uv_loop_init(&r.loop);
+    r.zctx = zmq_ctx_new();
+    const char *endpoint = late_endpoint();
+    unlink(endpoint + strlen("ipc://"));
+    ag_rpc_client_opts_t co = {.timeout_ms = 3000, .attempts = 1, .immediate = true};
+    r.client = ag_rpc_client_create(&r.loop, r.zctx, endpoint, &agora__v1__env_reply__descriptor,
+                                    &co);
+    assert_non_null(r.client);
+    Agora__V1__CloseRequest close = AGORA__V1__CLOSE_REQUEST__INIT;
+    Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
+    req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
+    req.close = &close;
+    uv_timer_t t;
+    uv_timer_init(&r.loop, &t);
+    t.data = &r;
+    uv_timer_start(&t, late_server, 300, 0);
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(ag_rpc_call(r.client, &req.base, rig_done, &r), 0);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    /* Answered on its one attempt, sent once the server was there. */
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.done_status, 0);
+    assert_int_equal(r.seen, 1);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_true(ms >= 290 && ms < 3000);
+    assert_int_equal(uv_loop_close(&r.loop), 0);
+    zmq_ctx_term(r.zctx);
+    unlink(endpoint + strlen("ipc://"));
 }
 
 /* ---- framing seen by a ROUTER service: REQ delimiter, and bad layouts ---- */
@@ -352,6 +554,10 @@ int main(void)
         cmocka_unit_test(test_rpc_answer),
         cmocka_unit_test(test_rpc_retry_with_fresh_id),
         cmocka_unit_test(test_rpc_deadline),
+        cmocka_unit_test(test_rpc_call_once),
+        cmocka_unit_test(test_rpc_unmatched),
+        cmocka_unit_test(test_rpc_cancel),
+        cmocka_unit_test(test_rpc_waits_for_connection),
         cmocka_unit_test(test_rpc_framing),
         cmocka_unit_test(test_maxmsgsize),
     };

@@ -20,34 +20,25 @@ typedef struct {
     size_t budget;
 } budget_t;
 
-/* Each allocation carries its size in front, so the budget can be given back
- * on free. data is the budget, or NULL for none (freeing decoded messages). */
+/*
+ * The budget counts every byte a decode asks for, whether protobuf-c frees it
+ * again or not, so it bounds the decode's work as well as its memory. The
+ * blocks themselves are plain malloc: a decoded message can be freed by
+ * protobuf-c's default allocator as well as by ag_codec_free.
+ */
 static void *s_alloc(void *data, size_t size)
 {
     budget_t *b = data;
-    if (b && size > b->budget - b->used)
+    if (size > b->budget - b->used)
         return NULL;
-    size_t *p = malloc(size + sizeof(size_t) * 2);
-    if (!p)
-        return NULL;
-    p[0] = size;
-    if (b)
-        b->used += size;
-    return p + 2;
+    b->used += size;
+    return malloc(size ? size : 1);
 }
 
 static void s_free(void *data, void *ptr)
 {
-    budget_t *b = data;
-    if (!ptr)
-        return;
-    size_t *p = (size_t *)ptr - 2;
-    if (b)
-        b->used -= p[0];
-    free(p);
+    free(ptr);
 }
-
-static ProtobufCAllocator s_plain = {s_alloc, s_free, NULL};
 
 static void s_why(char *why, size_t why_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -83,7 +74,7 @@ ProtobufCMessage *ag_codec_decode(const ProtobufCMessageDescriptor *desc, const 
 void ag_codec_free(ProtobufCMessage *msg)
 {
     if (msg)
-        protobuf_c_message_free_unpacked(msg, &s_plain);
+        protobuf_c_message_free_unpacked(msg, NULL);
 }
 
 static size_t s_field_limit(const ag_limits_t *l, const ProtobufCMessageDescriptor *d,

@@ -43,7 +43,8 @@ typedef struct ag_limits {
  * Decodes data as a message of type desc with a bounded allocator. Returns
  * NULL if the bytes are not a valid message, the decode would allocate too
  * much, or a limit is exceeded; *why (if not NULL) then says which. Free the
- * result with ag_codec_free.
+ * result with ag_codec_free, or with the type's own free_unpacked and a NULL
+ * allocator (the memory is plain malloc), as callers of protobuf-c expect.
  */
 ProtobufCMessage *ag_codec_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                   size_t len, const ag_limits_t *limits, char *why,

@@ -159,7 +159,9 @@ typedef struct call {
     struct call *next;
     uint64_t request_id;
     uint64_t deadline_ms;
+    int timeout_ms;
     int attempts_left;
+    bool unsent;    /* the socket refused the current attempt: it goes out when writable */
     ag_rpc_done_t done;
     void *arg;
     size_t len;     /* body bytes, after HEADER_ROOM bytes for the header */
@@ -180,6 +182,11 @@ struct ag_rpc_client {
     call_t *calls;
     size_t n_calls;
     uint64_t next_id;
+    ag_rpc_unmatched_t unmatched;
+    void *unmatched_arg;
+    ag_zsock_writable_cb writable; /* the owner's, after the client's own unsent attempts */
+    void *writable_arg;
+    ProtobufCMessage *delivering; /* the reply being handed to a callback */
     bool closing;
 };
 
@@ -232,37 +239,106 @@ static void s_write_header(call_t *call)
     memcpy(call->bytes + call->start, h, n);
 }
 
+static void s_on_writable(ag_zsock_t *sock, void *arg);
+
+/*
+ * An attempt's deadline runs from when ZeroMQ takes it. One the socket
+ * refuses (at the high-water mark, or with ZMQ_IMMEDIATE before a connection
+ * is up) stays unsent and goes out as soon as the socket can take it; if
+ * that does not happen within the deadline, the attempt has failed.
+ */
 static int s_send_attempt(ag_rpc_client_t *c, call_t *call)
 {
     s_write_header(call);
     ag_frame_t f = {call->bytes + call->start, HEADER_ROOM - call->start + call->len};
-    call->deadline_ms = uv_now(c->loop) + (uint64_t)c->opts.timeout_ms;
-    return ag_zsock_send(c->sock, &f, 1);
+    call->deadline_ms = uv_now(c->loop) + (uint64_t)call->timeout_ms;
+    int rc = ag_zsock_send(c->sock, &f, 1);
+    call->unsent = rc == -EAGAIN;
+    if (call->unsent)
+        ag_zsock_on_writable(c->sock, s_on_writable, c);
+    return rc;
+}
+
+static void s_on_writable(ag_zsock_t *sock, void *arg)
+{
+    ag_rpc_client_t *c = arg;
+    for (call_t *call = c->calls; call; call = call->next) {
+        if (call->unsent && s_send_attempt(c, call) == -EAGAIN) {
+            s_arm(c); /* full again: s_send_attempt waits for the next chance */
+            return;
+        }
+    }
+    s_arm(c);
+    if (c->writable) {
+        ag_zsock_writable_cb cb = c->writable;
+        c->writable = NULL;
+        cb(sock, c->writable_arg);
+    }
+}
+
+void ag_rpc_client_on_writable(ag_rpc_client_t *self, ag_zsock_writable_cb cb, void *arg)
+{
+    self->writable = cb;
+    self->writable_arg = arg;
+    if (cb)
+        ag_zsock_on_writable(self->sock, s_on_writable, self);
+}
+
+uint64_t ag_rpc_client_new_id(ag_rpc_client_t *self)
+{
+    uint64_t id = self->next_id++;
+    return id ? id : self->next_id++;
+}
+
+/* Hands a reply no call waits for (or -EPROTO for a message that was none) to the owner. */
+static void s_unmatched(ag_rpc_client_t *c, int status, const ProtobufCMessage *reply,
+                        const uint8_t *extra, size_t extra_len, const ag_rpc_reply_shape_t *shape,
+                        const char *why)
+{
+    if (c->unmatched)
+        c->unmatched(c->unmatched_arg, status, reply, extra, extra_len, shape);
+    else if (status < 0)
+        ag_warn("rpc", "bad reply from %s: %s", ag_zsock_endpoint(c->sock), why);
 }
 
 static void s_client_recv(ag_zsock_t *sock, ag_zmsg_t *m, void *arg)
 {
     ag_rpc_client_t *c = arg;
-    size_t first = (m->n >= 2 && ag_zmsg_size(m, 0) == 0) ? 1 : 0;
-    if (m->n <= first)
+    ag_rpc_reply_shape_t shape = {m->n + m->n_dropped, m->n >= 2 && ag_zmsg_size(m, 0) == 0};
+    size_t first = shape.delimited ? 1 : 0;
+    /* The payload, and at most one raw frame after it (Control get_weights). */
+    if (m->n_dropped || m->n > first + 2) {
+        s_unmatched(c, -EPROTO, NULL, NULL, 0, &shape, "too many frames");
         return;
+    }
     char why[160];
     ProtobufCMessage *reply = ag_codec_decode(c->reply_desc, ag_zmsg_data(m, first),
                                               ag_zmsg_size(m, first), &c->limits, why,
                                               sizeof why);
     if (!reply) {
-        ag_warn("rpc", "bad reply from %s: %s", ag_zsock_endpoint(sock), why);
+        s_unmatched(c, -EPROTO, NULL, NULL, 0, &shape, why);
         return;
     }
+    const uint8_t *extra = m->n > first + 1 ? ag_zmsg_data(m, first + 1) : NULL;
+    size_t extra_len = m->n > first + 1 ? ag_zmsg_size(m, first + 1) : 0;
+    c->delivering = reply;
     call_t *call = s_unlink(c, ag_envelope_request_id(reply));
     if (call) {
-        const uint8_t *extra = m->n > first + 1 ? ag_zmsg_data(m, first + 1) : NULL;
-        size_t extra_len = m->n > first + 1 ? ag_zmsg_size(m, first + 1) : 0;
         call->done(call->arg, 0, reply, extra, extra_len);
         s_call_free(call);
         s_arm(c);
+    } else {
+        s_unmatched(c, 0, reply, extra, extra_len, &shape, NULL);
     }
-    ag_codec_free(reply);
+    ag_codec_free(c->delivering); /* NULL if a callback took it */
+    c->delivering = NULL;
+}
+
+ProtobufCMessage *ag_rpc_client_take_reply(ag_rpc_client_t *self)
+{
+    ProtobufCMessage *reply = self->delivering;
+    self->delivering = NULL;
+    return reply;
 }
 
 static void s_on_timer(uv_timer_t *t)
@@ -278,7 +354,7 @@ static void s_on_timer(uv_timer_t *t)
         }
         if (call->attempts_left > 0) {
             call->attempts_left--;
-            call->request_id = c->next_id++;
+            call->request_id = ag_rpc_client_new_id(c);
             ag_debug("rpc", "retrying request to %s", ag_zsock_endpoint(c->sock));
             s_send_attempt(c, call);
             p = &call->next;
@@ -322,17 +398,17 @@ ag_rpc_client_t *ag_rpc_client_create(uv_loop_t *loop, void *zctx, const char *e
     if (opts)
         c->opts = *opts;
     if (c->opts.timeout_ms <= 0)
-        c->opts.timeout_ms = 3000;
+        c->opts.timeout_ms = AG_RPC_DEFAULT_TIMEOUT_MS;
     if (c->opts.attempts <= 0)
-        c->opts.attempts = 3;
+        c->opts.attempts = AG_RPC_DEFAULT_ATTEMPTS;
     if (c->opts.max_reply == 0)
-        c->opts.max_reply = 16 << 20;
+        c->opts.max_reply = AG_RPC_DEFAULT_MAX_REPLY;
     c->limits = c->opts.limits ? *c->opts.limits : s_default_limits;
     /* Ids start at a random-looking point so two client runs never share them. */
     c->next_id = ((uint64_t)uv_hrtime() << 16) | 1;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
-    ag_zsock_opts_t zo = {.maxmsgsize = c->opts.max_reply, .immediate = false};
+    ag_zsock_opts_t zo = {.maxmsgsize = c->opts.max_reply, .immediate = c->opts.immediate};
     c->sock = ag_zsock_create(loop, zctx, ZMQ_DEALER, &zo, s_client_recv, c);
     if (!c->sock || ag_zsock_connect(c->sock, endpoint) < 0) {
         ag_rpc_client_destroy(&c);
@@ -364,8 +440,19 @@ void ag_rpc_client_destroy(ag_rpc_client_t **self)
     uv_close((uv_handle_t *)&c->timer, s_timer_closed);
 }
 
-int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t done,
-                void *arg)
+void ag_rpc_client_on_unmatched(ag_rpc_client_t *self, ag_rpc_unmatched_t cb, void *arg)
+{
+    self->unmatched = cb;
+    self->unmatched_arg = arg;
+}
+
+ag_zsock_t *ag_rpc_client_sock(ag_rpc_client_t *self)
+{
+    return self->sock;
+}
+
+int ag_rpc_call_with(ag_rpc_client_t *self, ProtobufCMessage *request,
+                     const ag_rpc_call_opts_t *opts, ag_rpc_done_t done, void *arg)
 {
     ag_envelope_set_header(request, 0);
     const ProtobufCFieldDescriptor *v = protobuf_c_message_descriptor_get_field(
@@ -383,8 +470,9 @@ int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t 
     }
     protobuf_c_message_pack(request, call->bytes + HEADER_ROOM);
     ag_envelope_set_header(request, 0);
-    call->request_id = self->next_id++;
-    call->attempts_left = self->opts.attempts - 1;
+    call->request_id = ag_rpc_client_new_id(self);
+    call->timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : self->opts.timeout_ms;
+    call->attempts_left = (opts && opts->attempts > 0 ? opts->attempts : self->opts.attempts) - 1;
     call->done = done;
     call->arg = arg;
     int rc = s_send_attempt(self, call);
@@ -392,12 +480,36 @@ int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t 
         s_call_free(call);
         return rc;
     }
-    /* At the high-water mark the attempt is lost, but the deadline will retry it. */
     call->next = self->calls;
     self->calls = call;
     self->n_calls++;
     s_arm(self);
     return 0;
+}
+
+int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t done,
+                void *arg)
+{
+    return ag_rpc_call_with(self, request, NULL, done, arg);
+}
+
+size_t ag_rpc_cancel(ag_rpc_client_t *self, ag_rpc_done_t done, void *arg)
+{
+    size_t n = 0;
+    call_t **p = &self->calls;
+    while (*p) {
+        call_t *call = *p;
+        if (call->done != done || call->arg != arg) {
+            p = &call->next;
+            continue;
+        }
+        *p = call->next;
+        self->n_calls--;
+        s_call_free(call);
+        n++;
+    }
+    s_arm(self);
+    return n;
 }
 
 size_t ag_rpc_client_pending(const ag_rpc_client_t *self)

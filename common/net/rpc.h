@@ -11,9 +11,13 @@
  *
  * Client side (ag_rpc_client_t): a DEALER socket with per-request deadlines
  * and bounded retries. Each call packs a request envelope with a fresh
- * request_id per attempt, matches replies by request_id (late replies of
- * abandoned attempts are dropped), and calls back exactly once: with the
- * decoded reply, or with a timeout after the last attempt.
+ * request_id per attempt, matches replies by request_id, and calls back
+ * exactly once: with the decoded reply, or with a timeout after the last
+ * attempt. Every reply is decoded with the codec's bounded decoder and
+ * limits. Replies no call waits for (late replies of abandoned attempts,
+ * replies to requests the owner framed itself) are dropped, or handed to the
+ * owner's unmatched handler. The blocking env client (env_server/env_client.h)
+ * is this client on a private loop.
  */
 #ifndef AG_RPC_H
 #define AG_RPC_H
@@ -80,18 +84,24 @@ ProtobufCMessage *ag_rpc_decode_request(ag_rpc_server_t *srv, const ag_rpc_peer_
 
 typedef struct ag_rpc_client ag_rpc_client_t;
 
+#define AG_RPC_DEFAULT_TIMEOUT_MS 3000
+#define AG_RPC_DEFAULT_ATTEMPTS 3
+#define AG_RPC_DEFAULT_MAX_REPLY (16 * 1024 * 1024)
+
 typedef struct ag_rpc_client_opts {
-    int timeout_ms;        /* per attempt; 0 = 3000 */
-    int attempts;          /* 0 = 3 */
-    int64_t max_reply;     /* ZMQ_MAXMSGSIZE for replies; 0 = 16 MiB */
+    int timeout_ms;        /* per attempt; 0 = AG_RPC_DEFAULT_TIMEOUT_MS */
+    int attempts;          /* 0 = AG_RPC_DEFAULT_ATTEMPTS */
+    int64_t max_reply;     /* ZMQ_MAXMSGSIZE for replies; 0 = AG_RPC_DEFAULT_MAX_REPLY */
     const ag_limits_t *limits; /* checked on decoded replies; NULL = generous defaults */
+    bool immediate;        /* ZMQ_IMMEDIATE: an attempt waits for a connection (see below) */
 } ag_rpc_client_opts_t;
 
 /*
- * status: 0 with reply set (owned by the client: valid during the call only),
- * -ETIMEDOUT after the last attempt, -EPROTO when a reply did not decode,
- * -ECANCELED when the client is destroyed with the call pending.
+ * status: 0 with reply set (owned by the client: valid during the call only,
+ * unless taken with ag_rpc_client_take_reply), -ETIMEDOUT after the last
+ * attempt, -ECANCELED when the client is destroyed with the call pending.
  * extra: a frame after the reply payload, if any (valid during the call).
+ * done may destroy the client.
  */
 typedef void (*ag_rpc_done_t)(void *arg, int status, const ProtobufCMessage *reply,
                               const uint8_t *extra, size_t extra_len);
@@ -105,10 +115,67 @@ void ag_rpc_client_destroy(ag_rpc_client_t **self);
  * Sends request (an envelope; its header is filled in here, so the caller's
  * message is modified) and calls done once. Returns 0, or -errno if it could
  * not even be queued (done is not called then).
+ *
+ * An attempt's deadline runs from when the socket takes it. An attempt the
+ * socket refuses (at the high-water mark, or before a connection is up with
+ * `immediate`) goes out as soon as it can; one still unsent at its deadline
+ * has failed like an unanswered one.
  */
 int ag_rpc_call(ag_rpc_client_t *self, ProtobufCMessage *request, ag_rpc_done_t done,
                 void *arg);
 
+/* One call's own deadline and attempts; 0 (or opts NULL) = the client's. */
+typedef struct ag_rpc_call_opts {
+    int timeout_ms;
+    int attempts; /* 1 for a request that must not be repeated, such as an env Step */
+} ag_rpc_call_opts_t;
+int ag_rpc_call_with(ag_rpc_client_t *self, ProtobufCMessage *request,
+                     const ag_rpc_call_opts_t *opts, ag_rpc_done_t done, void *arg);
+
+/*
+ * Forgets the pending calls made with this done and arg, without calling
+ * done: their replies, if any come, are unmatched. Returns how many.
+ */
+size_t ag_rpc_cancel(ag_rpc_client_t *self, ag_rpc_done_t done, void *arg);
+
 size_t ag_rpc_client_pending(const ag_rpc_client_t *self);
+
+/* A fresh request id: never 0, never handed out twice by this client (attempts draw from it). */
+uint64_t ag_rpc_client_new_id(ag_rpc_client_t *self);
+
+/* How a reply arrived: [payload] or [empty][payload], then an optional extra frame. */
+typedef struct ag_rpc_reply_shape {
+    size_t frames;  /* frames in the message */
+    bool delimited; /* the first was an empty delimiter */
+} ag_rpc_reply_shape_t;
+
+/*
+ * Called for every message no pending call takes: status 0 with a decoded
+ * reply whose request_id matches no call (valid during the callback unless
+ * taken), or -EPROTO with reply NULL for a message that is no reply (a frame
+ * layout other than the shapes above, undecodable, or over a limit). Without
+ * a handler the former are dropped and the latter logged. The handler must
+ * not destroy the client.
+ */
+typedef void (*ag_rpc_unmatched_t)(void *arg, int status, const ProtobufCMessage *reply,
+                                   const uint8_t *extra, size_t extra_len,
+                                   const ag_rpc_reply_shape_t *shape);
+void ag_rpc_client_on_unmatched(ag_rpc_client_t *self, ag_rpc_unmatched_t cb, void *arg);
+
+/*
+ * Inside a done or unmatched callback that got a reply: keeps that reply,
+ * which the caller then frees (ag_codec_free, or the type's free_unpacked
+ * with a NULL allocator). Returns it, or NULL outside such a callback.
+ */
+ProtobufCMessage *ag_rpc_client_take_reply(ag_rpc_client_t *self);
+
+/*
+ * The client's socket, for messages the owner frames itself (their replies
+ * are unmatched). After ag_zsock_send returned -EAGAIN, wait with
+ * ag_rpc_client_on_writable: the socket's writable callback is the client's,
+ * which calls cb once its own refused attempts have gone out.
+ */
+ag_zsock_t *ag_rpc_client_sock(ag_rpc_client_t *self);
+void ag_rpc_client_on_writable(ag_rpc_client_t *self, ag_zsock_writable_cb cb, void *arg);
 
 #endif

@@ -25,6 +25,8 @@ struct ag_zsock {
     void *arg;
     bool draining;  /* inside s_drain: sends need no extra wake-up */
     bool idle_on;
+    ag_zsock_writable_cb writable; /* armed by ag_zsock_on_writable, called once */
+    void *writable_arg;
     int closing;    /* handles still to be closed before free */
     char endpoint[256];
     ag_zsock_stats_t stats;
@@ -38,13 +40,13 @@ static int s_setopt_int(void *z, int opt, int v)
 
 static void s_idle_start(ag_zsock_t *s);
 
-static bool s_pollin(ag_zsock_t *s)
+static int s_events(ag_zsock_t *s)
 {
     int events = 0;
     size_t len = sizeof events;
     if (zmq_getsockopt(s->zsock, ZMQ_EVENTS, &events, &len) != 0)
-        return false;
-    return (events & ZMQ_POLLIN) != 0;
+        return 0;
+    return events;
 }
 
 /* Reads one whole multipart message into s->msg; returns false if none is ready. */
@@ -87,8 +89,9 @@ static void s_drain(ag_zsock_t *s)
         return;
     s->draining = true;
     /* Receive until EAGAIN rather than asking ZMQ_EVENTS before every message:
-     * each query costs a poll(2) on the socket's mailbox. */
-    for (int budget = DRAIN_BUDGET; budget > 0 && s_recv_one(s); budget--) {
+     * each query costs a getpid(2) and a poll(2) on the socket's mailbox. */
+    int budget = DRAIN_BUDGET;
+    for (; budget > 0 && s_recv_one(s); budget--) {
         s->stats.received++;
         if (s->cb)
             s->cb(s, &s->msg, s->arg);
@@ -97,10 +100,19 @@ static void s_drain(ag_zsock_t *s)
         s->msg.n = 0;
     }
     s->draining = false;
-    /* The edge is only re-armed once ZMQ_EVENTS has been read; and the budget may
-     * be spent, or a send in the callback may have swallowed an edge: look again. */
-    if (s_pollin(s))
+    /*
+     * The receive that found nothing came after any send of the callbacks and
+     * processed ZeroMQ's pending commands, as reading ZMQ_EVENTS would: the
+     * descriptor fires again for whatever arrives next. Only a spent budget
+     * needs another look.
+     */
+    if (budget == 0)
         s_idle_start(s);
+    if (s->writable && (s_events(s) & ZMQ_POLLOUT)) {
+        ag_zsock_writable_cb cb = s->writable;
+        s->writable = NULL;
+        cb(s, s->writable_arg);
+    }
 }
 
 static void s_on_poll(uv_poll_t *h, int status, int events)
@@ -243,6 +255,16 @@ const char *ag_zsock_endpoint(const ag_zsock_t *self)
 void *ag_zsock_handle(ag_zsock_t *self)
 {
     return self->zsock;
+}
+
+void ag_zsock_on_writable(ag_zsock_t *self, ag_zsock_writable_cb cb, void *arg)
+{
+    self->writable = cb;
+    self->writable_arg = arg;
+    if (!cb)
+        return;
+    /* The edge that announced the change may already be spent: look once now. */
+    s_idle_start(self);
 }
 
 ag_zsock_stats_t ag_zsock_stats(const ag_zsock_t *self)

@@ -3,10 +3,11 @@
  *
  * The socket's ZMQ_FD joins the loop through a uv_poll_t. That descriptor is
  * edge-triggered and also fires on send-side state changes, so a wake-up means
- * "look at ZMQ_EVENTS", not "a message is there", and a send can consume the
- * edge that announced an incoming message. zsock therefore drains while
- * ZMQ_EVENTS says ZMQ_POLLIN, and re-checks after every send (on the next loop
- * iteration, through a uv_idle_t) so no message is ever stranded.
+ * "look again", not "a message is there", and a send can consume the edge
+ * that announced an incoming message. zsock therefore drains until a receive
+ * finds nothing (which, like reading ZMQ_EVENTS, processes ZeroMQ's pending
+ * commands and so re-arms the edge), and re-checks after every send (on the
+ * next loop iteration, through a uv_idle_t) so no message is ever stranded.
  *
  * Every socket gets the project's standard options: ZMQ_LINGER 0, high-water
  * marks, ZMQ_MAXMSGSIZE, ZMQ heartbeats, and ZMQ_ROUTER_MANDATORY on ROUTERs
@@ -76,6 +77,16 @@ const char *ag_zsock_endpoint(const ag_zsock_t *self);
 
 /* The underlying ZeroMQ socket, for options zsock does not cover. */
 void *ag_zsock_handle(ag_zsock_t *self);
+
+/*
+ * Calls cb once, on the loop, as soon as the socket can take a message (no
+ * longer at the high-water mark; with ZMQ_IMMEDIATE, a connection is up):
+ * what to wait for after a send returned -EAGAIN. A new call replaces the
+ * armed callback; cb NULL disarms it. cb may send, and may arm itself again.
+ * Only for a socket created with a receive callback: the loop watches no other.
+ */
+typedef void (*ag_zsock_writable_cb)(ag_zsock_t *sock, void *arg);
+void ag_zsock_on_writable(ag_zsock_t *self, ag_zsock_writable_cb cb, void *arg);
 
 /*
  * Sends one multipart message, copying each frame; never blocks. Returns 0,
