@@ -30,6 +30,7 @@
 
 #include "env.pb-c.h"
 #include "env_client.h"
+#include "kv.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -110,7 +111,7 @@ struct ag_runner {
     uv_loop_t *loop;
     ag_runner_config_t cfg;
     char *game, *options_buf;
-    char *opt_kv[MAX_OPTIONS][2];
+    ag_kv_t opt_kv[MAX_OPTIONS];
     int n_options;
     Agora__V1__KeyValue kv[MAX_OPTIONS];
     Agora__V1__KeyValue *kv_ptrs[MAX_OPTIONS];
@@ -143,41 +144,6 @@ static uint64_t s_mix(uint64_t a, uint64_t b)
 {
     uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL);
     return ag_splitmix64(&x);
-}
-
-int ag_runner_parse_options(const char *text, char *buf, size_t buf_len, char *(*kv)[2], int max)
-{
-    size_t len = strlen(text);
-    if (len + 1 > buf_len)
-        return -E2BIG;
-    memcpy(buf, text, len + 1);
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        if (!*tok)
-            continue;
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok)
-            return -EINVAL;
-        if (n == max)
-            return -E2BIG;
-        *eq = '\0';
-        char *end = eq - 1;
-        while (end > tok && (*end == ' ' || *end == '\t'))
-            *end-- = '\0';
-        char *val = eq + 1;
-        while (*val == ' ' || *val == '\t')
-            val++;
-        end = val + strlen(val);
-        while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        kv[n][0] = tok;
-        kv[n][1] = val;
-        n++;
-    }
-    return n;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
@@ -419,8 +385,7 @@ static void s_refused(episode_t *ep, const char *message)
             ag_seq_text(&seat->seq, seat->turn_start, seat->seq.len, text, sizeof text);
             ag_runner_sanitize_utf8(text, strlen(text));
             ag_debug("runner", "episode %llu, seat %d: action \"%s\" refused (%s); resample %d",
-                     (unsigned long long)ep->number, s, text, message ? message : "",
-                     ep->refused);
+                     (unsigned long long)ep->number, s, text, message ? message : "", ep->refused);
         }
         seat->want = true;
         s_set_state(ep, EP_PLAY);
@@ -892,16 +857,17 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     r->action = malloc((size_t)cfg->max_action_tokens + 1);
     if (!r->game || !r->options_buf || !r->action)
         goto fail;
-    r->n_options = ag_runner_parse_options(options, r->options_buf, strlen(options) + 1, r->opt_kv,
-                                           MAX_OPTIONS);
+    r->n_options =
+        ag_kv_parse(options, r->options_buf, strlen(options) + 1, r->opt_kv, MAX_OPTIONS);
     if (r->n_options < 0) {
-        ag_error("runner", "bad game options \"%s\": expected KEY=VALUE,KEY=VALUE", options);
+        ag_error("runner", "bad game options \"%s\": expected KEY=VALUE,KEY=VALUE, each key once",
+                 options);
         goto fail;
     }
     for (int i = 0; i < r->n_options; i++) {
         agora__v1__key_value__init(&r->kv[i]);
-        r->kv[i].key = r->opt_kv[i][0];
-        r->kv[i].value = r->opt_kv[i][1];
+        r->kv[i].key = (char *)r->opt_kv[i].key;
+        r->kv[i].value = (char *)r->opt_kv[i].value;
         r->kv_ptrs[i] = &r->kv[i];
     }
     for (int s = 0; s < cfg->n_seats; s++) {

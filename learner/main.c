@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "config.h"
+#include "kv.h"
 #include "learner.h"
 #include "log.h"
 #include "ppo.h"
@@ -237,10 +238,10 @@ int main(int argc, char **argv)
     o.ws.env = ag_config_str(cfg, "learner.env");
     o.ws.game = ag_config_str(cfg, "game.name");
     char demo_options[1024];
-    if (ag_options_merge(ag_config_str(cfg, "game.options"),
-                         ag_config_str(cfg, "warmstart.options"), demo_options,
-                         sizeof demo_options) < 0) {
-        ag_error("learner", "game.options / warmstart.options: expected KEY=VALUE,KEY=VALUE");
+    if (ag_kv_merge(ag_config_str(cfg, "game.options"), ag_config_str(cfg, "warmstart.options"),
+                    demo_options, sizeof demo_options) < 0) {
+        ag_error("learner",
+                 "game.options / warmstart.options: expected KEY=VALUE,KEY=VALUE, each key once");
         ag_config_destroy(&cfg);
         return 2;
     }
