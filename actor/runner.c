@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "env.pb-c.h"
 #include "env_client.h"
 #include "kv.h"
@@ -39,8 +40,10 @@
 #define MAX_TRIES 3
 #define PROMPT_ROWS 512
 /* An env request answered ERROR_OVERLOADED (not applied) is resent after a
- * pause that doubles from RESEND_FIRST_MS up to RESEND_MAX_MS; after
- * MAX_RESENDS in a row the episode fails like on any other env error. */
+ * pause that doubles from RESEND_FIRST_MS up to RESEND_MAX_MS, jittered
+ * (backoff.h) so that the episodes and actors one busy server refused do not
+ * all come back at once; after MAX_RESENDS in a row the episode fails like on
+ * any other env error. */
 #define RESEND_FIRST_MS 100
 #define RESEND_MAX_MS 5000
 #define MAX_RESENDS 12
@@ -65,10 +68,10 @@ typedef struct episode {
     uint64_t number, seed, id;
     int env;
     int tries;
-    int resends;        /* of the request in flight, after ERROR_OVERLOADED */
-    uint64_t resend_at; /* loop time (ms) to resend it; 0 = none due */
-    int step_seat;      /* whose action the Step in flight carries */
-    int refused;        /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
+    ag_backoff_t resend; /* of the request in flight, after ERROR_OVERLOADED */
+    uint64_t resend_at;  /* loop time (ms) to resend it; 0 = none due */
+    int step_seat;       /* whose action the Step in flight carries */
+    int refused;         /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
     ag_rng_t rng;
     float returns[AG_RUNNER_MAX_SEATS];
     bool invalid;
@@ -126,6 +129,7 @@ struct ag_runner {
     retry_t *retry; /* episodes to replay */
     size_t n_retry;
     uv_timer_t resend_timer; /* wakes the loop for the next due resend */
+    ag_rng_t jitter;         /* of the resend pauses */
     bool started, stopping;
     int in_flight;         /* episodes neither IDLE nor CLOSED */
     char *action;          /* scratch for one action's text */
@@ -468,15 +472,10 @@ static void s_on_resend(uv_timer_t *t)
 static void s_resend_later(episode_t *ep, const char *what, const char *message)
 {
     ag_runner_t *r = ep->r;
-    uint64_t pause = RESEND_FIRST_MS;
-    for (int i = 0; i < ep->resends && pause < RESEND_MAX_MS; i++)
-        pause *= 2;
-    if (pause > RESEND_MAX_MS)
-        pause = RESEND_MAX_MS;
-    ep->resends++;
+    const uint64_t pause = ag_backoff_next_ms(&ep->resend, &r->jitter);
     r->st.overloaded++;
-    ag_debug("runner", "episode %llu: %s: ERROR_OVERLOADED %s; resend %d in %llu ms",
-             (unsigned long long)ep->number, what, message ? message : "", ep->resends,
+    ag_debug("runner", "episode %llu: %s: ERROR_OVERLOADED %s; resend %u in %llu ms",
+             (unsigned long long)ep->number, what, message ? message : "", ep->resend.attempts,
              (unsigned long long)pause);
     ep->resend_at = uv_now(r->loop) + pause;
     s_arm_resend(r);
@@ -497,7 +496,8 @@ static const Agora__V1__EnvReply *s_reply(episode_t *ep, int status, const Proto
     const Agora__V1__EnvReply *rep = (const Agora__V1__EnvReply *)msg;
     if (rep->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR) {
         const Agora__V1__Error *e = rep->error;
-        if (e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED && ep->resends < MAX_RESENDS) {
+        if (e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED &&
+            ep->resend.attempts < MAX_RESENDS) {
             s_resend_later(ep, what, e->message);
             return NULL;
         }
@@ -625,7 +625,7 @@ static void s_start_episode(episode_t *ep)
     }
 
     r->st.started++;
-    ep->resends = 0;
+    ep->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
     s_set_state(ep, EP_RESET);
     s_send_reset(ep);
 }
@@ -667,7 +667,7 @@ static void s_end_action(episode_t *ep, int s)
         return;
     }
     ep->step_seat = s;
-    ep->resends = 0;
+    ep->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
     s_set_state(ep, EP_STEP);
     s_send_step(ep);
 }
@@ -849,6 +849,7 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     uv_timer_init(loop, &r->resend_timer);
     r->resend_timer.data = r;
     r->cfg = *cfg;
+    ag_rng_seed(&r->jitter, s_mix(cfg->seed, uv_hrtime()));
     if (r->cfg.env_timeout_ms <= 0)
         r->cfg.env_timeout_ms = 5000;
     const char *options = cfg->options ? cfg->options : "";

@@ -11,7 +11,7 @@
  * request carries a batch id, "label/<random 64-bit hex, one per run>/<n>",
  * the same on every resend of it, so a retry after a lost reply is answered
  * as a duplicate and learnt once; running the tool twice on a file posts it
- * twice. An OVERLOADED reply is resent after a growing pause; any other
+ * twice. An OVERLOADED reply is resent after a growing, jittered pause; any other
  * error reply stops the run. One summary line at the end says what happened to every
  * line; the exit status says whether everything valid was accepted.
  *
@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "backoff.h"
 #include "codec.h"
 #include "config.h"
 #include "fsutil.h"
@@ -55,6 +56,10 @@
  * other keys. Longer lines are skipped without being parsed.
  */
 #define MAX_LINE (2 * MAX_TRANSCRIPT * 6 + 65536)
+/* A batch answered OVERLOADED is resent after a pause that doubles from
+ * RESEND_FIRST_MS to RESEND_MAX_MS, jittered, until label.max_wait_s is spent. */
+#define RESEND_FIRST_MS 100
+#define RESEND_MAX_MS 5000
 /* Beyond this many, malformed lines are counted but no longer reported one by one. */
 #define MAX_REPORTS 100
 
@@ -406,7 +411,9 @@ typedef struct app {
     size_t batch_max;
     int timeout_ms, attempts;
     uint64_t max_wait_ms;
-    uint64_t waited_ms, pause_ms;
+    uint64_t waited_ms;  /* resending the current batch after OVERLOADED */
+    ag_backoff_t resend; /* its pauses */
+    ag_rng_t jitter;
 
     /* a valid label that did not fit the previous request */
     json_t *held_doc;
@@ -565,7 +572,7 @@ static void s_pump(app_t *app)
                  app->batches++);
         app->batch_counted = false;
         app->waited_ms = 0;
-        app->pause_ms = 100;
+        app->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
         s_send_batch(app);
     } else if (app->stats_model) {
         s_send_stats(app);
@@ -617,17 +624,16 @@ static void s_label_done(void *arg, int status, const ProtobufCMessage *msg, con
     batch_t *b = app->batch;
     if (status == 0 && reply->body_case == AGORA__V1__REWARD_REPLY__BODY_ERROR && reply->error &&
         reply->error->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED) {
-        if (app->waited_ms + app->pause_ms > app->max_wait_ms) {
+        const uint64_t pause = ag_backoff_next_ms(&app->resend, &app->jitter);
+        if (app->waited_ms + pause > app->max_wait_ms) {
             ag_error("label", "%s still OVERLOADED after %.1f s; giving up at lines %zu-%zu",
                      app->endpoint, (double)app->waited_ms / 1000.0, b->first_line, b->last_line);
             s_finish(app, EXIT_FAILED);
             return;
         }
-        ag_debug("label", "server overloaded; resending in %llu ms",
-                 (unsigned long long)app->pause_ms);
-        uv_timer_start(&app->backoff, s_on_backoff, app->pause_ms, 0);
-        app->waited_ms += app->pause_ms;
-        app->pause_ms = app->pause_ms * 2 < 5000 ? app->pause_ms * 2 : 5000;
+        ag_debug("label", "server overloaded; resending in %llu ms", (unsigned long long)pause);
+        uv_timer_start(&app->backoff, s_on_backoff, pause, 0);
+        app->waited_ms += pause;
         return;
     }
     char what[96];
@@ -746,6 +752,7 @@ int main(int argc, char **argv)
     }
     app_t app = {0};
     app.run_id = ag_random_u64();
+    ag_rng_seed(&app.jitter, app.run_id);
     rc = s_configure(&app, cfg);
     if (rc != 0) {
         ag_config_destroy(&cfg);
