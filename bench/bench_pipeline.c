@@ -35,11 +35,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <ini.h>
 #include <jansson.h>
 
 #include "bench.h"
+#include "config.h"
 #include "forkjoin.h"
+#include "learner_options.h"
 #include "model.h"
 
 #define PROG "agora-bench pipeline"
@@ -52,35 +53,6 @@ typedef struct {
     int runs;
     double seconds;
 } popts_t;
-
-/* The keys of run.ini the learner's work depends on, with agora-learner's
- * defaults and ranges (learner/main.c), in the order of the enum below. */
-static const struct {
-    const char *section, *name, *def;
-    long min, max;
-} s_keys[] = {
-    {"model", "d_model", "128", 1, AG_MODEL_MAX_DIM},
-    {"model", "n_layers", "4", 1, AG_MODEL_MAX_LAYERS},
-    {"model", "n_heads", "4", 1, AG_MODEL_MAX_DIM},
-    {"model", "ctx", "256", 2, AG_MODEL_MAX_CTX},
-    {"model", "mlp_ratio", "4", 1, 64},
-    {"learner", "threads", "2", 0, 256},
-    {"ppo", "epochs", "2", 1, 1000},
-    {"ppo", "minibatch", "32", 1, 65536},
-    {"ppo", "microbatch", "8", 0, 65536},
-};
-enum {
-    K_D_MODEL,
-    K_LAYERS,
-    K_HEADS,
-    K_CTX,
-    K_MLP,
-    K_THREADS,
-    K_EPOCHS,
-    K_MINIBATCH,
-    K_MICROBATCH,
-    N_KEYS
-};
 
 typedef struct {
     ag_model_config_t model;
@@ -226,68 +198,34 @@ static int s_open(char *path, size_t cap, const char *dir, const char *name, FIL
 
 /* ------------------------------------------------------------- run.ini */
 
-static int s_ini_handler(void *user, const char *section, const char *name, const char *value)
-{
-    char **vals = user;
-    if (!name)
-        return 1;
-    for (int k = 0; k < N_KEYS; k++) {
-        if (strcmp(section, s_keys[k].section) || strcmp(name, s_keys[k].name))
-            continue;
-        char *copy = strdup(value);
-        if (!copy)
-            return 0;
-        free(vals[k]);
-        vals[k] = copy;
-    }
-    return 1; /* other sections and keys belong to other processes */
-}
-
+/* The learner's settings of the run: run.ini read with agora-learner's own
+ * option table, so a missing key has the learner's default and a value out
+ * of the learner's range is refused as the learner refuses it. */
 static int s_read_run_ini(const char *dir, run_cfg_t *rc)
 {
     char path[PATH_MAX];
-    FILE *f;
-    if (s_open(path, sizeof path, dir, "run.ini", &f))
+    if (s_path(path, sizeof path, dir, "run.ini"))
         return 2;
-    char *vals[N_KEYS] = {0};
-    long num[N_KEYS];
-    int ret = 0, line = ini_parse_file(f, s_ini_handler, vals);
-    fclose(f);
-    if (line != 0) {
-        ret = line > 0 ? s_fail("%s:%d: not an INI line", path, line)
-                       : s_fail("%s: cannot be read", path);
-        goto out;
-    }
-    for (int k = 0; k < N_KEYS; k++) {
-        const char *t = vals[k] ? vals[k] : s_keys[k].def;
-        char *end;
-        errno = 0;
-        num[k] = strtol(t, &end, 0);
-        if (errno || end == t || *end || num[k] < s_keys[k].min || num[k] > s_keys[k].max) {
-            ret = s_fail("%s: %s.%s: expected an integer in [%ld, %ld], got '%s'", path,
-                         s_keys[k].section, s_keys[k].name, s_keys[k].min, s_keys[k].max, t);
-            goto out;
-        }
-    }
-    ag_model_config_default(&rc->model);
-    rc->model.d_model = (int)num[K_D_MODEL];
-    rc->model.n_layers = (int)num[K_LAYERS];
-    rc->model.n_heads = (int)num[K_HEADS];
-    rc->model.ctx = (int)num[K_CTX];
-    rc->model.mlp_ratio = (int)num[K_MLP];
-    rc->threads = (int)num[K_THREADS];
-    rc->epochs = (int)num[K_EPOCHS];
-    rc->minibatch = (int)num[K_MINIBATCH];
-    rc->rows = num[K_MICROBATCH] > 0 && num[K_MICROBATCH] < num[K_MINIBATCH]
-                   ? (int)num[K_MICROBATCH]
-                   : rc->minibatch;
+    ag_config_t *cfg = ag_config_create(PROG, "", "", ag_learner_options, ag_learner_n_options, 0);
+    if (!cfg)
+        return s_fail("out of memory");
+    ag_learner_opts_t o;
+    ag_learner_opts_default(&o);
+    /* Both say what is wrong, naming the file or the key. */
+    const int bad = ag_config_load_file(cfg, path) < 0 || ag_config_apply(cfg, &o) < 0;
+    ag_config_destroy(&cfg); /* the strings of o go with it; only numbers are kept */
+    if (bad)
+        return 2;
+    rc->model = o.model;
+    rc->threads = o.threads;
+    rc->epochs = o.ppo.epochs;
+    rc->minibatch = o.ppo.minibatch;
+    rc->rows = o.ppo.microbatch > 0 && o.ppo.microbatch < o.ppo.minibatch ? o.ppo.microbatch
+                                                                          : o.ppo.minibatch;
     char err[160];
     if (ag_model_config_check(&rc->model, err, sizeof err) != 0)
-        ret = s_fail("%s: [model]: %s", path, err);
-out:
-    for (int k = 0; k < N_KEYS; k++)
-        free(vals[k]);
-    return ret;
+        return s_fail("%s: [model]: %s", path, err);
+    return 0;
 }
 
 /* --------------------------------------------------------- summary.json */
