@@ -32,6 +32,7 @@
 #include "model.h"
 #include "reward.pb-c.h"
 #include "rng.h"
+#include "reward_options.h"
 #include "reward_service.h"
 
 #define MAX_WINDOW 256
@@ -400,26 +401,19 @@ int bench_reward_main(int argc, char **argv)
         perror("agora-bench reward: mkdtemp");
         return 1;
     }
-    ag_reward_opts_t ro = {
-        .bind = "tcp://127.0.0.1:*",
-        .models = "default",
-        .lr = 3e-4,
-        .batch = 32,
-        .buffer = 65536,
-        .reuse = o.train ? 1e6 : 4,
-        .holdout = 0,
-        .threads = o.threads,
-        .score_threads = o.score_threads,
-        .seed = 1,
-        .out = dir,
-        .resume = "",
-    };
-    ag_model_config_default(&ro.model);
+    /* agora-reward's defaults, but for what the benchmark varies. */
+    ag_reward_opts_t ro;
+    ag_reward_opts_default(&ro);
+    ro.bind = "tcp://127.0.0.1:*";
+    ro.reuse = o.train ? 1e6 : ro.reuse;
+    ro.holdout = 0;
+    ro.threads = o.threads;
+    ro.score_threads = o.score_threads;
+    ro.out = dir;
     ro.model.d_model = o.d_model;
     ro.model.n_layers = o.layers;
     ro.model.n_heads = o.heads;
     ro.model.ctx = o.ctx;
-    ro.model.mlp_ratio = 4;
 
     int status = 1;
     server_t *sv = calloc(1, sizeof *sv);
