@@ -66,20 +66,30 @@
 /* Exit statuses: 0 = every valid label accepted. */
 enum { EXIT_SOME_BAD = 1, EXIT_FAILED = 2 };
 
+/* agora-label's options ([label] of a run file), filled from s_options. */
+typedef struct label_opts {
+    const char *reward, *model, *stats;
+    long batch, timeout_ms, attempts, max_wait_s;
+} label_opts_t;
+
+#define OPT(f, ...) AG_OPT(label_opts_t, f, __VA_ARGS__)
 static const ag_option_t s_options[] = {
-    {"label.reward", "reward", "", "reward server endpoint, e.g. tcp://127.0.0.1:5560"},
-    {"label.model", "model", "default", "reward model the labels are for"},
-    {"label.batch", "batch", "256", "labels per LabelRequest, 1..256"},
-    {"label.timeout_ms", "timeout-ms", "5000", "deadline of one attempt of a request"},
-    {"label.attempts", "attempts", "3",
-     "attempts per request before giving up (every attempt carries the request's batch id: "
-     "a retry of a request the server took is answered as a duplicate, not learnt twice)"},
-    {"label.max_wait_s", "max-wait", "120",
-     "how long to keep resending a batch the server answers OVERLOADED"},
-    {"label.stats", "stats", "",
-     "after the file (or without one): print the Stats of this model, or of `all`, as one "
-     "JSON line per model"},
+    OPT(reward, "label.reward", "reward", "", 0, 0,
+        "reward server endpoint, e.g. tcp://127.0.0.1:5560 (required)"),
+    OPT(model, "label.model", "model", "default", 1, MAX_MODEL, "reward model the labels are for"),
+    OPT(batch, "label.batch", "batch", "256", 1, MAX_BATCH, "labels per LabelRequest"),
+    OPT(timeout_ms, "label.timeout_ms", "timeout-ms", "5000", 10, 3600000,
+        "deadline of one attempt of a request"),
+    OPT(attempts, "label.attempts", "attempts", "3", 1, 100,
+        "attempts per request before giving up (every attempt carries the request's batch id: "
+        "a retry of a request the server took is answered as a duplicate, not learnt twice)"),
+    OPT(max_wait_s, "label.max_wait_s", "max-wait", "120", 0, 86400,
+        "how long to keep resending a batch the server answers OVERLOADED (seconds)"),
+    OPT(stats, "label.stats", "stats", "", 0, MAX_MODEL,
+        "after the file (or without one): print the Stats of this model, or of `all`, as one "
+        "JSON line per model"),
 };
+#undef OPT
 
 /* ---- reading lines ---- */
 
@@ -700,28 +710,18 @@ static void s_stats_done(void *arg, int status, const ProtobufCMessage *msg, con
 /* Reads the options; returns 0, or 2 after saying what is wrong. */
 static int s_configure(app_t *app, ag_config_t *cfg)
 {
-    long batch, timeout_ms, attempts, max_wait_s;
-    if (ag_config_long(cfg, "label.batch", 1, MAX_BATCH, &batch) < 0 ||
-        ag_config_long(cfg, "label.timeout_ms", 10, 3600000, &timeout_ms) < 0 ||
-        ag_config_long(cfg, "label.attempts", 1, 100, &attempts) < 0 ||
-        ag_config_long(cfg, "label.max_wait_s", 0, 86400, &max_wait_s) < 0)
+    label_opts_t o;
+    if (ag_config_apply(cfg, &o) < 0)
         return EXIT_FAILED;
-    app->batch_max = (size_t)batch;
-    app->timeout_ms = (int)timeout_ms;
-    app->attempts = (int)attempts;
-    app->max_wait_ms = (uint64_t)max_wait_s * 1000;
-    app->endpoint = ag_config_str(cfg, "label.reward");
-    app->model = ag_config_str(cfg, "label.model");
-    const char *stats = ag_config_str(cfg, "label.stats");
-    app->stats_model = *stats ? stats : NULL;
+    app->batch_max = (size_t)o.batch;
+    app->timeout_ms = (int)o.timeout_ms;
+    app->attempts = (int)o.attempts;
+    app->max_wait_ms = (uint64_t)o.max_wait_s * 1000;
+    app->endpoint = o.reward;
+    app->model = o.model;
+    app->stats_model = *o.stats ? o.stats : NULL;
     if (!*app->endpoint) {
         fprintf(stderr, "agora-label: --reward ENDPOINT is required (see --help)\n");
-        return EXIT_FAILED;
-    }
-    size_t model_len = strlen(app->model);
-    if (model_len == 0 || model_len > MAX_MODEL ||
-        (app->stats_model && strlen(app->stats_model) > MAX_MODEL)) {
-        fprintf(stderr, "agora-label: a model name is 1..%d bytes\n", MAX_MODEL);
         return EXIT_FAILED;
     }
     if (ag_config_positional_count(cfg) == 0 && !app->stats_model) {
