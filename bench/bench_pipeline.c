@@ -25,7 +25,6 @@
  * or malformed file is a one-line error and exit status 2.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -46,13 +45,23 @@
 #define PROG "agora-bench pipeline"
 
 /* The shortest sequence agora-bench model measures: its 16-token prompt and one more. */
-enum { MIN_SEQ = 17, MAX_RUNS = 1000 };
+#define MIN_SEQ 17
+#define MAX_RUNS 1000 /* --runs */
 
+/* agora-bench pipeline's options ([bench_pipeline] of a run file), filled from s_options. */
 typedef struct {
-    const char *dir;
     int runs;
     double seconds;
 } popts_t;
+
+#define OPT(f, ...) AG_OPT(popts_t, f, __VA_ARGS__)
+static const ag_option_t s_options[] = {
+    OPT(runs, "bench_pipeline.runs", "runs", "3", 1, MAX_RUNS,
+        "isolated measurements of each rate (their median is used)"),
+    OPT(seconds, "bench_pipeline.seconds", "seconds", "3", 1e-3, 1e6,
+        "how long each isolated measurement runs (seconds)"),
+};
+#undef OPT
 
 typedef struct {
     ag_model_config_t model;
@@ -106,77 +115,49 @@ __attribute__((format(printf, 2, 3))) static void s_note(notes_t *n, const char 
     json_array_append_new(n->list, json_string(buf));
 }
 
-static void s_usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: agora-bench pipeline RUN_DIR [--runs N] [--seconds X]\n"
-        "\n"
-        "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
-        "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
-        "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
-        "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
-        "and the ppo records of metrics.jsonl.\n"
-        "  seq_len      round(sum tokens / sum sequences), within [%d, ctx]\n"
-        "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
-        "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
-        "               T = seq_len, the run's model and threads: median of N runs of X s\n"
-        "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
-        "               2 where kl_coef > 0, else 1\n"
-        "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
-        "               achieved / predicted\n"
-        "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
-        "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
-        "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
-        "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
-        "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
-        "  snapshot); padding: share of computed positions that were padding;\n"
-        "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
-        "Figures needing a per-update field the records lack are null; notes says so.\n"
-        "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
-        "failed. Defaults: --runs 3 --seconds 3\n",
-        MIN_SEQ);
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* --help's text, line by line as printed. */
+/* clang-format off */
+static const char s_summary[] =
+    "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
+    "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
+    "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
+    "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
+    "and the ppo records of metrics.jsonl.\n"
+    "  seq_len      round(sum tokens / sum sequences), within [" STR(MIN_SEQ) ", ctx]\n"
+    "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
+    "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
+    "               T = seq_len, the run's model and threads: median of --runs runs\n"
+    "               of --seconds each\n"
+    "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
+    "               2 where kl_coef > 0, else 1\n"
+    "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
+    "               achieved / predicted\n"
+    "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
+    "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
+    "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
+    "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
+    "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
+    "  snapshot); padding: share of computed positions that were padding;\n"
+    "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
+    "Figures needing a per-update field the records lack are null; notes says so.\n"
+    "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
+    "failed.";
+/* clang-format on */
+#undef STR
+#undef STR_
 
-static int s_parse(int argc, char **argv, popts_t *o)
+/* Parses the options into o and the run directory into *dir; 0 to run, 1
+ * after --help, 2 after an error. *cfg owns *dir. */
+static int s_parse(int argc, char **argv, popts_t *o, const char **dir, ag_config_t **cfg)
 {
-    static const struct option longopts[] = {
-        {"runs", required_argument, NULL, 'r'},
-        {"seconds", required_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (popts_t){NULL, 3, 3.0};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
-        double v = optarg ? strtod(optarg, &end) : 0.0;
-        if (optarg && (end == optarg || *end || !(v > 0.0) || v > 1e6))
-            return s_fail("bad value '%s'", optarg);
-        switch (c) {
-        case 'r':
-            if (v != floor(v) || v > MAX_RUNS)
-                return s_fail("--runs: expected an integer in [1, %d], got '%s'", MAX_RUNS, optarg);
-            o->runs = (int)v;
-            break;
-        case 'x':
-            o->seconds = v;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 1;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (argc - optind != 1) {
-        s_usage(stderr);
-        return 2;
-    }
-    o->dir = argv[optind];
-    return 0;
+    int rc = bench_options(PROG, "RUN_DIR [options]", s_summary, s_options,
+                           sizeof s_options / sizeof s_options[0], 1, argc, argv, o, cfg);
+    if (rc)
+        return rc;
+    *dir = ag_config_positional(*cfg, 0);
+    return *dir ? 0 : s_fail("give the run directory (see --help)");
 }
 
 static int s_path(char *out, size_t cap, const char *dir, const char *name)
@@ -368,22 +349,20 @@ static json_t *s_real(double x)
     return isfinite(x) ? json_real(x) : json_null();
 }
 
-int bench_pipeline_main(int argc, char **argv)
+/* Everything after the options: reads the run directory, measures, prints. */
+static int s_pipeline(const popts_t *o, const char *dir)
 {
-    popts_t o;
-    int rc = s_parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? 0 : rc;
+    int rc;
     struct stat sb;
-    if (stat(o.dir, &sb) != 0)
-        return s_fail("%s: %s", o.dir, strerror(errno));
+    if (stat(dir, &sb) != 0)
+        return s_fail("%s: %s", dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
-        return s_fail("%s: not a directory", o.dir);
+        return s_fail("%s: not a directory", dir);
     run_cfg_t run;
     summary_t sum;
     metrics_t met;
-    if ((rc = s_read_run_ini(o.dir, &run)) || (rc = s_read_summary(o.dir, &sum)) ||
-        (rc = s_read_metrics(o.dir, &met)))
+    if ((rc = s_read_run_ini(dir, &run)) || (rc = s_read_summary(dir, &sum)) ||
+        (rc = s_read_metrics(dir, &met)))
         return rc;
 
     notes_t notes = {json_array()};
@@ -428,10 +407,10 @@ int bench_pipeline_main(int argc, char **argv)
     double load = -1.0;
     if (getloadavg(&load, 1) != 1)
         load = -1.0;
-    double *tr = calloc((size_t)o.runs, sizeof *tr), *sc = calloc((size_t)o.runs, sizeof *sc);
+    double *tr = calloc((size_t)o->runs, sizeof *tr), *sc = calloc((size_t)o->runs, sizeof *sc);
     rc = tr && sc ? 0 : -1;
-    for (int i = 0; i < o.runs && rc == 0; i++)
-        rc = bench_model_rates(&run.model, threads, run.rows, (int)T, o.seconds, &tr[i], &sc[i]);
+    for (int i = 0; i < o->runs && rc == 0; i++)
+        rc = bench_model_rates(&run.model, threads, run.rows, (int)T, o->seconds, &tr[i], &sc[i]);
     if (rc != 0) {
         fprintf(stderr, PROG ": the isolated measurement failed (out of memory?)\n");
         free(tr);
@@ -439,7 +418,7 @@ int bench_pipeline_main(int argc, char **argv)
         json_decref(notes.list);
         return 1;
     }
-    const double train = s_median(tr, o.runs), score = s_median(sc, o.runs);
+    const double train = s_median(tr, o->runs), score = s_median(sc, o->runs);
     free(tr);
     free(sc);
 
@@ -449,7 +428,7 @@ int bench_pipeline_main(int argc, char **argv)
     const double predicted_all = 1.0 / (E / train + (passes + ahead) / score);
     json_t *out = json_object();
     json_object_set_new(out, "bench", json_string("pipeline"));
-    json_object_set_new(out, "run_dir", json_string(o.dir));
+    json_object_set_new(out, "run_dir", json_string(dir));
     json_object_set_new(out, "d_model", json_integer(run.model.d_model));
     json_object_set_new(out, "layers", json_integer(run.model.n_layers));
     json_object_set_new(out, "heads", json_integer(run.model.n_heads));
@@ -462,8 +441,8 @@ int bench_pipeline_main(int argc, char **argv)
     json_object_set_new(out, "score_passes", json_real(passes));
     json_object_set_new(out, "mean_seq_len", json_real(mean_len));
     json_object_set_new(out, "seq_len", json_integer(T));
-    json_object_set_new(out, "runs", json_integer(o.runs));
-    json_object_set_new(out, "seconds", json_real(o.seconds));
+    json_object_set_new(out, "runs", json_integer(o->runs));
+    json_object_set_new(out, "seconds", json_real(o->seconds));
     json_object_set_new(out, "updates", json_integer((json_int_t)met.updates));
     json_object_set_new(out, "tokens", json_real(N));
     json_object_set_new(out, "sequences", json_real(met.sequences));
@@ -499,4 +478,18 @@ int bench_pipeline_main(int argc, char **argv)
     puts(text);
     free(text);
     return 0;
+}
+
+int bench_pipeline_main(int argc, char **argv)
+{
+    popts_t o;
+    const char *dir = NULL;
+    ag_config_t *cfg = NULL;
+    int rc = s_parse(argc, argv, &o, &dir, &cfg);
+    if (rc == 0)
+        rc = s_pipeline(&o, dir);
+    else if (rc == 1)
+        rc = 0; /* --help */
+    ag_config_destroy(&cfg);
+    return rc;
 }
