@@ -7,6 +7,10 @@
 #include "config.h"
 #include "model.h"
 
+/* A macro's value as a string literal, for --help texts. */
+#define BENCH_STR_(x) #x
+#define BENCH_STR(x) BENCH_STR_(x)
+
 int bench_env_main(int argc, char **argv);
 int bench_model_main(int argc, char **argv);
 int bench_pipeline_main(int argc, char **argv);

@@ -55,8 +55,7 @@ static const ag_option_t s_options[] = {
 #undef OPT
 
 /* The figures of the JSON line, and how they are counted: --help's text. */
-#define STR_(x) #x
-#define STR(x) STR_(x)
+/* clang-format off */
 static const char s_summary[] =
     "Measures the model core and prints one JSON line:\n"
     "  params                 parameters of the model (vocab 264, MLP ratio 4)\n"
@@ -68,34 +67,23 @@ static const char s_summary[] =
     "                         proximal log-probs and values (and again with the frozen\n"
     "                         reference model when a KL term is on): forward, log-probs\n"
     "                         of the targets, values copied out; same tokens and model\n"
-    "  sample_tokens_per_s    S sequences each fed a " STR(
-        PROMPT) "-token prompt in one call, then\n"
-                "                         sampled one token per step up to T; S*T positions / "
-                "time\n"
-                "                         (the counting of torch_gpt_sample.py);\n"
-                "                         sample_generated_tokens_per_s counts only S*(T-" STR(
-                    PROMPT) ")\n"
-                            "  sgemm_peak_gflops      best of a 2048^3 sgemm by OpenBLAS with N "
-                            "threads and\n"
-                            "                         the same product split over N of our "
-                            "threads, timed\n"
-                            "                         before and after the model runs\n"
-                            "  train_mfu, sample_mfu  model GFLOP/s / sgemm_peak_gflops\n"
-                            "  loadavg_1m             the machine's load average when the run "
-                            "started\n"
-                            "\n"
-                            "FLOP convention: 2 FLOPs per multiply-add of every matrix product "
-                            "(QKV,\n"
-                            "attention projection, MLP, policy and value heads; embeddings are "
-                            "lookups and\n"
-                            "count nothing); attention scores and weighted sums over the causal "
-                            "triangle\n"
-                            "only (2*D*(T+1) FLOPs per token and layer forward). Training = 3 x "
-                            "forward.\n"
-                            "Sampling counts the work of each position at its own context length.\n"
-                            "LayerNorm, GELU, softmax, losses and the optimizer count nothing.";
-#undef STR
-#undef STR_
+    "  sample_tokens_per_s    S sequences each fed a " BENCH_STR(PROMPT) "-token prompt in one call, then\n"
+    "                         sampled one token per step up to T; S*T positions / time\n"
+    "                         (the counting of torch_gpt_sample.py);\n"
+    "                         sample_generated_tokens_per_s counts only S*(T-" BENCH_STR(PROMPT) ")\n"
+    "  sgemm_peak_gflops      best of a 2048^3 sgemm by OpenBLAS with N threads and\n"
+    "                         the same product split over N of our threads, timed\n"
+    "                         before and after the model runs\n"
+    "  train_mfu, sample_mfu  model GFLOP/s / sgemm_peak_gflops\n"
+    "  loadavg_1m             the machine's load average when the run started\n"
+    "\n"
+    "FLOP convention: 2 FLOPs per multiply-add of every matrix product (QKV,\n"
+    "attention projection, MLP, policy and value heads; embeddings are lookups and\n"
+    "count nothing); attention scores and weighted sums over the causal triangle\n"
+    "only (2*D*(T+1) FLOPs per token and layer forward). Training = 3 x forward.\n"
+    "Sampling counts the work of each position at its own context length.\n"
+    "LayerNorm, GELU, softmax, losses and the optimizer count nothing.";
+/* clang-format on */
 
 /* Parses the options into o; 0 to run, 1 after --help, 2 after an error. */
 static int s_parse(int argc, char **argv, opts_t *o)

@@ -115,8 +115,6 @@ __attribute__((format(printf, 2, 3))) static void s_note(notes_t *n, const char 
     json_array_append_new(n->list, json_string(buf));
 }
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
 /* --help's text, line by line as printed. */
 /* clang-format off */
 static const char s_summary[] =
@@ -125,7 +123,7 @@ static const char s_summary[] =
     "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
     "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
     "and the ppo records of metrics.jsonl.\n"
-    "  seq_len      round(sum tokens / sum sequences), within [" STR(MIN_SEQ) ", ctx]\n"
+    "  seq_len      round(sum tokens / sum sequences), within [" BENCH_STR(MIN_SEQ) ", ctx]\n"
     "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
     "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
     "               T = seq_len, the run's model and threads: median of --runs runs\n"
@@ -145,8 +143,6 @@ static const char s_summary[] =
     "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
     "failed.";
 /* clang-format on */
-#undef STR
-#undef STR_
 
 /* Parses the options into o and the run directory into *dir; 0 to run, 1
  * after --help, 2 after an error. *cfg owns *dir. */
