@@ -28,9 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backoff.h"
 #include "env.pb-c.h"
 #include "env_client.h"
 #include "game_metrics.h"
+#include "kv.h"
 #include "log.h"
 #include "rpc.h"
 
@@ -39,8 +41,10 @@
 #define MAX_TRIES 3
 #define PROMPT_ROWS 512
 /* An env request answered ERROR_OVERLOADED (not applied) is resent after a
- * pause that doubles from RESEND_FIRST_MS up to RESEND_MAX_MS; after
- * MAX_RESENDS in a row the episode fails like on any other env error. */
+ * pause that doubles from RESEND_FIRST_MS up to RESEND_MAX_MS, jittered
+ * (backoff.h) so that the episodes and actors one busy server refused do not
+ * all come back at once; after MAX_RESENDS in a row the episode fails like on
+ * any other env error. */
 #define RESEND_FIRST_MS 100
 #define RESEND_MAX_MS 5000
 #define MAX_RESENDS 12
@@ -65,10 +69,10 @@ typedef struct episode {
     uint64_t number, seed, id;
     int env;
     int tries;
-    int resends;        /* of the request in flight, after ERROR_OVERLOADED */
-    uint64_t resend_at; /* loop time (ms) to resend it; 0 = none due */
-    int step_seat;      /* whose action the Step in flight carries */
-    int refused;        /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
+    ag_backoff_t resend; /* of the request in flight, after ERROR_OVERLOADED */
+    uint64_t resend_at;  /* loop time (ms) to resend it; 0 = none due */
+    int step_seat;       /* whose action the Step in flight carries */
+    int refused;         /* refusals in a row of step_seat's action (ERROR_INVALID_ACTION) */
     ag_rng_t rng;
     float returns[AG_RUNNER_MAX_SEATS];
     bool invalid;
@@ -111,7 +115,7 @@ struct ag_runner {
     uv_loop_t *loop;
     ag_runner_config_t cfg;
     char *game, *options_buf;
-    char *opt_kv[MAX_OPTIONS][2];
+    ag_kv_t opt_kv[MAX_OPTIONS];
     int n_options;
     Agora__V1__KeyValue kv[MAX_OPTIONS];
     Agora__V1__KeyValue *kv_ptrs[MAX_OPTIONS];
@@ -126,6 +130,7 @@ struct ag_runner {
     retry_t *retry; /* episodes to replay */
     size_t n_retry;
     uv_timer_t resend_timer; /* wakes the loop for the next due resend */
+    ag_rng_t jitter;         /* of the resend pauses */
     bool started, stopping;
     int in_flight;         /* episodes neither IDLE nor CLOSED */
     char *action;          /* scratch for one action's text */
@@ -144,41 +149,6 @@ static uint64_t s_mix(uint64_t a, uint64_t b)
 {
     uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL);
     return ag_splitmix64(&x);
-}
-
-int ag_runner_parse_options(const char *text, char *buf, size_t buf_len, char *(*kv)[2], int max)
-{
-    size_t len = strlen(text);
-    if (len + 1 > buf_len)
-        return -E2BIG;
-    memcpy(buf, text, len + 1);
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        if (!*tok)
-            continue;
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok)
-            return -EINVAL;
-        if (n == max)
-            return -E2BIG;
-        *eq = '\0';
-        char *end = eq - 1;
-        while (end > tok && (*end == ' ' || *end == '\t'))
-            *end-- = '\0';
-        char *val = eq + 1;
-        while (*val == ' ' || *val == '\t')
-            val++;
-        end = val + strlen(val);
-        while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
-            *--end = '\0';
-        kv[n][0] = tok;
-        kv[n][1] = val;
-        n++;
-    }
-    return n;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
@@ -420,8 +390,7 @@ static void s_refused(episode_t *ep, const char *message)
             ag_seq_text(&seat->seq, seat->turn_start, seat->seq.len, text, sizeof text);
             ag_runner_sanitize_utf8(text, strlen(text));
             ag_debug("runner", "episode %llu, seat %d: action \"%s\" refused (%s); resample %d",
-                     (unsigned long long)ep->number, s, text, message ? message : "",
-                     ep->refused);
+                     (unsigned long long)ep->number, s, text, message ? message : "", ep->refused);
         }
         seat->want = true;
         s_set_state(ep, EP_PLAY);
@@ -504,15 +473,10 @@ static void s_on_resend(uv_timer_t *t)
 static void s_resend_later(episode_t *ep, const char *what, const char *message)
 {
     ag_runner_t *r = ep->r;
-    uint64_t pause = RESEND_FIRST_MS;
-    for (int i = 0; i < ep->resends && pause < RESEND_MAX_MS; i++)
-        pause *= 2;
-    if (pause > RESEND_MAX_MS)
-        pause = RESEND_MAX_MS;
-    ep->resends++;
+    const uint64_t pause = ag_backoff_next_ms(&ep->resend, &r->jitter);
     r->st.overloaded++;
-    ag_debug("runner", "episode %llu: %s: ERROR_OVERLOADED %s; resend %d in %llu ms",
-             (unsigned long long)ep->number, what, message ? message : "", ep->resends,
+    ag_debug("runner", "episode %llu: %s: ERROR_OVERLOADED %s; resend %u in %llu ms",
+             (unsigned long long)ep->number, what, message ? message : "", ep->resend.attempts,
              (unsigned long long)pause);
     ep->resend_at = uv_now(r->loop) + pause;
     s_arm_resend(r);
@@ -533,7 +497,8 @@ static const Agora__V1__EnvReply *s_reply(episode_t *ep, int status, const Proto
     const Agora__V1__EnvReply *rep = (const Agora__V1__EnvReply *)msg;
     if (rep->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR) {
         const Agora__V1__Error *e = rep->error;
-        if (e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED && ep->resends < MAX_RESENDS) {
+        if (e && e->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED &&
+            ep->resend.attempts < MAX_RESENDS) {
             s_resend_later(ep, what, e->message);
             return NULL;
         }
@@ -661,7 +626,7 @@ static void s_start_episode(episode_t *ep)
     }
 
     r->st.started++;
-    ep->resends = 0;
+    ep->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
     s_set_state(ep, EP_RESET);
     s_send_reset(ep);
 }
@@ -703,7 +668,7 @@ static void s_end_action(episode_t *ep, int s)
         return;
     }
     ep->step_seat = s;
-    ep->resends = 0;
+    ep->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
     s_set_state(ep, EP_STEP);
     s_send_step(ep);
 }
@@ -885,6 +850,7 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     uv_timer_init(loop, &r->resend_timer);
     r->resend_timer.data = r;
     r->cfg = *cfg;
+    ag_rng_seed(&r->jitter, s_mix(cfg->seed, uv_hrtime()));
     if (r->cfg.env_timeout_ms <= 0)
         r->cfg.env_timeout_ms = 5000;
     const char *options = cfg->options ? cfg->options : "";
@@ -893,16 +859,17 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
     r->action = malloc((size_t)cfg->max_action_tokens + 1);
     if (!r->game || !r->options_buf || !r->action)
         goto fail;
-    r->n_options = ag_runner_parse_options(options, r->options_buf, strlen(options) + 1, r->opt_kv,
-                                           MAX_OPTIONS);
+    r->n_options =
+        ag_kv_parse(options, r->options_buf, strlen(options) + 1, r->opt_kv, MAX_OPTIONS);
     if (r->n_options < 0) {
-        ag_error("runner", "bad game options \"%s\": expected KEY=VALUE,KEY=VALUE", options);
+        ag_error("runner", "bad game options \"%s\": expected KEY=VALUE,KEY=VALUE, each key once",
+                 options);
         goto fail;
     }
     for (int i = 0; i < r->n_options; i++) {
         agora__v1__key_value__init(&r->kv[i]);
-        r->kv[i].key = r->opt_kv[i][0];
-        r->kv[i].value = r->opt_kv[i][1];
+        r->kv[i].key = (char *)r->opt_kv[i].key;
+        r->kv[i].value = (char *)r->opt_kv[i].value;
         r->kv_ptrs[i] = &r->kv[i];
     }
     for (int s = 0; s < cfg->n_seats; s++) {

@@ -227,11 +227,6 @@ Agora__V1__EnvReply *ag_runner_hello_game(const char *endpoint, const char *game
                                           int deadline_ms, const Agora__V1__GameSpec **spec,
                                           int *rc, char *err, size_t errlen);
 
-/* Parses "k=8,invalid_action=penalize" into at most max pairs (pointers into
- * buf, a writable copy of at least strlen(text)+1 bytes). Returns the count,
- * or -EINVAL for an entry without '=' or an empty key, -E2BIG past max. */
-int ag_runner_parse_options(const char *text, char *buf, size_t buf_len, char *(*kv)[2], int max);
-
 /* Replaces NUL bytes and bytes that are not part of valid UTF-8 with '?', so
  * any sampled action can be sent as a protobuf string. Returns the count. */
 size_t ag_runner_sanitize_utf8(char *text, size_t len);

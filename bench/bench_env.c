@@ -22,7 +22,6 @@
  * loop makes no poll() call while replies are queued.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -292,27 +291,28 @@ static int run(bench_t *b, double warmup, double seconds, double *elapsed, doubl
     return 0;
 }
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: agora-bench env [OPTIONS]\n"
-            "\n"
-            "Drives debate episodes over loopback TCP with pipelined requests from one client\n"
-            "(both seats played with valid moves) and prints steps/s and round-trip latency\n"
-            "p50/p99 as one JSON line.\n"
-            "\n"
-            "options:\n"
-            "  --endpoint URL   measure the server at URL (default: start agora-env on a free\n"
-            "                   loopback port and stop it afterwards)\n"
-            "  --server PATH    agora-env binary to start (default: ../env_server/agora-env\n"
-            "                   relative to this binary)\n"
-            "  --seconds S      measured duration (default 5)\n"
-            "  --warmup S       unmeasured start (default 0.5)\n"
-            "  --window N       requests in flight, one per episode (default 8, max %d)\n"
-            "  --game NAME      game to play (default debate; the built-in player knows debate)\n"
-            "  --help           show this help\n",
-            MAX_WINDOW);
-}
+/* agora-bench env's options ([bench_env] of a run file), filled from s_options. */
+typedef struct {
+    const char *endpoint, *server, *game;
+    double seconds, warmup;
+    int window;
+} opts_t;
+
+#define OPT(f, ...) AG_OPT(opts_t, f, __VA_ARGS__)
+static const ag_option_t s_options[] = {
+    OPT(endpoint, "bench_env.endpoint", "endpoint", "", 0, 0,
+        "measure the server at this endpoint (empty = start agora-env on a free loopback port "
+        "and stop it afterwards)"),
+    OPT(server, "bench_env.server", "server", "", 0, 0,
+        "agora-env binary to start (empty = ../env_server/agora-env relative to this binary)"),
+    OPT(seconds, "bench_env.seconds", "seconds", "5", 0.01, 3600, "measured duration (seconds)"),
+    OPT(warmup, "bench_env.warmup", "warmup", "0.5", 0, 600, "unmeasured start (seconds)"),
+    OPT(window, "bench_env.window", "window", "8", 1, MAX_WINDOW,
+        "requests in flight, one per episode"),
+    OPT(game, "bench_env.game", "game", "debate", 1, 0,
+        "game to play (the built-in player knows debate only)"),
+};
+#undef OPT
 
 /* ../env_server/agora-env relative to this executable, in the build tree. */
 static int default_server(char *out, size_t len)
@@ -331,97 +331,51 @@ static int default_server(char *out, size_t len)
     return 0;
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
-}
-
 int bench_env_main(int argc, char **argv)
 {
-    enum { OPT_ENDPOINT = 1, OPT_SERVER, OPT_SECONDS, OPT_WARMUP, OPT_WINDOW, OPT_GAME };
-    static const struct option longopts[] = {{"endpoint", required_argument, NULL, OPT_ENDPOINT},
-                                             {"server", required_argument, NULL, OPT_SERVER},
-                                             {"seconds", required_argument, NULL, OPT_SECONDS},
-                                             {"warmup", required_argument, NULL, OPT_WARMUP},
-                                             {"window", required_argument, NULL, OPT_WINDOW},
-                                             {"game", required_argument, NULL, OPT_GAME},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *endpoint = NULL, *server = NULL, *game = "debate";
-    double seconds = 5, warmup = 0.5, window = 8;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case OPT_ENDPOINT:
-            endpoint = optarg;
-            break;
-        case OPT_SERVER:
-            server = optarg;
-            break;
-        case OPT_SECONDS:
-            if (!parse_double(optarg, 0.01, 3600, &seconds)) {
-                fprintf(stderr, "agora-bench env: --seconds must be in 0.01..3600\n");
-                return 2;
-            }
-            break;
-        case OPT_WARMUP:
-            if (!parse_double(optarg, 0, 600, &warmup)) {
-                fprintf(stderr, "agora-bench env: --warmup must be in 0..600\n");
-                return 2;
-            }
-            break;
-        case OPT_WINDOW:
-            if (!parse_double(optarg, 1, MAX_WINDOW, &window) || window != (int)window) {
-                fprintf(stderr, "agora-bench env: --window must be an integer 1..%d\n", MAX_WINDOW);
-                return 2;
-            }
-            break;
-        case OPT_GAME:
-            game = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+    opts_t o;
+    ag_config_t *cfg;
+    int rc =
+        bench_options("agora-bench env", "[options]",
+                      "Drives debate episodes over loopback TCP with pipelined requests from "
+                      "one client (both seats played with valid moves) and prints steps/s "
+                      "and round-trip latency p50/p99 as one JSON line.",
+                      s_options, sizeof s_options / sizeof s_options[0], 0, argc, argv, &o, &cfg);
+    if (rc == 0 && strcmp(o.game, "debate")) {
+        fprintf(stderr, "agora-bench env: the built-in player only knows 'debate'\n");
+        rc = 2;
     }
-    if (optind != argc || strcmp(game, "debate")) {
-        if (strcmp(game, "debate"))
-            fprintf(stderr, "agora-bench env: the built-in player only knows 'debate'\n");
-        usage(stderr);
-        return 2;
+    if (rc != 0) {
+        ag_config_destroy(&cfg);
+        return rc == 1 ? 0 : rc;
     }
+    const char *endpoint = *o.endpoint ? o.endpoint : NULL;
+    const char *server = *o.server ? o.server : NULL;
+    const char *game = o.game;
 
+    int status = 2;
+    bench_t *b = NULL;
     ag_server_proc_t srv = {0};
     char server_path[PATH_MAX];
     if (!endpoint) {
         if (!server) {
             if (default_server(server_path, sizeof server_path)) {
                 fprintf(stderr, "agora-bench env: cannot locate agora-env; use --server\n");
-                return 2;
+                goto out;
             }
             server = server_path;
         }
         if (ag_server_proc_start(&srv, server, NULL, 10000))
-            return 2;
+            goto out;
         endpoint = srv.endpoint;
     }
 
-    int status = 1;
-    bench_t *b = calloc(1, sizeof *b);
+    status = 1;
+    b = calloc(1, sizeof *b);
     if (!b)
         goto out;
     b->game = game;
-    b->window = (int)window;
+    b->window = o.window;
     b->next_seed = 1;
     b->cap_lat = 1u << 20;
     b->lat_ns = malloc(b->cap_lat * sizeof *b->lat_ns);
@@ -439,7 +393,7 @@ int bench_env_main(int argc, char **argv)
     agora__v1__env_reply__free_unpacked(hello, NULL);
 
     double elapsed = 0, cpu = 0;
-    if (run(b, warmup, seconds, &elapsed, &cpu))
+    if (run(b, o.warmup, o.seconds, &elapsed, &cpu))
         goto out;
     qsort(b->lat_ns, b->n_lat, sizeof *b->lat_ns, cmp_u32);
     printf("{\"bench\":\"env\",\"game\":\"%s\",\"window\":%d,\"seconds\":%.3f,"
@@ -469,5 +423,6 @@ out:
                 status = 1;
         }
     }
+    ag_config_destroy(&cfg);
     return status;
 }

@@ -10,7 +10,6 @@
  * their tokens/s can be compared directly. bench_model_rates gives the
  * training and scoring figures to agora-bench pipeline.
  */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,111 +30,75 @@
 
 #define PROMPT 16
 
+/* agora-bench model's options ([bench_model] of a run file), filled from s_options. */
 typedef struct {
     int d_model, layers, heads, ctx, batch, sample_batch, threads;
     double seconds;
 } opts_t;
 
-static void s_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: agora-bench model [--d-model D] [--layers L] [--heads H] [--ctx T]\n"
-            "                         [--batch B] [--sample-batch S] [--threads N] [--seconds X]\n"
-            "\n"
-            "Measures the model core and prints one JSON line:\n"
-            "  params                 parameters of the model (vocab 264, MLP ratio 4)\n"
-            "  train_tokens_per_s     B*T tokens per training step (forward, PPO clipped\n"
-            "                         surrogate + 0.5 * value MSE, backward, AdamW with\n"
-            "                         gradient clipping) / step time\n"
-            "  score_tokens_per_s     B*T tokens per scoring pass / pass time: the no-gradient\n"
-            "                         pass the learner runs before each PPO update for the\n"
-            "                         proximal log-probs and values (and again with the frozen\n"
-            "                         reference model when a KL term is on): forward, log-probs\n"
-            "                         of the targets, values copied out; same tokens and model\n"
-            "  sample_tokens_per_s    S sequences each fed a %d-token prompt in one call, then\n"
-            "                         sampled one token per step up to T; S*T positions / time\n"
-            "                         (the counting of torch_gpt_sample.py);\n"
-            "                         sample_generated_tokens_per_s counts only S*(T-%d)\n"
-            "  sgemm_peak_gflops      best of a 2048^3 sgemm by OpenBLAS with N threads and\n"
-            "                         the same product split over N of our threads, timed\n"
-            "                         before and after the model runs\n"
-            "  train_mfu, sample_mfu  model GFLOP/s / sgemm_peak_gflops\n"
-            "  loadavg_1m             the machine's load average when the run started\n"
-            "\n"
-            "FLOP convention: 2 FLOPs per multiply-add of every matrix product (QKV,\n"
-            "attention projection, MLP, policy and value heads; embeddings are lookups and\n"
-            "count nothing); attention scores and weighted sums over the causal triangle\n"
-            "only (2*D*(T+1) FLOPs per token and layer forward). Training = 3 x forward.\n"
-            "Sampling counts the work of each position at its own context length.\n"
-            "LayerNorm, GELU, softmax, losses and the optimizer count nothing.\n"
-            "\n"
-            "Defaults: --d-model 128 --layers 4 --heads D/32 --ctx 128 --batch 16\n"
-            "          --sample-batch 32 --threads <all cores> --seconds 3\n",
-            PROMPT, PROMPT);
-}
+#define OPT(f, ...) AG_OPT(opts_t, f, __VA_ARGS__)
+static const ag_option_t s_options[] = {
+    OPT(d_model, "bench_model.d_model", "d-model", "128", 1, 1e6, "model width"),
+    OPT(layers, "bench_model.layers", "layers", "4", 1, 1e6, "transformer blocks"),
+    OPT(heads, "bench_model.heads", "heads", "0", 0, 1e6,
+        "attention heads (0 = d_model / 32, at least 1)"),
+    OPT(ctx, "bench_model.ctx", "ctx", "128", PROMPT + 1, 1e6,
+        "T: tokens per training and scoring sequence, and the sampled length"),
+    OPT(batch, "bench_model.batch", "batch", "16", 1, 1e6,
+        "B: sequences per training step and scoring pass"),
+    OPT(sample_batch, "bench_model.sample_batch", "sample-batch", "32", 1, 1e6,
+        "S: sequences sampled at once"),
+    OPT(threads, "bench_model.threads", "threads", "0", 0, 1e6, "compute threads (0 = every core)"),
+    OPT(seconds, "bench_model.seconds", "seconds", "3", 1e-3, 1e6,
+        "how long each rate is timed (seconds)"),
+};
+#undef OPT
 
+/* The figures of the JSON line, and how they are counted: --help's text. */
+/* clang-format off */
+static const char s_summary[] =
+    "Measures the model core and prints one JSON line:\n"
+    "  params                 parameters of the model (vocab 264, MLP ratio 4)\n"
+    "  train_tokens_per_s     B*T tokens per training step (forward, PPO clipped\n"
+    "                         surrogate + 0.5 * value MSE, backward, AdamW with\n"
+    "                         gradient clipping) / step time\n"
+    "  score_tokens_per_s     B*T tokens per scoring pass / pass time: the no-gradient\n"
+    "                         pass the learner runs before each PPO update for the\n"
+    "                         proximal log-probs and values (and again with the frozen\n"
+    "                         reference model when a KL term is on): forward, log-probs\n"
+    "                         of the targets, values copied out; same tokens and model\n"
+    "  sample_tokens_per_s    S sequences each fed a " BENCH_STR(PROMPT) "-token prompt in one call, then\n"
+    "                         sampled one token per step up to T; S*T positions / time\n"
+    "                         (the counting of torch_gpt_sample.py);\n"
+    "                         sample_generated_tokens_per_s counts only S*(T-" BENCH_STR(PROMPT) ")\n"
+    "  sgemm_peak_gflops      best of a 2048^3 sgemm by OpenBLAS with N threads and\n"
+    "                         the same product split over N of our threads, timed\n"
+    "                         before and after the model runs\n"
+    "  train_mfu, sample_mfu  model GFLOP/s / sgemm_peak_gflops\n"
+    "  loadavg_1m             the machine's load average when the run started\n"
+    "\n"
+    "FLOP convention: 2 FLOPs per multiply-add of every matrix product (QKV,\n"
+    "attention projection, MLP, policy and value heads; embeddings are lookups and\n"
+    "count nothing); attention scores and weighted sums over the causal triangle\n"
+    "only (2*D*(T+1) FLOPs per token and layer forward). Training = 3 x forward.\n"
+    "Sampling counts the work of each position at its own context length.\n"
+    "LayerNorm, GELU, softmax, losses and the optimizer count nothing.";
+/* clang-format on */
+
+/* Parses the options into o; 0 to run, 1 after --help, 2 after an error. */
 static int s_parse(int argc, char **argv, opts_t *o)
 {
-    static const struct option longopts[] = {
-        {"d-model", required_argument, NULL, 'd'}, {"layers", required_argument, NULL, 'l'},
-        {"heads", required_argument, NULL, 'H'},   {"ctx", required_argument, NULL, 't'},
-        {"batch", required_argument, NULL, 'b'},   {"sample-batch", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 'n'}, {"seconds", required_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
-    };
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (opts_t){128, 4, 0, 128, 16, 32, ncpu > 0 ? (int)ncpu : 1, 3.0};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
-        double v = optarg ? strtod(optarg, &end) : 0.0;
-        if (optarg && (*end || !(v > 0.0) || v > 1e6)) {
-            fprintf(stderr, "agora-bench model: bad value '%s'\n", optarg);
-            return 2;
-        }
-        switch (c) {
-        case 'd':
-            o->d_model = (int)v;
-            break;
-        case 'l':
-            o->layers = (int)v;
-            break;
-        case 'H':
-            o->heads = (int)v;
-            break;
-        case 't':
-            o->ctx = (int)v;
-            break;
-        case 'b':
-            o->batch = (int)v;
-            break;
-        case 's':
-            o->sample_batch = (int)v;
-            break;
-        case 'n':
-            o->threads = (int)v;
-            break;
-        case 'x':
-            o->seconds = v;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 1;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "agora-bench model: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    ag_config_t *cfg;
+    int rc = bench_options("agora-bench model", "[options]", s_summary, s_options,
+                           sizeof s_options / sizeof s_options[0], 0, argc, argv, o, &cfg);
+    ag_config_destroy(&cfg); /* the options are numbers only */
+    if (rc)
+        return rc;
     if (!o->heads)
         o->heads = o->d_model >= 32 ? o->d_model / 32 : 1;
-    if (o->ctx <= PROMPT) {
-        fprintf(stderr, "agora-bench model: --ctx must exceed the %d-token prompt\n", PROMPT);
-        return 2;
+    if (!o->threads) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = ncpu > 0 ? (int)ncpu : 1;
     }
     return 0;
 }
@@ -187,8 +150,8 @@ static int s_work_init(work_t *w, ag_model_t *m, int B, int T)
     oc.lr = 1e-4f;
     w->opt = ag_adamw_create(m, &oc);
     w->loss = ag_loss_create();
-    if (!w->loss || !w->tok || !w->act || !w->adv || !w->old || !w->ret || !w->mask || !w->lp || !w->values ||
-        !w->opt || ag_model_reserve(m, B, T) != 0) {
+    if (!w->loss || !w->tok || !w->act || !w->adv || !w->old || !w->ret || !w->mask || !w->lp ||
+        !w->values || !w->opt || ag_model_reserve(m, B, T) != 0) {
         s_work_free(w);
         return -1;
     }

@@ -25,7 +25,6 @@
  * or malformed file is a one-line error and exit status 2.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -35,52 +34,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <ini.h>
 #include <jansson.h>
 
 #include "bench.h"
+#include "config.h"
 #include "forkjoin.h"
+#include "learner_options.h"
 #include "model.h"
 
 #define PROG "agora-bench pipeline"
 
 /* The shortest sequence agora-bench model measures: its 16-token prompt and one more. */
-enum { MIN_SEQ = 17, MAX_RUNS = 1000 };
+#define MIN_SEQ 17
+#define MAX_RUNS 1000 /* --runs */
 
+/* agora-bench pipeline's options ([bench_pipeline] of a run file), filled from s_options. */
 typedef struct {
-    const char *dir;
     int runs;
     double seconds;
 } popts_t;
 
-/* The keys of run.ini the learner's work depends on, with agora-learner's
- * defaults and ranges (learner/main.c), in the order of the enum below. */
-static const struct {
-    const char *section, *name, *def;
-    long min, max;
-} s_keys[] = {
-    {"model", "d_model", "128", 1, AG_MODEL_MAX_DIM},
-    {"model", "n_layers", "4", 1, AG_MODEL_MAX_LAYERS},
-    {"model", "n_heads", "4", 1, AG_MODEL_MAX_DIM},
-    {"model", "ctx", "256", 2, AG_MODEL_MAX_CTX},
-    {"model", "mlp_ratio", "4", 1, 64},
-    {"learner", "threads", "2", 0, 256},
-    {"ppo", "epochs", "2", 1, 1000},
-    {"ppo", "minibatch", "32", 1, 65536},
-    {"ppo", "microbatch", "8", 0, 65536},
+#define OPT(f, ...) AG_OPT(popts_t, f, __VA_ARGS__)
+static const ag_option_t s_options[] = {
+    OPT(runs, "bench_pipeline.runs", "runs", "3", 1, MAX_RUNS,
+        "isolated measurements of each rate (their median is used)"),
+    OPT(seconds, "bench_pipeline.seconds", "seconds", "3", 1e-3, 1e6,
+        "how long each isolated measurement runs (seconds)"),
 };
-enum {
-    K_D_MODEL,
-    K_LAYERS,
-    K_HEADS,
-    K_CTX,
-    K_MLP,
-    K_THREADS,
-    K_EPOCHS,
-    K_MINIBATCH,
-    K_MICROBATCH,
-    N_KEYS
-};
+#undef OPT
 
 typedef struct {
     ag_model_config_t model;
@@ -134,77 +115,45 @@ __attribute__((format(printf, 2, 3))) static void s_note(notes_t *n, const char 
     json_array_append_new(n->list, json_string(buf));
 }
 
-static void s_usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: agora-bench pipeline RUN_DIR [--runs N] [--seconds X]\n"
-        "\n"
-        "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
-        "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
-        "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
-        "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
-        "and the ppo records of metrics.jsonl.\n"
-        "  seq_len      round(sum tokens / sum sequences), within [%d, ctx]\n"
-        "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
-        "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
-        "               T = seq_len, the run's model and threads: median of N runs of X s\n"
-        "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
-        "               2 where kl_coef > 0, else 1\n"
-        "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
-        "               achieved / predicted\n"
-        "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
-        "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
-        "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
-        "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
-        "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
-        "  snapshot); padding: share of computed positions that were padding;\n"
-        "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
-        "Figures needing a per-update field the records lack are null; notes says so.\n"
-        "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
-        "failed. Defaults: --runs 3 --seconds 3\n",
-        MIN_SEQ);
-}
+/* --help's text, line by line as printed. */
+/* clang-format off */
+static const char s_summary[] =
+    "The trained tokens/s a finished `agora run ... --out RUN_DIR` achieved against the\n"
+    "rate its model's isolated figures predict; prints one JSON line. Reads run.ini\n"
+    "([model], [learner] threads, [ppo] epochs minibatch microbatch; missing keys:\n"
+    "agora-learner's defaults), summary.json (tokens_trained_per_s = achieved, ppo_s)\n"
+    "and the ppo records of metrics.jsonl.\n"
+    "  seq_len      round(sum tokens / sum sequences), within [" BENCH_STR(MIN_SEQ) ", ctx]\n"
+    "  isolated_*   agora-bench model's train_ and score_tokens_per_s at B = rows_per_pass\n"
+    "               (ppo.microbatch, at most ppo.minibatch: the learner's forward passes),\n"
+    "               T = seq_len, the run's model and threads: median of --runs runs\n"
+    "               of --seconds each\n"
+    "  score_passes mean of the records' (1 proximal, 2 + reference); older records:\n"
+    "               2 where kl_coef > 0, else 1\n"
+    "  predicted    1 / (epochs / train + score_passes / score); efficiency =\n"
+    "               achieved / predicted\n"
+    "  reference_ahead  share of updates whose reference pass a thread of its own ran\n"
+    "               ahead (not in score_passes); efficiency_all_work counts it too:\n"
+    "               achieved / (1 / (epochs / train + (score_passes + ahead) / score))\n"
+    "  shares of ppo_s: wait (not in an update: waiting for trajectories), scoring\n"
+    "  (sum score_s), training (sum train_s), other (rest of the updates: batch, GAE,\n"
+    "  snapshot); padding: share of computed positions that were padding;\n"
+    "  train_speed, score_speed: isolated time of the passes' real tokens / their time\n"
+    "Figures needing a per-update field the records lack are null; notes says so.\n"
+    "Exit status 2 on a missing or malformed file or no ppo record, 1 if a measurement\n"
+    "failed.";
+/* clang-format on */
 
-static int s_parse(int argc, char **argv, popts_t *o)
+/* Parses the options into o and the run directory into *dir; 0 to run, 1
+ * after --help, 2 after an error. *cfg owns *dir. */
+static int s_parse(int argc, char **argv, popts_t *o, const char **dir, ag_config_t **cfg)
 {
-    static const struct option longopts[] = {
-        {"runs", required_argument, NULL, 'r'},
-        {"seconds", required_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (popts_t){NULL, 3, 3.0};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
-        double v = optarg ? strtod(optarg, &end) : 0.0;
-        if (optarg && (end == optarg || *end || !(v > 0.0) || v > 1e6))
-            return s_fail("bad value '%s'", optarg);
-        switch (c) {
-        case 'r':
-            if (v != floor(v) || v > MAX_RUNS)
-                return s_fail("--runs: expected an integer in [1, %d], got '%s'", MAX_RUNS, optarg);
-            o->runs = (int)v;
-            break;
-        case 'x':
-            o->seconds = v;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 1;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (argc - optind != 1) {
-        s_usage(stderr);
-        return 2;
-    }
-    o->dir = argv[optind];
-    return 0;
+    int rc = bench_options(PROG, "RUN_DIR [options]", s_summary, s_options,
+                           sizeof s_options / sizeof s_options[0], 1, argc, argv, o, cfg);
+    if (rc)
+        return rc;
+    *dir = ag_config_positional(*cfg, 0);
+    return *dir ? 0 : s_fail("give the run directory (see --help)");
 }
 
 static int s_path(char *out, size_t cap, const char *dir, const char *name)
@@ -226,68 +175,34 @@ static int s_open(char *path, size_t cap, const char *dir, const char *name, FIL
 
 /* ------------------------------------------------------------- run.ini */
 
-static int s_ini_handler(void *user, const char *section, const char *name, const char *value)
-{
-    char **vals = user;
-    if (!name)
-        return 1;
-    for (int k = 0; k < N_KEYS; k++) {
-        if (strcmp(section, s_keys[k].section) || strcmp(name, s_keys[k].name))
-            continue;
-        char *copy = strdup(value);
-        if (!copy)
-            return 0;
-        free(vals[k]);
-        vals[k] = copy;
-    }
-    return 1; /* other sections and keys belong to other processes */
-}
-
+/* The learner's settings of the run: run.ini read with agora-learner's own
+ * option table, so a missing key has the learner's default and a value out
+ * of the learner's range is refused as the learner refuses it. */
 static int s_read_run_ini(const char *dir, run_cfg_t *rc)
 {
     char path[PATH_MAX];
-    FILE *f;
-    if (s_open(path, sizeof path, dir, "run.ini", &f))
+    if (s_path(path, sizeof path, dir, "run.ini"))
         return 2;
-    char *vals[N_KEYS] = {0};
-    long num[N_KEYS];
-    int ret = 0, line = ini_parse_file(f, s_ini_handler, vals);
-    fclose(f);
-    if (line != 0) {
-        ret = line > 0 ? s_fail("%s:%d: not an INI line", path, line)
-                       : s_fail("%s: cannot be read", path);
-        goto out;
-    }
-    for (int k = 0; k < N_KEYS; k++) {
-        const char *t = vals[k] ? vals[k] : s_keys[k].def;
-        char *end;
-        errno = 0;
-        num[k] = strtol(t, &end, 0);
-        if (errno || end == t || *end || num[k] < s_keys[k].min || num[k] > s_keys[k].max) {
-            ret = s_fail("%s: %s.%s: expected an integer in [%ld, %ld], got '%s'", path,
-                         s_keys[k].section, s_keys[k].name, s_keys[k].min, s_keys[k].max, t);
-            goto out;
-        }
-    }
-    ag_model_config_default(&rc->model);
-    rc->model.d_model = (int)num[K_D_MODEL];
-    rc->model.n_layers = (int)num[K_LAYERS];
-    rc->model.n_heads = (int)num[K_HEADS];
-    rc->model.ctx = (int)num[K_CTX];
-    rc->model.mlp_ratio = (int)num[K_MLP];
-    rc->threads = (int)num[K_THREADS];
-    rc->epochs = (int)num[K_EPOCHS];
-    rc->minibatch = (int)num[K_MINIBATCH];
-    rc->rows = num[K_MICROBATCH] > 0 && num[K_MICROBATCH] < num[K_MINIBATCH]
-                   ? (int)num[K_MICROBATCH]
-                   : rc->minibatch;
+    ag_config_t *cfg = ag_config_create(PROG, "", "", ag_learner_options, ag_learner_n_options, 0);
+    if (!cfg)
+        return s_fail("out of memory");
+    ag_learner_opts_t o;
+    ag_learner_opts_default(&o);
+    /* Both say what is wrong, naming the file or the key. */
+    const int bad = ag_config_load_file(cfg, path) < 0 || ag_config_apply(cfg, &o) < 0;
+    ag_config_destroy(&cfg); /* the strings of o go with it; only numbers are kept */
+    if (bad)
+        return 2;
+    rc->model = o.model;
+    rc->threads = o.threads;
+    rc->epochs = o.ppo.epochs;
+    rc->minibatch = o.ppo.minibatch;
+    rc->rows = o.ppo.microbatch > 0 && o.ppo.microbatch < o.ppo.minibatch ? o.ppo.microbatch
+                                                                          : o.ppo.minibatch;
     char err[160];
     if (ag_model_config_check(&rc->model, err, sizeof err) != 0)
-        ret = s_fail("%s: [model]: %s", path, err);
-out:
-    for (int k = 0; k < N_KEYS; k++)
-        free(vals[k]);
-    return ret;
+        return s_fail("%s: [model]: %s", path, err);
+    return 0;
 }
 
 /* --------------------------------------------------------- summary.json */
@@ -430,22 +345,20 @@ static json_t *s_real(double x)
     return isfinite(x) ? json_real(x) : json_null();
 }
 
-int bench_pipeline_main(int argc, char **argv)
+/* Everything after the options: reads the run directory, measures, prints. */
+static int s_pipeline(const popts_t *o, const char *dir)
 {
-    popts_t o;
-    int rc = s_parse(argc, argv, &o);
-    if (rc)
-        return rc == 1 ? 0 : rc;
+    int rc;
     struct stat sb;
-    if (stat(o.dir, &sb) != 0)
-        return s_fail("%s: %s", o.dir, strerror(errno));
+    if (stat(dir, &sb) != 0)
+        return s_fail("%s: %s", dir, strerror(errno));
     if (!S_ISDIR(sb.st_mode))
-        return s_fail("%s: not a directory", o.dir);
+        return s_fail("%s: not a directory", dir);
     run_cfg_t run;
     summary_t sum;
     metrics_t met;
-    if ((rc = s_read_run_ini(o.dir, &run)) || (rc = s_read_summary(o.dir, &sum)) ||
-        (rc = s_read_metrics(o.dir, &met)))
+    if ((rc = s_read_run_ini(dir, &run)) || (rc = s_read_summary(dir, &sum)) ||
+        (rc = s_read_metrics(dir, &met)))
         return rc;
 
     notes_t notes = {json_array()};
@@ -490,10 +403,10 @@ int bench_pipeline_main(int argc, char **argv)
     double load = -1.0;
     if (getloadavg(&load, 1) != 1)
         load = -1.0;
-    double *tr = calloc((size_t)o.runs, sizeof *tr), *sc = calloc((size_t)o.runs, sizeof *sc);
+    double *tr = calloc((size_t)o->runs, sizeof *tr), *sc = calloc((size_t)o->runs, sizeof *sc);
     rc = tr && sc ? 0 : -1;
-    for (int i = 0; i < o.runs && rc == 0; i++)
-        rc = bench_model_rates(&run.model, threads, run.rows, (int)T, o.seconds, &tr[i], &sc[i]);
+    for (int i = 0; i < o->runs && rc == 0; i++)
+        rc = bench_model_rates(&run.model, threads, run.rows, (int)T, o->seconds, &tr[i], &sc[i]);
     if (rc != 0) {
         fprintf(stderr, PROG ": the isolated measurement failed (out of memory?)\n");
         free(tr);
@@ -501,7 +414,7 @@ int bench_pipeline_main(int argc, char **argv)
         json_decref(notes.list);
         return 1;
     }
-    const double train = s_median(tr, o.runs), score = s_median(sc, o.runs);
+    const double train = s_median(tr, o->runs), score = s_median(sc, o->runs);
     free(tr);
     free(sc);
 
@@ -511,7 +424,7 @@ int bench_pipeline_main(int argc, char **argv)
     const double predicted_all = 1.0 / (E / train + (passes + ahead) / score);
     json_t *out = json_object();
     json_object_set_new(out, "bench", json_string("pipeline"));
-    json_object_set_new(out, "run_dir", json_string(o.dir));
+    json_object_set_new(out, "run_dir", json_string(dir));
     json_object_set_new(out, "d_model", json_integer(run.model.d_model));
     json_object_set_new(out, "layers", json_integer(run.model.n_layers));
     json_object_set_new(out, "heads", json_integer(run.model.n_heads));
@@ -524,8 +437,8 @@ int bench_pipeline_main(int argc, char **argv)
     json_object_set_new(out, "score_passes", json_real(passes));
     json_object_set_new(out, "mean_seq_len", json_real(mean_len));
     json_object_set_new(out, "seq_len", json_integer(T));
-    json_object_set_new(out, "runs", json_integer(o.runs));
-    json_object_set_new(out, "seconds", json_real(o.seconds));
+    json_object_set_new(out, "runs", json_integer(o->runs));
+    json_object_set_new(out, "seconds", json_real(o->seconds));
     json_object_set_new(out, "updates", json_integer((json_int_t)met.updates));
     json_object_set_new(out, "tokens", json_real(N));
     json_object_set_new(out, "sequences", json_real(met.sequences));
@@ -561,4 +474,18 @@ int bench_pipeline_main(int argc, char **argv)
     puts(text);
     free(text);
     return 0;
+}
+
+int bench_pipeline_main(int argc, char **argv)
+{
+    popts_t o;
+    const char *dir = NULL;
+    ag_config_t *cfg = NULL;
+    int rc = s_parse(argc, argv, &o, &dir, &cfg);
+    if (rc == 0)
+        rc = s_pipeline(&o, dir);
+    else if (rc == 1)
+        rc = 0; /* --help */
+    ag_config_destroy(&cfg);
+    return rc;
 }

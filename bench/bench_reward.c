@@ -16,7 +16,6 @@
  * after a warm-up and printed as one JSON line.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,6 +31,7 @@
 #include "model.h"
 #include "reward.pb-c.h"
 #include "rng.h"
+#include "reward_options.h"
 #include "reward_service.h"
 
 #define MAX_WINDOW 256
@@ -39,11 +39,32 @@
 #define TRAIN_REQUESTS 8
 #define TIMEOUT_MS 30000
 
+/* agora-bench reward's options ([bench_reward] of a run file), filled from s_options. */
 typedef struct {
     int d_model, layers, heads, ctx, batch, window, threads, score_threads;
     double seconds, warmup;
     bool train;
 } opts_t;
+
+#define OPT(f, ...) AG_OPT(opts_t, f, __VA_ARGS__)
+static const ag_option_t s_options[] = {
+    OPT(d_model, "bench_reward.d_model", "d-model", "64", 0, 1e6, "model width"),
+    OPT(layers, "bench_reward.layers", "layers", "2", 0, 1e6, "transformer blocks"),
+    OPT(heads, "bench_reward.heads", "heads", "2", 0, 1e6, "attention heads"),
+    OPT(ctx, "bench_reward.ctx", "ctx", "256", 0, 1e6, "context of the reward model"),
+    OPT(batch, "bench_reward.batch", "batch", "64", 1, 256, "B: transcripts per Score request"),
+    OPT(window, "bench_reward.window", "window", "4", 1, MAX_WINDOW, "W: Score requests in flight"),
+    OPT(train, "bench_reward.train", "train", "false", 0, 0,
+        "first send 2048 preference labels reused without end, so the trainer steps "
+        "throughout the run"),
+    OPT(threads, "bench_reward.threads", "threads", "1", 0, 1e6,
+        "compute threads of the training copy (0 = all CPUs)"),
+    OPT(score_threads, "bench_reward.score_threads", "score-threads", "1", 0, 1e6,
+        "compute threads of the serving copy (0 = all CPUs)"),
+    OPT(seconds, "bench_reward.seconds", "seconds", "5", 1e-3, 1e6, "measured duration (seconds)"),
+    OPT(warmup, "bench_reward.warmup", "warmup", "0.5", 0, 1e6, "unmeasured start (seconds)"),
+};
+#undef OPT
 
 typedef struct {
     void *zctx, *sock;
@@ -294,98 +315,19 @@ static void s_loop_thread(void *arg)
     uv_run(&sv->loop, UV_RUN_DEFAULT);
 }
 
-static void s_usage(FILE *out)
-{
-    fprintf(out, "usage: agora-bench reward [--d-model D] [--layers L] [--heads H] [--ctx T]\n"
-                 "                          [--batch B] [--window W] [--train] [--threads N]\n"
-                 "                          [--score-threads N] [--seconds S] [--warmup S]\n"
-                 "\n"
-                 "Runs the reward service in this process on a loopback port and keeps W Score\n"
-                 "requests of B debate-like transcripts (about 150 bytes) in flight; prints\n"
-                 "scores/s, requests/s and the per-request latency p50/p99 as one JSON line.\n"
-                 "--train first sends 2048 preference labels reused without end, so the trainer\n"
-                 "(--threads compute threads) steps throughout the run.\n"
-                 "\n"
-                 "Defaults: --d-model 64 --layers 2 --heads 2 --ctx 256 --batch 64 --window 4\n"
-                 "          --threads 1 --score-threads 1 --seconds 5 --warmup 0.5\n");
-}
-
+/* Parses the options into o; 0 to run, 1 after --help, 2 after an error. */
 static int s_parse(int argc, char **argv, opts_t *o)
 {
-    static const struct option longopts[] = {
-        {"d-model", required_argument, NULL, 'd'},
-        {"layers", required_argument, NULL, 'l'},
-        {"heads", required_argument, NULL, 'H'},
-        {"ctx", required_argument, NULL, 't'},
-        {"batch", required_argument, NULL, 'b'},
-        {"window", required_argument, NULL, 'w'},
-        {"threads", required_argument, NULL, 'n'},
-        {"score-threads", required_argument, NULL, 's'},
-        {"seconds", required_argument, NULL, 'x'},
-        {"warmup", required_argument, NULL, 'u'},
-        {"train", no_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    *o = (opts_t){64, 2, 2, 256, 64, 4, 1, 1, 5.0, 0.5, false};
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
-        double v = optarg ? strtod(optarg, &end) : 0.0;
-        if (optarg && (*end || !(v >= 0.0) || v > 1e6)) {
-            fprintf(stderr, "agora-bench reward: bad value '%s'\n", optarg);
-            return 2;
-        }
-        switch (c) {
-        case 'd':
-            o->d_model = (int)v;
-            break;
-        case 'l':
-            o->layers = (int)v;
-            break;
-        case 'H':
-            o->heads = (int)v;
-            break;
-        case 't':
-            o->ctx = (int)v;
-            break;
-        case 'b':
-            o->batch = (int)v;
-            break;
-        case 'w':
-            o->window = (int)v;
-            break;
-        case 'n':
-            o->threads = (int)v;
-            break;
-        case 's':
-            o->score_threads = (int)v;
-            break;
-        case 'x':
-            o->seconds = v;
-            break;
-        case 'u':
-            o->warmup = v;
-            break;
-        case 'T':
-            o->train = true;
-            break;
-        case 'h':
-            s_usage(stdout);
-            return 1;
-        default:
-            s_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc || o->batch < 1 || o->batch > 256 || o->window < 1 ||
-        o->window > MAX_WINDOW || !(o->seconds > 0)) {
-        fprintf(stderr, "agora-bench reward: --batch is 1..256, --window 1..%d, --seconds > 0\n",
-                MAX_WINDOW);
-        return 2;
-    }
-    return 0;
+    ag_config_t *cfg;
+    int rc = bench_options(
+        "agora-bench reward", "[options]",
+        "Runs the reward service in this process on a loopback port and keeps W Score requests "
+        "of B debate-like transcripts (about 150 bytes) in flight; prints scores/s, requests/s "
+        "and the per-request latency p50/p99 as one JSON line. The service's other settings are "
+        "agora-reward's defaults.",
+        s_options, sizeof s_options / sizeof s_options[0], 0, argc, argv, o, &cfg);
+    ag_config_destroy(&cfg); /* the options are numbers only */
+    return rc;
 }
 
 int bench_reward_main(int argc, char **argv)
@@ -400,26 +342,19 @@ int bench_reward_main(int argc, char **argv)
         perror("agora-bench reward: mkdtemp");
         return 1;
     }
-    ag_reward_opts_t ro = {
-        .bind = "tcp://127.0.0.1:*",
-        .models = "default",
-        .lr = 3e-4,
-        .batch = 32,
-        .buffer = 65536,
-        .reuse = o.train ? 1e6 : 4,
-        .holdout = 0,
-        .threads = o.threads,
-        .score_threads = o.score_threads,
-        .seed = 1,
-        .out = dir,
-        .resume = "",
-    };
-    ag_model_config_default(&ro.model);
+    /* agora-reward's defaults, but for what the benchmark varies. */
+    ag_reward_opts_t ro;
+    ag_reward_opts_default(&ro);
+    ro.bind = "tcp://127.0.0.1:*";
+    ro.reuse = o.train ? 1e6 : ro.reuse;
+    ro.holdout = 0;
+    ro.threads = o.threads;
+    ro.score_threads = o.score_threads;
+    ro.out = dir;
     ro.model.d_model = o.d_model;
     ro.model.n_layers = o.layers;
     ro.model.n_heads = o.heads;
     ro.model.ctx = o.ctx;
-    ro.model.mlp_ratio = 4;
 
     int status = 1;
     server_t *sv = calloc(1, sizeof *sv);

@@ -9,6 +9,21 @@
 
 #include "bench.h"
 
+int bench_options(const char *prog, const char *usage, const char *summary, const ag_option_t *rows,
+                  size_t n_rows, size_t max_positional, int argc, char **argv, void *dst,
+                  ag_config_t **cfg)
+{
+    *cfg = ag_config_create(prog, usage, summary, rows, n_rows, max_positional);
+    if (!*cfg) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 2;
+    }
+    const int rc = ag_config_parse_args(*cfg, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? 1 : 2;
+    return ag_config_apply(*cfg, dst) < 0 ? 2 : 0;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -21,7 +36,8 @@ static void usage(FILE *out)
             "            isolated figures predict, and where the rest of the time went\n"
             "  reward    reward-server Score throughput and latency, with and without training\n"
             "\n"
-            "agora-bench SUBCOMMAND --help describes each one's options.\n");
+            "agora-bench SUBCOMMAND --help describes each one's options (--help-markdown: as\n"
+            "a table, bench/README.md).\n");
 }
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -57,6 +58,8 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     l->loop = loop;
     l->zctx = zctx;
     l->o = *o;
+    if (o->progress == AG_LEARNER_PROGRESS_AUTO)
+        l->o.progress = isatty(2) ? AG_LEARNER_PROGRESS_ON : AG_LEARNER_PROGRESS_OFF;
     if (strlen(o->out) > PATH_LEN - 128 || (o->resume && strlen(o->resume) > PATH_LEN - 128)) {
         ag_error("learner", "learner.out / learner.resume: path too long");
         free(l);

@@ -33,6 +33,10 @@
 #include "ppo.h"
 #include "warmstart.h"
 
+/* learner.progress: the live progress line on stderr. */
+enum { AG_LEARNER_PROGRESS_OFF, AG_LEARNER_PROGRESS_ON, AG_LEARNER_PROGRESS_AUTO };
+
+/* What agora-learner's option table (learner_options.h) fills. */
 typedef struct ag_learner_opts {
     const char *trajectories; /* ROUTER bind */
     const char *weights;      /* PUB bind */
@@ -52,7 +56,7 @@ typedef struct ag_learner_opts {
     long league_interval; /* keep every N-th version (1, 1+N, ...) */
     long league_max;      /* league snapshots served (oldest dropped) */
     int pub_hwm;
-    bool progress; /* live progress line on stderr */
+    int progress; /* AG_LEARNER_PROGRESS_*: AUTO is on when stderr is a terminal */
     ag_ppo_config_t ppo;
     ag_warmstart_config_t ws;
 } ag_learner_opts_t;

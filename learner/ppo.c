@@ -29,29 +29,6 @@ typedef struct mb {
     float *mask, *adv, *prox, *ret, *values, *ref, *lp;
 } mb_t;
 
-void ag_ppo_config_default(ag_ppo_config_t *c)
-{
-    memset(c, 0, sizeof *c);
-    c->epochs = AG_PPO_DEFAULT_EPOCHS;
-    c->minibatch = AG_PPO_DEFAULT_MINIBATCH;
-    c->microbatch = AG_PPO_DEFAULT_MICROBATCH;
-    c->lr = (float)AG_PPO_DEFAULT_LR;
-    c->weight_decay = (float)AG_PPO_DEFAULT_WEIGHT_DECAY;
-    c->max_grad_norm = (float)AG_PPO_DEFAULT_MAX_GRAD_NORM;
-    c->gae.gamma = (float)AG_PPO_DEFAULT_GAMMA;
-    c->gae.lambda = (float)AG_PPO_DEFAULT_LAMBDA;
-    c->gae.turn_gamma = (float)AG_PPO_DEFAULT_TURN_GAMMA;
-    c->clip_eps = (float)AG_PPO_DEFAULT_CLIP;
-    c->vf_coef = (float)AG_PPO_DEFAULT_VF_COEF;
-    c->vf_clip = (float)AG_PPO_DEFAULT_VF_CLIP;
-    c->ent_coef = (float)AG_PPO_DEFAULT_ENT_COEF;
-    c->kl_coef = (float)AG_PPO_DEFAULT_KL_COEF;
-    c->kl_target = (float)AG_PPO_DEFAULT_KL_TARGET;
-    c->kl_estimator = AG_KL_K3;
-    c->is_clip = (float)AG_PPO_DEFAULT_IS_CLIP;
-    c->whiten = 1;
-}
-
 static int s_mb_alloc(mb_t *m, int rows, int T)
 {
     memset(m, 0, sizeof *m);

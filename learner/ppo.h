@@ -26,6 +26,7 @@
 #ifndef AG_PPO_H
 #define AG_PPO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,28 +37,8 @@
 #include "rng.h"
 #include "seq.h"
 
-/* The defaults, one place for both ag_ppo_config_default and agora-learner's
- * option table (main.c spells them with AG_PPO_STR), so the unit tests start
- * where production does. Plain literals: they are stringified. */
-#define AG_PPO_DEFAULT_EPOCHS 2
-#define AG_PPO_DEFAULT_MINIBATCH 32
-#define AG_PPO_DEFAULT_MICROBATCH 8
-#define AG_PPO_DEFAULT_LR 3e-4
-#define AG_PPO_DEFAULT_WEIGHT_DECAY 0.01
-#define AG_PPO_DEFAULT_MAX_GRAD_NORM 1.0
-#define AG_PPO_DEFAULT_GAMMA 1.0
-#define AG_PPO_DEFAULT_LAMBDA 0.95
-#define AG_PPO_DEFAULT_TURN_GAMMA 1.0
-#define AG_PPO_DEFAULT_CLIP 0.2
-#define AG_PPO_DEFAULT_VF_COEF 0.5
-#define AG_PPO_DEFAULT_VF_CLIP 0.2
-#define AG_PPO_DEFAULT_ENT_COEF 0.001
-#define AG_PPO_DEFAULT_KL_COEF 0.02
-#define AG_PPO_DEFAULT_KL_TARGET 0
-#define AG_PPO_DEFAULT_IS_CLIP 1.0
-#define AG_PPO_STR_(x) #x
-#define AG_PPO_STR(x) AG_PPO_STR_(x)
-
+/* An update's settings; the defaults are agora-learner's [ppo] rows
+ * (ag_ppo_config_default, learner_options.h). */
 typedef struct ag_ppo_config {
     int epochs;
     int minibatch;  /* sequences per minibatch */
@@ -72,13 +53,10 @@ typedef struct ag_ppo_config {
     float ent_coef;
     float kl_coef;    /* initial KL coefficient; used only with a reference model */
     float kl_target;  /* 0 = fixed coefficient */
-    int kl_estimator; /* AG_KL_K1 or AG_KL_K3 (default k3) */
+    int kl_estimator; /* AG_KL_K1 or AG_KL_K3 */
     float is_clip;    /* truncation of the importance weight */
-    int whiten;       /* whiten advantages (default 1) */
+    bool whiten;      /* whiten advantages over the batch */
 } ag_ppo_config_t;
-
-/* The AG_PPO_DEFAULT_* values above, k3, whitening on. */
-void ag_ppo_config_default(ag_ppo_config_t *c);
 
 typedef struct ag_ppo_stats {
     double policy_loss, value_loss, entropy, approx_kl, clip_frac; /* means over minibatches */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "env_client.h"
+#include "kv.h"
 #include "log.h"
 #include "loss.h"
 #include "optim.h"
@@ -35,54 +36,6 @@ typedef struct seqs {
     int ctx;
     const char *game;
 } seqs_t;
-
-int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)[2], size_t max)
-{
-    if (strlen(s) >= buf_len)
-        return -EINVAL;
-    strcpy(buf, s);
-    size_t n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        if (!*tok)
-            continue;
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok || n == max)
-            return -EINVAL;
-        *eq = '\0';
-        kv[n][0] = tok;
-        kv[n][1] = eq + 1;
-        n++;
-    }
-    return (int)n;
-}
-
-int ag_options_merge(const char *base, const char *over, char *out, size_t cap)
-{
-    char bbuf[2048], obuf[2048];
-    const char *b[MAX_OPTIONS][2], *o[MAX_OPTIONS][2];
-    int nb = ag_options_parse(base, bbuf, sizeof bbuf, b, MAX_OPTIONS);
-    int no = ag_options_parse(over, obuf, sizeof obuf, o, MAX_OPTIONS);
-    if (nb < 0 || no < 0 || cap == 0)
-        return -EINVAL;
-    size_t at = 0;
-    out[0] = '\0';
-    for (int i = 0; i < nb + no; i++) {
-        const char *const *kv = i < nb ? b[i] : o[i - nb];
-        bool replaced = false;
-        for (int k = 0; i < nb && k < no && !replaced; k++)
-            replaced = !strcmp(kv[0], o[k][0]);
-        if (replaced)
-            continue;
-        int w = snprintf(out + at, cap - at, "%s%s=%s", at ? "," : "", kv[0], kv[1]);
-        if (w < 0 || (size_t)w >= cap - at)
-            return -ENAMETOOLONG;
-        at += (size_t)w;
-    }
-    return 0;
-}
 
 /* A seat of transcript `what` that cannot be trained on: named (the first
  * few), counted, and summed up by ag_warmstart_load. */
@@ -223,10 +176,11 @@ static int s_load_file(const ag_warmstart_config_t *c, seqs_t *l)
 static int s_fetch_demos(const ag_warmstart_config_t *c, seqs_t *l)
 {
     char obuf[2048], ebuf[2048];
-    const char *kv[MAX_OPTIONS][2];
-    int n_opt = ag_options_parse(c->options, obuf, sizeof obuf, kv, MAX_OPTIONS);
+    ag_kv_t kv[MAX_OPTIONS];
+    int n_opt = ag_kv_parse(c->options, obuf, sizeof obuf, kv, MAX_OPTIONS);
     if (n_opt < 0) {
-        ag_error("warmstart", "game.options: expected KEY=VALUE,KEY=VALUE: '%s'", c->options);
+        ag_error("warmstart", "game.options: expected KEY=VALUE,KEY=VALUE, each key once: '%s'",
+                 c->options);
         return -EINVAL;
     }
     /* Chunks go round-robin over the env servers. */
@@ -257,8 +211,8 @@ static int s_fetch_demos(const ag_warmstart_config_t *c, seqs_t *l)
     Agora__V1__KeyValue *kvp[MAX_OPTIONS];
     for (int i = 0; i < n_opt; i++) {
         agora__v1__key_value__init(&kvs[i]);
-        kvs[i].key = (char *)kv[i][0];
-        kvs[i].value = (char *)kv[i][1];
+        kvs[i].key = (char *)kv[i].key;
+        kvs[i].value = (char *)kv[i].value;
         kvp[i] = &kvs[i];
     }
     turn_text_t turns[256];

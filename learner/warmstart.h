@@ -30,7 +30,7 @@ typedef struct ag_warmstart_config {
     const char *file;    /* JSONL transcripts instead of Demo ("" = none) */
     const char *env;     /* comma-separated env endpoints for Demo */
     const char *game;    /* game name */
-    const char *options; /* "k=8,invalid_action=penalize" */
+    const char *options; /* "k=8,invalid_action=penalize" (kv.h) */
     int epochs;
     float lr;
     int batch;        /* sequences per minibatch */
@@ -38,15 +38,6 @@ typedef struct ag_warmstart_config {
     int threads;      /* compute threads during the warm start (0 = all CPUs) */
     int timeout_ms;   /* per Demo request */
 } ag_warmstart_config_t;
-
-/* Parses "K=V,K=V" into at most max pairs of pointers into buf (a copy of s
- * of buf_len bytes). Returns the number of pairs, or -EINVAL. */
-int ag_options_parse(const char *s, char *buf, size_t buf_len, const char *(*kv)[2], size_t max);
-
-/* base's options with over's on top: a key in over replaces the same key of
- * base, new keys are appended. Writes "K=V,..." into out; -EINVAL on a
- * malformed list, -ENAMETOOLONG when out is too small. */
-int ag_options_merge(const char *base, const char *over, char *out, size_t cap);
 
 /*
  * Loads the demonstrations as sequences (caller frees with

@@ -11,7 +11,7 @@
  * request carries a batch id, "label/<random 64-bit hex, one per run>/<n>",
  * the same on every resend of it, so a retry after a lost reply is answered
  * as a duplicate and learnt once; running the tool twice on a file posts it
- * twice. An OVERLOADED reply is resent after a growing pause; any other
+ * twice. An OVERLOADED reply is resent after a growing, jittered pause; any other
  * error reply stops the run. One summary line at the end says what happened to every
  * line; the exit status says whether everything valid was accepted.
  *
@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "backoff.h"
 #include "codec.h"
 #include "config.h"
 #include "fsutil.h"
@@ -55,26 +56,40 @@
  * other keys. Longer lines are skipped without being parsed.
  */
 #define MAX_LINE (2 * MAX_TRANSCRIPT * 6 + 65536)
+/* A batch answered OVERLOADED is resent after a pause that doubles from
+ * RESEND_FIRST_MS to RESEND_MAX_MS, jittered, until label.max_wait_s is spent. */
+#define RESEND_FIRST_MS 100
+#define RESEND_MAX_MS 5000
 /* Beyond this many, malformed lines are counted but no longer reported one by one. */
 #define MAX_REPORTS 100
 
 /* Exit statuses: 0 = every valid label accepted. */
 enum { EXIT_SOME_BAD = 1, EXIT_FAILED = 2 };
 
+/* agora-label's options ([label] of a run file), filled from s_options. */
+typedef struct label_opts {
+    const char *reward, *model, *stats;
+    long batch, timeout_ms, attempts, max_wait_s;
+} label_opts_t;
+
+#define OPT(f, ...) AG_OPT(label_opts_t, f, __VA_ARGS__)
 static const ag_option_t s_options[] = {
-    {"label.reward", "reward", "", "reward server endpoint, e.g. tcp://127.0.0.1:5560"},
-    {"label.model", "model", "default", "reward model the labels are for"},
-    {"label.batch", "batch", "256", "labels per LabelRequest, 1..256"},
-    {"label.timeout_ms", "timeout-ms", "5000", "deadline of one attempt of a request"},
-    {"label.attempts", "attempts", "3",
-     "attempts per request before giving up (every attempt carries the request's batch id: "
-     "a retry of a request the server took is answered as a duplicate, not learnt twice)"},
-    {"label.max_wait_s", "max-wait", "120",
-     "how long to keep resending a batch the server answers OVERLOADED"},
-    {"label.stats", "stats", "",
-     "after the file (or without one): print the Stats of this model, or of `all`, as one "
-     "JSON line per model"},
+    OPT(reward, "label.reward", "reward", "", 0, 0,
+        "reward server endpoint, e.g. tcp://127.0.0.1:5560 (required)"),
+    OPT(model, "label.model", "model", "default", 1, MAX_MODEL, "reward model the labels are for"),
+    OPT(batch, "label.batch", "batch", "256", 1, MAX_BATCH, "labels per LabelRequest"),
+    OPT(timeout_ms, "label.timeout_ms", "timeout-ms", "5000", 10, 3600000,
+        "deadline of one attempt of a request"),
+    OPT(attempts, "label.attempts", "attempts", "3", 1, 100,
+        "attempts per request before giving up (every attempt carries the request's batch id: "
+        "a retry of a request the server took is answered as a duplicate, not learnt twice)"),
+    OPT(max_wait_s, "label.max_wait_s", "max-wait", "120", 0, 86400,
+        "how long to keep resending a batch the server answers OVERLOADED (seconds)"),
+    OPT(stats, "label.stats", "stats", "", 0, MAX_MODEL,
+        "after the file (or without one): print the Stats of this model, or of `all`, as one "
+        "JSON line per model"),
 };
+#undef OPT
 
 /* ---- reading lines ---- */
 
@@ -406,7 +421,9 @@ typedef struct app {
     size_t batch_max;
     int timeout_ms, attempts;
     uint64_t max_wait_ms;
-    uint64_t waited_ms, pause_ms;
+    uint64_t waited_ms;  /* resending the current batch after OVERLOADED */
+    ag_backoff_t resend; /* its pauses */
+    ag_rng_t jitter;
 
     /* a valid label that did not fit the previous request */
     json_t *held_doc;
@@ -565,7 +582,7 @@ static void s_pump(app_t *app)
                  app->batches++);
         app->batch_counted = false;
         app->waited_ms = 0;
-        app->pause_ms = 100;
+        app->resend = ag_backoff_make(RESEND_FIRST_MS, RESEND_MAX_MS);
         s_send_batch(app);
     } else if (app->stats_model) {
         s_send_stats(app);
@@ -617,17 +634,16 @@ static void s_label_done(void *arg, int status, const ProtobufCMessage *msg, con
     batch_t *b = app->batch;
     if (status == 0 && reply->body_case == AGORA__V1__REWARD_REPLY__BODY_ERROR && reply->error &&
         reply->error->code == AGORA__V1__ERROR_CODE__ERROR_OVERLOADED) {
-        if (app->waited_ms + app->pause_ms > app->max_wait_ms) {
+        const uint64_t pause = ag_backoff_next_ms(&app->resend, &app->jitter);
+        if (app->waited_ms + pause > app->max_wait_ms) {
             ag_error("label", "%s still OVERLOADED after %.1f s; giving up at lines %zu-%zu",
                      app->endpoint, (double)app->waited_ms / 1000.0, b->first_line, b->last_line);
             s_finish(app, EXIT_FAILED);
             return;
         }
-        ag_debug("label", "server overloaded; resending in %llu ms",
-                 (unsigned long long)app->pause_ms);
-        uv_timer_start(&app->backoff, s_on_backoff, app->pause_ms, 0);
-        app->waited_ms += app->pause_ms;
-        app->pause_ms = app->pause_ms * 2 < 5000 ? app->pause_ms * 2 : 5000;
+        ag_debug("label", "server overloaded; resending in %llu ms", (unsigned long long)pause);
+        uv_timer_start(&app->backoff, s_on_backoff, pause, 0);
+        app->waited_ms += pause;
         return;
     }
     char what[96];
@@ -694,28 +710,18 @@ static void s_stats_done(void *arg, int status, const ProtobufCMessage *msg, con
 /* Reads the options; returns 0, or 2 after saying what is wrong. */
 static int s_configure(app_t *app, ag_config_t *cfg)
 {
-    long batch, timeout_ms, attempts, max_wait_s;
-    if (ag_config_long(cfg, "label.batch", 1, MAX_BATCH, &batch) < 0 ||
-        ag_config_long(cfg, "label.timeout_ms", 10, 3600000, &timeout_ms) < 0 ||
-        ag_config_long(cfg, "label.attempts", 1, 100, &attempts) < 0 ||
-        ag_config_long(cfg, "label.max_wait_s", 0, 86400, &max_wait_s) < 0)
+    label_opts_t o;
+    if (ag_config_apply(cfg, &o) < 0)
         return EXIT_FAILED;
-    app->batch_max = (size_t)batch;
-    app->timeout_ms = (int)timeout_ms;
-    app->attempts = (int)attempts;
-    app->max_wait_ms = (uint64_t)max_wait_s * 1000;
-    app->endpoint = ag_config_str(cfg, "label.reward");
-    app->model = ag_config_str(cfg, "label.model");
-    const char *stats = ag_config_str(cfg, "label.stats");
-    app->stats_model = *stats ? stats : NULL;
+    app->batch_max = (size_t)o.batch;
+    app->timeout_ms = (int)o.timeout_ms;
+    app->attempts = (int)o.attempts;
+    app->max_wait_ms = (uint64_t)o.max_wait_s * 1000;
+    app->endpoint = o.reward;
+    app->model = o.model;
+    app->stats_model = *o.stats ? o.stats : NULL;
     if (!*app->endpoint) {
         fprintf(stderr, "agora-label: --reward ENDPOINT is required (see --help)\n");
-        return EXIT_FAILED;
-    }
-    size_t model_len = strlen(app->model);
-    if (model_len == 0 || model_len > MAX_MODEL ||
-        (app->stats_model && strlen(app->stats_model) > MAX_MODEL)) {
-        fprintf(stderr, "agora-label: a model name is 1..%d bytes\n", MAX_MODEL);
         return EXIT_FAILED;
     }
     if (ag_config_positional_count(cfg) == 0 && !app->stats_model) {
@@ -746,6 +752,7 @@ int main(int argc, char **argv)
     }
     app_t app = {0};
     app.run_id = ag_random_u64();
+    ag_rng_seed(&app.jitter, app.run_id);
     rc = s_configure(&app, cfg);
     if (rc != 0) {
         ag_config_destroy(&cfg);

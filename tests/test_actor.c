@@ -1,6 +1,6 @@
 /*
- * test_actor.c - the actor's parts that need no env server: game option
- * parsing, action sanitising, weights checks, the trajectory shipper
+ * test_actor.c - the actor's parts that need no env server: action
+ * sanitising, weights checks, the trajectory shipper
  * (batches, acknowledgements, resends, the bounded outbox, the one seat an
  * episode ended on refused actions carries) and the policy source (snapshot,
  * PUB updates, refused corrupt weights, a restarted learner), the last two
@@ -44,24 +44,6 @@ static bool s_run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, int ms
         usleep(1000);
     }
     return cond(arg);
-}
-
-static void test_parse_options(void **state)
-{
-    char buf[128];
-    char *kv[4][2];
-    assert_int_equal(
-        ag_runner_parse_options("k=8, invalid_action = penalize,", buf, sizeof buf, kv, 4), 2);
-    assert_string_equal(kv[0][0], "k");
-    assert_string_equal(kv[0][1], "8");
-    assert_string_equal(kv[1][0], "invalid_action");
-    assert_string_equal(kv[1][1], "penalize");
-    assert_int_equal(ag_runner_parse_options("", buf, sizeof buf, kv, 4), 0);
-    assert_int_equal(ag_runner_parse_options("k", buf, sizeof buf, kv, 4), -EINVAL);
-    assert_int_equal(ag_runner_parse_options("=3", buf, sizeof buf, kv, 4), -EINVAL);
-    assert_int_equal(ag_runner_parse_options("a=1,b=2,c=3", buf, sizeof buf, kv, 2), -E2BIG);
-    assert_int_equal(ag_runner_parse_options("a=", buf, sizeof buf, kv, 2), 1);
-    assert_string_equal(kv[0][1], "");
 }
 
 static void test_sanitize(void **state)
@@ -444,9 +426,11 @@ static void test_policy_source(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_options),   cmocka_unit_test(test_sanitize),
-        cmocka_unit_test(test_weights_check),   cmocka_unit_test(test_shipper),
-        cmocka_unit_test(test_shipper_bounded), cmocka_unit_test(test_shipper_invalid_ended),
+        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_weights_check),
+        cmocka_unit_test(test_shipper),
+        cmocka_unit_test(test_shipper_bounded),
+        cmocka_unit_test(test_shipper_invalid_ended),
         cmocka_unit_test(test_policy_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

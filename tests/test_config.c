@@ -201,6 +201,33 @@ static void test_typed_apply(void **state)
     ag_config_destroy(&c);
 }
 
+/* A bool row given alone is true; one followed by a value takes it. */
+static void test_flag_alone(void **state)
+{
+    const char *const cases[][4] = {
+        {"t", "--svc.fast", NULL, NULL},    /* last */
+        {"t", "--svc.fast", "--ttl", "3"},  /* before another option */
+        {"t", "--svc.fast", "false", NULL}, /* with a value */
+    };
+    const int argc[] = {2, 4, 3};
+    const bool want[] = {true, true, false};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+        assert_int_equal(s_parse(c, argc[i], (const char **)cases[i]), 0);
+        typed_t t;
+        assert_int_equal(ag_config_apply(c, &t), 0);
+        assert_int_equal(t.fast, want[i]);
+        ag_config_destroy(&c);
+    }
+    /* Only a flag may stand alone. */
+    ag_config_t *c = ag_config_create("t", "", "", s_typed, N_TYPED, 0);
+    const char *argv[] = {"t", "--svc.lr", "--svc.fast"};
+    assert_true(s_parse(c, 3, argv) == 0);
+    typed_t t;
+    assert_int_equal(ag_config_apply(c, &t), -1); /* lr = "--svc.fast" */
+    ag_config_destroy(&c);
+}
+
 static void test_typed_errors(void **state)
 {
     /* Each value is wrong for its row; every one is refused and the field keeps its value. */
@@ -282,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_typed_defaults),
         cmocka_unit_test(test_typed_apply),
+        cmocka_unit_test(test_flag_alone),
         cmocka_unit_test(test_typed_errors),
         cmocka_unit_test(test_markdown),
         cmocka_unit_test(test_help),

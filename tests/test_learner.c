@@ -16,7 +16,6 @@
  *               as in a straight run; a damaged, missing or mismatched
  *               queue.bin is a warning and an empty queue; a queue longer than
  *               the resumed learner's is cut with a warning.
- *   defaults:   the [ppo] defaults agora-learner prints are ag_ppo_config_default.
  *
  * Usage: test_learner PATH/TO/agora-learner
  */
@@ -1240,59 +1239,6 @@ static void test_warmstart_nothing_fits(void **state)
     harness_rmtree(dir);
 }
 
-/* The defaults agora-learner --help prints for [ppo] are the library's
- * (ag_ppo_config_default), so test_ppo starts where production does. */
-static void test_ppo_defaults_match_binary(void **state)
-{
-    (void)state;
-    ag_ppo_config_t c;
-    ag_ppo_config_default(&c);
-    const struct {
-        const char *name;
-        double want;
-    } rows[] = {
-        {"ppo.epochs", c.epochs},
-        {"ppo.minibatch", c.minibatch},
-        {"ppo.microbatch", c.microbatch},
-        {"ppo.lr", c.lr},
-        {"ppo.weight_decay", c.weight_decay},
-        {"ppo.max_grad_norm", c.max_grad_norm},
-        {"ppo.gamma", c.gae.gamma},
-        {"ppo.lambda", c.gae.lambda},
-        {"ppo.turn_gamma", c.gae.turn_gamma},
-        {"ppo.clip", c.clip_eps},
-        {"ppo.vf_coef", c.vf_coef},
-        {"ppo.vf_clip", c.vf_clip},
-        {"ppo.ent_coef", c.ent_coef},
-        {"ppo.kl_coef", c.kl_coef},
-        {"ppo.kl_target", c.kl_target},
-        {"ppo.is_clip", c.is_clip},
-    };
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "'%s' --help 2>&1", s_exe);
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    char line[512];
-    size_t found = 0;
-    while (fgets(line, sizeof line, f)) {
-        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
-            char opt[64];
-            snprintf(opt, sizeof opt, "--%s ", rows[k].name);
-            const char *at = strstr(line, opt), *def = strstr(line, "[default ");
-            if (!at || !def)
-                continue;
-            const double got = strtod(def + 9, NULL);
-            if (fabs(got - rows[k].want) > 1e-6 * fabs(rows[k].want))
-                fail_msg("%s: agora-learner %g, ag_ppo_config_default %g", rows[k].name, got,
-                         rows[k].want);
-            found++;
-        }
-    }
-    pclose(f);
-    assert_int_equal(found, sizeof rows / sizeof rows[0]);
-    assert_true(c.kl_estimator == AG_KL_K3 && c.whiten == 1);
-}
-
 static int s_kill_children(void **state)
 {
     (void)state;
@@ -1321,7 +1267,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_equivalence),
         cmocka_unit_test(test_resume_keeps_queue),
         cmocka_unit_test(test_resume_queue_cut),
-        cmocka_unit_test(test_ppo_defaults_match_binary),
         cmocka_unit_test(test_warmstart_nothing_fits),
     };
     return cmocka_run_group_tests(tests, NULL, s_kill_children);

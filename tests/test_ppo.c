@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <math.h>
 
+#include "learner_options.h"
 #include "model.h"
 #include "ppo.h"
 #include "seq.h"

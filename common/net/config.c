@@ -337,8 +337,8 @@ int ag_config_load_file(ag_config_t *self, const char *path)
 
 static void s_help(const ag_config_t *c)
 {
-    printf("usage: %s %s\n\n%s\n\noptions (--KEY VALUE or --KEY=VALUE; KEY is section.key or "
-           "the short name):\n",
+    printf("usage: %s %s\n\n%s\n\noptions (--KEY VALUE or --KEY=VALUE, a flag alone is true; KEY "
+           "is section.key or the short name):\n",
            c->prog, c->usage, c->summary);
     printf("  %-34s %s\n", "--config FILE", "read a run file (INI) before the overrides");
     printf("  %-34s %s\n", "--help", "print this and exit");
@@ -440,11 +440,16 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
             value = eq + 1;
         } else {
             snprintf(key, sizeof key, "%s", a + 2);
-            if (i + 1 >= argc) {
+            const long row = s_find(self, key);
+            if (row >= 0 && s_opt(self, (size_t)row)->kind == AG_OPT_BOOL &&
+                (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+                value = "true"; /* a flag given alone: --train means --train true */
+            } else if (i + 1 >= argc) {
                 fprintf(stderr, "%s: option --%s needs a value\n", self->prog, key);
                 return -1;
+            } else {
+                value = argv[++i];
             }
-            value = argv[++i];
         }
         if (ag_config_set(self, key, value) < 0) {
             fprintf(stderr, "%s: unknown option --%s (see --help)\n", self->prog, key);

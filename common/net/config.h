@@ -6,7 +6,8 @@
  * defaults, a run file (INI, parsed by inih: `[section]` then `key = value`)
  * given by --config FILE, and command-line overrides `--KEY VALUE` or
  * `--KEY=VALUE`, where KEY is the full "section.key" or the option's short
- * alias. One run file can configure a whole cluster: a binary reads the
+ * alias; a flag (a bool option) given alone, `--KEY` followed by nothing or
+ * by another option, is true. One run file can configure a whole cluster: a binary reads the
  * sections it owns (those in its table) and ignores the others, but an
  * unknown key inside a section it owns is an error (a typo must not pass
  * silently). --help prints the table. Every config also has `log.level`.

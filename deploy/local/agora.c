@@ -29,40 +29,44 @@ extern const char ag_default_runfile[];
 
 #define DEFAULT_ORIGIN "the built-in default run file (examples/debate.ini)"
 
+#define OPT(f, ...) AG_OPT(ag_launch_opts_t, f, __VA_ARGS__)
 static const ag_option_t s_run_options[] = {
-    {"run.name", "name", "",
-     "run name, used for the run directory and in summary.json "
-     "[the run file's name]"},
-    {"run.out", "out", "", "run directory [runs/NAME-YYYYmmdd-HHMMSS]"},
-    {"run.env_servers", "env-servers", "1",
-     "env servers to start (0: only those of run.env, which agora attaches)"},
-    {"run.env", "env", "",
-     "env servers agora does not start, ENDPOINT,...: attached (never started, stopped or "
-     "restarted) and used by the learner, the actors and the evaluation"},
-    {"run.env_wait_s", "env-wait-s", "30",
-     "how long each env server may take to answer an env Hello before the run fails"},
-    {"run.actors", "actors", "2", "actors to start (ids 0..N-1)"},
-    {"run.seed", "seed", "1", "base seed: actor i runs with seed + i"},
-    {"run.host", "host", "127.0.0.1", "loopback address every service binds and connects to"},
-    {"run.bin_dir", "bin-dir", "",
-     "directory of agora-env, agora-learner, agora-actor, agora-eval [next to agora, or the "
-     "build tree]"},
-    {"run.max_restarts", "max-restarts", "5",
-     "restarts of a crashed actor or env server before giving up on it"},
-    {"run.restart_delay_ms", "restart-delay-ms", "500",
-     "delay before the first restart; doubles with every restart of the same process"},
-    {"run.stop_timeout_s", "stop-timeout-s", "120",
-     "how long the learner may take to checkpoint and exit after SIGTERM"},
-    {"run.progress_s", "progress-s", "10",
-     "seconds between progress lines when stderr is not a terminal"},
-    {"run.eval", "eval", "true",
-     "evaluate the warm start and the final policy with agora-eval at the end, in the matchups "
-     "of [eval] (default: the seats [actor] trains in)"},
-    {"run.plot", "plot", "true", "draw curves.png with gnuplot at the end"},
-    {"run.reward_server", "reward-server", "false",
-     "start agora-reward (the run file's [reward]); actors, env servers and the evaluation use it"},
-    {"run.gnuplot", "gnuplot", "gnuplot", "the gnuplot program"},
+    OPT(name, "run.name", "name", "", 0, 0,
+        "run name, used for the run directory and in summary.json (empty = the run file's name)"),
+    OPT(out_dir, "run.out", "out", "", 0, 0, "run directory (empty = runs/NAME-YYYYmmdd-HHMMSS)"),
+    OPT(env_servers, "run.env_servers", "env-servers", "1", 0, 16,
+        "env servers to start (0: only those of run.env, which agora attaches)"),
+    OPT(env, "run.env", "env", "", 0, 0,
+        "env servers agora does not start, ENDPOINT,...: attached (never started, stopped or "
+        "restarted) and used by the learner, the actors and the evaluation"),
+    OPT(env_wait_s, "run.env_wait_s", "env-wait-s", "30", 1, 86400,
+        "how long each env server may take to answer an env Hello before the run fails"),
+    OPT(actors, "run.actors", "actors", "2", 1, 64, "actors to start (ids 0..N-1)"),
+    OPT(seed, "run.seed", "seed", "1", 0, LONG_MAX / 2, "base seed: actor i runs with seed + i"),
+    OPT(host, "run.host", "host", "127.0.0.1", 1, 0,
+        "loopback address every service binds and connects to"),
+    OPT(bin_dir, "run.bin_dir", "bin-dir", "", 0, 0,
+        "directory of agora-env, agora-learner, agora-actor, agora-eval (empty = next to agora, "
+        "or the build tree)"),
+    OPT(max_restarts, "run.max_restarts", "max-restarts", "5", 0, 1000,
+        "restarts of a crashed actor or env server before giving up on it"),
+    OPT(restart_delay_ms, "run.restart_delay_ms", "restart-delay-ms", "500", 0, 600000,
+        "delay before the first restart; doubles with every restart of the same process, up to "
+        "30 s"),
+    OPT(stop_timeout_s, "run.stop_timeout_s", "stop-timeout-s", "120", 1, 86400,
+        "how long the learner may take to checkpoint and exit after SIGTERM"),
+    OPT(progress_s, "run.progress_s", "progress-s", "10", 1, 86400,
+        "seconds between progress lines when stderr is not a terminal"),
+    OPT(eval, "run.eval", "eval", "true", 0, 0,
+        "evaluate the warm start and the final policy with agora-eval at the end, in the matchups "
+        "of [eval] (default: the seats [actor] trains in)"),
+    OPT(plot, "run.plot", "plot", "true", 0, 0, "draw curves.png with gnuplot at the end"),
+    OPT(reward_server, "run.reward_server", "reward-server", "false", 0, 0,
+        "start agora-reward (the run file's [reward]); actors, env servers and the evaluation use "
+        "it"),
+    OPT(gnuplot, "run.gnuplot", "gnuplot", "gnuplot", 1, 0, "the gnuplot program"),
 };
+#undef OPT
 enum { N_RUN_OPTIONS = sizeof s_run_options / sizeof s_run_options[0] };
 
 static const char *const s_run_summary =
@@ -280,30 +284,15 @@ static int s_cmd_run(int argc, char **argv)
         }
     }
 
-    ag_launch_opts_t o = {
-        .runfile = rf,
-        .origin = origin,
-        .name = *ag_config_str(cfg, "run.name") ? ag_config_str(cfg, "run.name") : name,
-        .out_dir = ag_config_str(cfg, "run.out"),
-        .host = ag_config_str(cfg, "run.host"),
-        .bin_dir = ag_config_str(cfg, "run.bin_dir"),
-        .gnuplot = ag_config_str(cfg, "run.gnuplot"),
-        .env = ag_config_str(cfg, "run.env"),
-    };
-    if (ag_config_long(cfg, "run.env_servers", 0, 16, &o.env_servers) < 0 ||
-        ag_config_long(cfg, "run.env_wait_s", 1, 86400, &o.env_wait_s) < 0 ||
-        ag_config_long(cfg, "run.actors", 1, 64, &o.actors) < 0 ||
-        ag_config_long(cfg, "run.seed", 0, LONG_MAX / 2, &o.seed) < 0 ||
-        ag_config_long(cfg, "run.max_restarts", 0, 1000, &o.max_restarts) < 0 ||
-        ag_config_long(cfg, "run.restart_delay_ms", 0, 600000, &o.restart_delay_ms) < 0 ||
-        ag_config_long(cfg, "run.stop_timeout_s", 1, 86400, &o.stop_timeout_s) < 0 ||
-        ag_config_long(cfg, "run.progress_s", 1, 86400, &o.progress_s) < 0 ||
-        ag_config_bool(cfg, "run.eval", &o.eval) < 0 ||
-        ag_config_bool(cfg, "run.plot", &o.plot) < 0 ||
-        ag_config_bool(cfg, "run.reward_server", &o.reward_server) < 0 ||
+    ag_launch_opts_t o = {0};
+    if (ag_config_apply(cfg, &o) < 0 ||
         s_runfile_long(rf, "eval.games", 400, 1, 100000000, &o.eval_games) < 0 ||
         s_runfile_long(rf, "eval.seed", 1000000000, 0, LONG_MAX / 2, &o.eval_seed) < 0)
         goto out;
+    o.runfile = rf;
+    o.origin = origin;
+    if (!*o.name)
+        o.name = name;
     if (o.env_servers == 0 && !*o.env) {
         fprintf(stderr, "agora run: run.env_servers = 0 needs run.env = ENDPOINT,... (the env "
                         "servers to attach)\n");

@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "backoff.h"
 #include "child.h"
 #include "codec.h"
 #include "control.pb-c.h"
@@ -127,6 +128,7 @@ typedef struct status {
 
 struct launcher {
     const ag_launch_opts_t *o;
+    ag_backoff_t restart_delay; /* the n-th restart of a process waits pause_ms(n - 1) */
     uv_loop_t loop;
     void *zctx;
     ag_signals_t *signals;
@@ -397,14 +399,6 @@ static int s_pick_ports(const char *host, int *ports, size_t n)
 
 /* ---- supervision ---- */
 
-static uint64_t s_backoff(const launcher_t *l, unsigned restarts)
-{
-    uint64_t d = (uint64_t)l->o->restart_delay_ms;
-    for (unsigned i = 1; i < restarts && d < MAX_RESTART_DELAY_MS; i++)
-        d *= 2;
-    return d < MAX_RESTART_DELAY_MS ? d : MAX_RESTART_DELAY_MS;
-}
-
 static size_t s_actors_alive(const launcher_t *l)
 {
     size_t n = 0;
@@ -432,7 +426,7 @@ static void s_maybe_restart(launcher_t *l, member_t *m, const char *how)
         return;
     }
     m->restarts++;
-    uint64_t delay = s_backoff(l, m->restarts);
+    uint64_t delay = ag_backoff_pause_ms(&l->restart_delay, m->restarts - 1);
     NOTE(l, AG_LOG_WARN, "%s %s; restart %u/%ld in %.1f s (log: %s)", name, how, m->restarts,
          l->o->max_restarts, (double)delay / 1000.0, ag_child_log_path(m->child));
     ag_child_restart_after(m->child, delay);
@@ -1838,6 +1832,10 @@ int ag_launch_run(const ag_launch_opts_t *o)
     if (!l)
         return 1;
     l->o = o;
+    /* A first delay over the cap is the cap (ag_backoff_make would raise the cap instead). */
+    const uint64_t first = (uint64_t)o->restart_delay_ms;
+    l->restart_delay = ag_backoff_make(first < MAX_RESTART_DELAY_MS ? first : MAX_RESTART_DELAY_MS,
+                                       MAX_RESTART_DELAY_MS);
     l->n_envs = (size_t)o->env_servers;
     l->n_actors = (size_t)o->actors;
     l->envs = calloc(l->n_envs, sizeof *l->envs);

@@ -24,6 +24,7 @@
 /* A child's exit status for "cannot do this job; do not restart me" (its log says why). */
 #define AG_LAUNCH_EXIT_FATAL 3
 
+/* The [run] options (agora.c's table fills the fields it has rows for). */
 typedef struct ag_launch_opts {
     ag_runfile_t *runfile; /* the whole run file; the launcher adds its endpoints to it */
     const char *origin;    /* where the run file came from, for the log and run.ini */

@@ -1,9 +1,8 @@
 /*
- * test_options.c - the game-option lists of run files: parsing "K=V,K=V" and
- * laying warmstart.options over game.options for the warm start's demos;
- * which tokens the warm start's loss counts (warmstart.observation_weight);
- * and JSONL transcripts that do not fit the context: an error naming the
- * game, the transcript and the sizes, and a failed load when nothing fits.
+ * test_warmstart.c - the warm start: which tokens its loss counts
+ * (warmstart.observation_weight), and JSONL transcripts that do not fit the
+ * context: an error naming the game, the transcript and the sizes, and a
+ * failed load when nothing fits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,38 +21,6 @@
 #include "rng.h"
 #include "seq.h"
 #include "warmstart.h"
-
-static void test_parse(void **state)
-{
-    (void)state;
-    char buf[64];
-    const char *kv[4][2];
-    assert_int_equal(ag_options_parse("k=6, rounds=2,,", buf, sizeof buf, kv, 4), 2);
-    assert_string_equal(kv[0][0], "k");
-    assert_string_equal(kv[0][1], "6");
-    assert_string_equal(kv[1][0], "rounds");
-    assert_string_equal(kv[1][1], "2");
-    assert_int_equal(ag_options_parse("", buf, sizeof buf, kv, 4), 0);
-    assert_int_equal(ag_options_parse("k", buf, sizeof buf, kv, 4), -EINVAL);
-    assert_int_equal(ag_options_parse("=3", buf, sizeof buf, kv, 4), -EINVAL);
-    assert_int_equal(ag_options_parse("a=1,b=2,c=3,d=4,e=5", buf, sizeof buf, kv, 4), -EINVAL);
-}
-
-static void test_merge(void **state)
-{
-    (void)state;
-    char out[128];
-    assert_int_equal(
-        ag_options_merge("k=6,solver_error=0.05,rounds=2", "solver_error=0.2,x=1", out, sizeof out),
-        0);
-    assert_string_equal(out, "k=6,rounds=2,solver_error=0.2,x=1");
-    assert_int_equal(ag_options_merge("k=6", "", out, sizeof out), 0);
-    assert_string_equal(out, "k=6");
-    assert_int_equal(ag_options_merge("", "", out, sizeof out), 0);
-    assert_string_equal(out, "");
-    assert_int_equal(ag_options_merge("k=6", "oops", out, sizeof out), -EINVAL);
-    assert_int_equal(ag_options_merge("k=6,rounds=2", "", out, 8), -ENAMETOOLONG);
-}
 
 typedef struct epoch_seen {
     double ce, tokens;
@@ -177,8 +144,6 @@ static void test_transcript_too_long(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_merge),
         cmocka_unit_test(test_observation_weight),
         cmocka_unit_test(test_transcript_too_long),
     };
