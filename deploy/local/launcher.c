@@ -1690,7 +1690,7 @@ static int s_report(launcher_t *l, json_t *eval)
     json_t *ev = json_object();
     json_object_set_new(ev, "games", json_integer(o->eval_games));
     json_object_set_new(ev, "seed", json_integer(o->eval_seed));
-    json_object_set(ev, "matchups", eval ? eval : json_array());
+    json_object_set_new(ev, "matchups", eval ? json_incref(eval) : json_array());
     /*
      * Every figure of the evaluations, flat: KEY_warmstart (the warm start)
      * and KEY (the final policy), and with several matchups KEY_warmstart@M
