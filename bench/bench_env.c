@@ -156,7 +156,7 @@ static int on_reply(bench_t *b, Agora__V1__EnvReply *r, int64_t t)
         b->errors++;
         if (b->errors <= 3)
             fprintf(stderr, "agora-bench env: error reply %s: %s\n",
-                    ag_env_error_name(ag_env_reply_error(r)),
+                    ag_error_name(ag_env_reply_error(r)),
                     r->error && r->error->message ? r->error->message : "");
         done = true;
         break;

@@ -60,7 +60,7 @@ const char *ag_check_describe(const Agora__V1__EnvReply *r, char *buf, size_t le
     if (!r) {
         snprintf(buf, len, "no reply");
     } else if (r->body_case == AGORA__V1__ENV_REPLY__BODY_ERROR && r->error) {
-        snprintf(buf, len, "error %s (%.200s)", ag_env_error_name(r->error->code),
+        snprintf(buf, len, "error %s (%.200s)", ag_error_name(r->error->code),
                  r->error->message ? r->error->message : "");
     } else {
         snprintf(buf, len, "a %s reply", ag_env_reply_kind(r));
@@ -103,7 +103,7 @@ bool ag_check_error(int rc, Agora__V1__EnvReply *r, const int *codes, size_t n, 
             ok = ok || code == codes[i];
         if (!ok) {
             char d[300];
-            ag_check_why(why, "expected %s%s, got %s", ag_env_error_name(codes[0]),
+            ag_check_why(why, "expected %s%s, got %s", ag_error_name(codes[0]),
                          n > 1 ? " (or an equivalent)" : "", ag_check_describe(r, d, sizeof d));
         }
     }

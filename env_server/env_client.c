@@ -425,13 +425,6 @@ int ag_env_reply_error(const Agora__V1__EnvReply *reply)
     return reply->error && reply->error->code ? (int)reply->error->code : -1;
 }
 
-const char *ag_env_error_name(int code)
-{
-    const ProtobufCEnumValue *v =
-        protobuf_c_enum_descriptor_get_value(&agora__v1__error_code__descriptor, code);
-    return v ? v->name : "ERROR_(unknown code)";
-}
-
 const char *ag_env_reply_kind(const Agora__V1__EnvReply *reply)
 {
     switch (reply->body_case) {

@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "env.pb-c.h"
 #include "zsock.h"
 
@@ -128,8 +129,6 @@ int ag_env_client_close(ag_env_client_t *self, uint64_t episode_id, Agora__V1__E
 
 /* The reply's ErrorCode; 0 when it is not an error, -1 for an Error without a code. */
 int ag_env_reply_error(const Agora__V1__EnvReply *reply);
-/* "ERROR_BAD_REQUEST" etc. for an ErrorCode; "ERROR_(unknown code)" otherwise. */
-const char *ag_env_error_name(int code);
 /* The name of a reply's body ("hello", "reset", "error", ... or "none"). */
 const char *ag_env_reply_kind(const Agora__V1__EnvReply *reply);
 

@@ -237,7 +237,7 @@ static int s_fetch_demos(const ag_warmstart_config_t *c, seqs_t *l)
         if (rep->body_case != AGORA__V1__ENV_REPLY__BODY_DEMO || !rep->demo ||
             rep->demo->n_transcripts != (size_t)count) {
             int code = ag_env_reply_error(rep);
-            ag_error("warmstart", "Demo %s: %s", code > 0 ? ag_env_error_name(code) : "reply",
+            ag_error("warmstart", "Demo %s: %s", code > 0 ? ag_error_name(code) : "reply",
                      code > 0 && rep->error && rep->error->message ? rep->error->message
                                                                    : "wrong number of transcripts");
             agora__v1__env_reply__free_unpacked(rep, NULL);

@@ -532,7 +532,7 @@ static void start_game(ag_env_client_t *cl, uint64_t seed, game_t *g)
     Agora__V1__EnvReply *r = NULL;
     assert_int_equal(ag_env_client_reset(cl, "debate", seed, NULL, 0, NULL, 0, &r), 0);
     if (r->body_case != AGORA__V1__ENV_REPLY__BODY_RESET)
-        fail_msg("Reset: %s %s", ag_env_reply_kind(r), ag_env_error_name(ag_env_reply_error(r)));
+        fail_msg("Reset: %s %s", ag_env_reply_kind(r), ag_error_name(ag_env_reply_error(r)));
     memset(g, 0, sizeof *g);
     g->id = r->reset->episode_id;
     g->to_act = r->reset->to_act;
@@ -552,7 +552,7 @@ static void play_move(ag_env_client_t *cl, game_t *g)
     assert_int_equal(ag_env_client_step(cl, g->id, g->to_act, move, &r), 0);
     if (r->body_case != AGORA__V1__ENV_REPLY__BODY_STEP)
         fail_msg("Step \"%s\" by seat %u: %s %s (%s)", move, (unsigned)g->to_act,
-                 ag_env_reply_kind(r), ag_env_error_name(ag_env_reply_error(r)),
+                 ag_env_reply_kind(r), ag_error_name(ag_env_reply_error(r)),
                  r->error && r->error->message ? r->error->message : "");
     const Agora__V1__StepReply *s = r->step;
     g->to_act = s->to_act;
@@ -652,8 +652,8 @@ static void send_and_check(fixture_t *fx, enum kind k, int i)
     if (!ok || (r->request_id != m.want_id && !(m.id_zero_ok && r->request_id == 0)))
         fail_msg("message %d (%s): expected %s with request_id %llu, got %s %s with "
                  "request_id %llu (%s)",
-                 i, kind_names[k], ag_env_error_name(m.codes[0]), (unsigned long long)m.want_id,
-                 ag_env_reply_kind(r), ag_env_error_name(code), (unsigned long long)r->request_id,
+                 i, kind_names[k], ag_error_name(m.codes[0]), (unsigned long long)m.want_id,
+                 ag_env_reply_kind(r), ag_error_name(code), (unsigned long long)r->request_id,
                  r->error && r->error->message ? r->error->message : "");
     if (r->protocol_version != AG_ENV_PROTOCOL_VERSION)
         fail_msg("message %d (%s): reply protocol_version %u", i, kind_names[k],
