@@ -2,6 +2,7 @@
 #ifndef AG_BENCH_H
 #define AG_BENCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -26,6 +27,10 @@ int bench_reward_main(int argc, char **argv);
 int bench_options(const char *prog, const char *usage, const char *summary, const ag_option_t *rows,
                   size_t n_rows, size_t max_positional, int argc, char **argv, void *dst,
                   ag_config_t **cfg);
+
+/* Prints a subcommand's one-line JSON report (compact, then a newline) and
+ * frees it; 0, or -1 when it could not be built or written. */
+int bench_report(json_t *report);
 
 /*
  * The isolated rates agora-bench model reports, for a model of config cfg

@@ -396,15 +396,15 @@ int bench_env_main(int argc, char **argv)
     if (run(b, o.warmup, o.seconds, &elapsed, &cpu))
         goto out;
     qsort(b->lat_ns, b->n_lat, sizeof *b->lat_ns, cmp_u32);
-    printf("{\"bench\":\"env\",\"game\":\"%s\",\"window\":%d,\"seconds\":%.3f,"
-           "\"steps\":%" PRIu64 ",\"resets\":%" PRIu64 ",\"errors\":%" PRIu64 ","
-           "\"steps_per_s\":%.0f,\"resets_per_s\":%.0f,\"requests_per_s\":%.0f,"
-           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"client_cpu\":%.2f,"
-           "\"spawned_server\":%s}\n",
-           game, b->window, elapsed, b->steps, b->resets, b->errors, b->steps / elapsed,
-           b->resets / elapsed, (b->steps + b->resets) / elapsed,
-           percentile_us(b->lat_ns, b->n_lat, 0.50), percentile_us(b->lat_ns, b->n_lat, 0.99),
-           percentile_us(b->lat_ns, b->n_lat, 0.999), cpu / elapsed, srv.pid ? "true" : "false");
+    bench_report(json_pack(
+        "{s:s, s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b}", "bench",
+        "env", "game", game, "window", b->window, "seconds", elapsed, "steps", (json_int_t)b->steps,
+        "resets", (json_int_t)b->resets, "errors", (json_int_t)b->errors, "steps_per_s",
+        b->steps / elapsed, "resets_per_s", b->resets / elapsed, "requests_per_s",
+        (b->steps + b->resets) / elapsed, "p50_us", percentile_us(b->lat_ns, b->n_lat, 0.50),
+        "p99_us", percentile_us(b->lat_ns, b->n_lat, 0.99), "p999_us",
+        percentile_us(b->lat_ns, b->n_lat, 0.999), "client_cpu", cpu / elapsed,
+        "spawned_server", srv.pid != 0));
     fflush(stdout);
     status = b->errors || b->stray ? 1 : 0;
     if (b->stray)

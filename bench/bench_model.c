@@ -409,17 +409,17 @@ int bench_model_main(int argc, char **argv)
     peak = fmax(peak, s_sgemm_peak(o.threads, 0));
     double train_gflops = train * ag_model_train_flops_per_token(&cfg, o.ctx) / 1e9;
     double sample_gflops = sample_flops / 1e9;
-    printf("{\"bench\":\"model\",\"d_model\":%d,\"layers\":%d,\"heads\":%d,\"ctx\":%d,"
-           "\"batch\":%d,\"sample_batch\":%d,\"threads\":%d,\"params\":%zu,"
-           "\"train_tokens_per_s\":%.0f,\"train_step_ms\":%.2f,\"score_tokens_per_s\":%.0f,"
-           "\"sample_tokens_per_s\":%.0f,"
-           "\"sample_generated_tokens_per_s\":%.0f,\"sgemm_peak_gflops\":%.1f,"
-           "\"train_gflops\":%.1f,\"sample_gflops\":%.1f,\"train_mfu\":%.3f,"
-           "\"sample_mfu\":%.3f,\"loadavg_1m\":%.2f}\n",
-           o.d_model, o.layers, o.heads, o.ctx, o.batch, o.sample_batch, o.threads,
-           ag_model_num_params(m), train, step_ms, score, sample, gen_rate, peak, train_gflops,
-           sample_gflops, peak > 0 ? train_gflops / peak : 0.0,
-           peak > 0 ? sample_gflops / peak : 0.0, load);
+    bench_report(json_pack(
+        "{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+        "s:f, s:f, s:f}",
+        "bench", "model", "d_model", o.d_model, "layers", o.layers, "heads", o.heads, "ctx", o.ctx,
+        "batch", o.batch, "sample_batch", o.sample_batch, "threads", o.threads, "params",
+        (json_int_t)ag_model_num_params(m), "train_tokens_per_s", train, "train_step_ms", step_ms,
+        "score_tokens_per_s", score, "sample_tokens_per_s", sample,
+        "sample_generated_tokens_per_s", gen_rate, "sgemm_peak_gflops", peak, "train_gflops",
+        train_gflops, "sample_gflops", sample_gflops, "train_mfu",
+        peak > 0 ? train_gflops / peak : 0.0, "sample_mfu", peak > 0 ? sample_gflops / peak : 0.0,
+        "loadavg_1m", load));
     ag_model_destroy(&m);
     return train > 0.0 && score > 0.0 && sample > 0.0 ? 0 : 1;
 }

@@ -403,17 +403,17 @@ int bench_reward_main(int argc, char **argv)
     if (elapsed <= 0)
         goto out;
     qsort(c->lat_ns, c->n_lat, sizeof *c->lat_ns, cmp_u32);
-    printf("{\"bench\":\"reward\",\"d_model\":%d,\"layers\":%d,\"heads\":%d,\"ctx\":%d,"
-           "\"params\":%zu,\"batch\":%d,\"transcript_bytes\":%.0f,\"window\":%d,"
-           "\"score_threads\":%d,\"train\":%s,\"train_threads\":%d,\"seconds\":%.3f,"
-           "\"requests\":%" PRIu64 ",\"scores\":%" PRIu64 ",\"scores_per_s\":%.0f,"
-           "\"requests_per_s\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"updates_per_s\":%.1f,"
-           "\"errors\":%" PRIu64 "}\n",
-           o.d_model, o.layers, o.heads, o.ctx, ag_model_config_num_params(&ro.model), o.batch,
-           (double)bytes / POOL, o.window, o.score_threads, o.train ? "true" : "false", o.threads,
-           elapsed, c->requests, c->scores, (double)c->scores / elapsed,
-           (double)c->requests / elapsed, s_pct_ms(c->lat_ns, c->n_lat, 0.50),
-           s_pct_ms(c->lat_ns, c->n_lat, 0.99), (double)(u1 - u0) / t_u, c->errors);
+    bench_report(json_pack(
+        "{s:s, s:i, s:i, s:i, s:i, s:I, s:i, s:f, s:i, s:i, s:b, s:i, s:f, s:I, s:I, s:f, s:f, "
+        "s:f, s:f, s:f, s:I}",
+        "bench", "reward", "d_model", o.d_model, "layers", o.layers, "heads", o.heads, "ctx",
+        o.ctx, "params", (json_int_t)ag_model_config_num_params(&ro.model), "batch", o.batch,
+        "transcript_bytes", (double)bytes / POOL, "window", o.window, "score_threads",
+        o.score_threads, "train", o.train, "train_threads", o.threads, "seconds", elapsed,
+        "requests", (json_int_t)c->requests, "scores", (json_int_t)c->scores, "scores_per_s",
+        (double)c->scores / elapsed, "requests_per_s", (double)c->requests / elapsed, "p50_ms",
+        s_pct_ms(c->lat_ns, c->n_lat, 0.50), "p99_ms", s_pct_ms(c->lat_ns, c->n_lat, 0.99),
+        "updates_per_s", (double)(u1 - u0) / t_u, "errors", (json_int_t)c->errors));
     fflush(stdout);
     status = c->errors ? 1 : 0;
 out:

@@ -9,6 +9,18 @@
 
 #include "bench.h"
 
+int bench_report(json_t *report)
+{
+    int rc = report && json_dumpf(report, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0 &&
+                     fputc('\n', stdout) != EOF && fflush(stdout) == 0
+                 ? 0
+                 : -1;
+    if (rc < 0)
+        fprintf(stderr, "agora-bench: cannot write the report\n");
+    json_decref(report);
+    return rc;
+}
+
 int bench_options(const char *prog, const char *usage, const char *summary, const ag_option_t *rows,
                   size_t n_rows, size_t max_positional, int argc, char **argv, void *dst,
                   ag_config_t **cfg)
