@@ -109,11 +109,12 @@ ag_job() {
     echo "${SLURM_HET_JOB_ID:-$SLURM_JOB_ID}"
 }
 
-# ag_job_alive JOB: the job is pending, running or being requeued.
+# ag_job_alive JOB: the job is pending, running, ending or being requeued
+# (a requeued job is COMPLETING, then PENDING).
 ag_job_alive() {
     case $(squeue -h -t all -j "$1" -o %T 2>/dev/null | head -n 1) in
-    PENDING | CONFIGURING | RUNNING | SUSPENDED | REQUEUED | REQUEUE_FED | REQUEUE_HOLD | \
-        RESIZING | SIGNALING | STAGE_OUT) return 0 ;;
+    PENDING | CONFIGURING | RUNNING | COMPLETING | SUSPENDED | REQUEUED | REQUEUE_FED | \
+        REQUEUE_HOLD | RESIZING | SIGNALING | STAGE_OUT) return 0 ;;
     *) return 1 ;;
     esac
 }

@@ -3,16 +3,17 @@
 # machine (tests/support/slurm_cluster.sh) runs deploy/slurm/agora.sbatch, a
 # heterogeneous job (learner on one node, an env server on another, two
 # actors on a third), on a variant of examples/smoke.ini that trains for a
-# fixed time and restarts nothing. While it trains the job is requeued
+# fixed time and restarts nothing. While it trains agora-join.sbatch adds an
+# env server and two actors, as jobs of their own; then the job is requeued
 # (`scontrol requeue`, as a preemption would) and must resume from its
-# checkpoint; then agora-join.sbatch adds an env server and two actors, as
-# jobs of their own.
+# checkpoint, the joined jobs carrying on.
 # Checked: the jobs COMPLETED with exit code 0, the job started twice, the
 # learner warmed up once and its updates run on without a gap across the
 # requeue, the actors map of metrics.jsonl and state.json counts trajectories
 # trained from every actor (the job's two and the two joined), summary.json
 # and the learner's files exist, the reward server beside the learner got
-# the actors' labels and resumed too, the joined actors played on the joined
+# the actors' labels and resumed too, every actor (joined ones included)
+# was trained from after the requeue, the joined actors played on the joined
 # env server as well, and every env server deregistered. Then a
 # second job whose actor is killed must fail as a whole: the actors' step
 # ends (--kill-on-bad-exit), the learner checkpoints, the job is FAILED.
@@ -103,6 +104,13 @@ task_pid() {
     done
 }
 
+joined_trained() {
+    local last
+    last=$(grep '"phase":"ppo"' "$run/metrics.jsonl" | tail -n 1)
+    case $last in *"\"actor-$join-0\":"[1-9]*) ;; *) return 1 ;; esac
+    case $last in *"\"actor-$join-1\":"[1-9]*) ;; *) return 1 ;; esac
+}
+
 resumed() {
     grep -q 'learner: resumed from' "$run/logs/learner.log"
 }
@@ -132,13 +140,6 @@ echo "slurm: job $job submitted" >&2
 wait_for 60 "job $job trains" more_updates_than 2
 t_trains=$(date +%s)
 
-scontrol requeue "$job" || die "scontrol requeue $job failed"
-before=$(ppo_updates)
-echo "slurm: job $job requeued after $before updates" >&2
-wait_for 120 "job $job resumes" resumed
-wait_for 60 "the resumed job $job trains" more_updates_than "$before"
-t_resumed=$(date +%s)
-
 # an env server joins, then two actors that play on it too
 join_env=$(AGORA_ENV_PORT=$((port + 5)) sbatch --parsable --chdir="$scratch" -n1 \
     "$slurm_scripts/agora-join.sbatch" "$run" env-servers) || die "sbatch agora-join.sbatch failed"
@@ -146,6 +147,19 @@ wait_for 60 "job $join_env's env server registers" test -s "$run/env.d/$join_env
 join=$(sbatch --parsable --chdir="$scratch" -n2 "$slurm_scripts/agora-join.sbatch" "$run") ||
     die "sbatch agora-join.sbatch failed"
 echo "slurm: job $join_env joins an env server, job $join two actors" >&2
+wait_for 60 "the joined actors' trajectories are trained" joined_trained
+t_joined=$(date +%s)
+
+# requeued as a preemption would: the joined jobs wait for it
+scontrol requeue "$job" || die "scontrol requeue $job failed"
+wait_for 120 "job $job resumes" resumed
+# what the requeue's checkpoint saved (nothing else is checkpointed until the end)
+saved=$(cat "$run/state.json")
+before=$(ppo_updates)
+echo "slurm: job $job requeued after $before updates" >&2
+wait_for 60 "the resumed job $job trains" more_updates_than "$before"
+t_resumed=$(date +%s)
+
 wait_for 120 "job $job ends" job_done "$job"
 wait_for 60 "job $join ends" job_done "$join"
 wait_for 60 "job $join_env ends" job_done "$join_env"
@@ -171,10 +185,11 @@ done
 grep -q 'reward: resumed 1 of 1 models' "$run/logs/reward.log" ||
     die "the reward server did not resume after the requeue"
 
-/usr/bin/python3 - "$run" "$job" "$join" "$before" <<'EOF' || exit 1
+/usr/bin/python3 - "$run" "$job" "$join" "$before" "$saved" <<'EOF' || exit 1
 import json, sys
 
 run, job, join, before = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+saved = {k: int(v) for k, v in json.loads(sys.argv[5])["actors"].items()}
 
 
 def check(ok, what):
@@ -194,6 +209,9 @@ want = ["actor-0", "actor-1", "actor-%d-0" % join, "actor-%d-1" % join]
 for a in want:
     check(actors.get(a, 0) > 0, "nothing trained from %s (actors %r)" % (a, actors))
 check(sorted(actors) == sorted(want), "unexpected actors %r" % actors)
+for a in want:
+    check(actors[a] > saved.get(a, 0), "nothing trained from %s after the requeue (%d then, %d now)"
+          % (a, saved.get(a, 0), actors[a]))
 
 state = json.load(open(run + "/state.json"))
 check({k: int(v) for k, v in state["actors"].items()} == actors,
@@ -239,5 +257,6 @@ grep -q 'learner: checkpoint: version' "$run/logs/learner.log" ||
 [ -z "$(task_pid agora-actor "$run/run.ini" actor-0)" ] || die "actor-0 of job $job still runs"
 
 echo "slurm: ok in $(($(date +%s) - t0)) s: cluster up in $((t_cluster - t0)) s, training after" \
-    "$((t_trains - t_cluster)) s, resumed $((t_resumed - t_trains)) s after the requeue," \
+    "$((t_trains - t_cluster)) s, joined in $((t_joined - t_trains)) s, trained again" \
+    "$((t_resumed - t_joined)) s after the requeue," \
     "job ended $((t_done - t_resumed)) s later; the crash test took $((t_crash - t_done)) s" >&2
