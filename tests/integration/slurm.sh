@@ -122,7 +122,8 @@ runfile=$scratch/slurm-smoke.ini
 sed -e 's/^max_updates = .*/max_updates = 0/' -e 's/^max_seconds = .*/max_seconds = 30/' \
     -e 's/^max_restarts = .*/max_restarts = 0/' -e 's/^\[run\]$/&\nreward_server = true/' \
     -e 's/^\[actor\]$/&\nreward_labels = outcomes/' "$source/examples/smoke.ini" >"$runfile"
-for key in 'max_seconds = 30' 'max_restarts = 0' 'reward_server = true' 'reward_labels = outcomes'; do
+for key in 'max_seconds = 30' 'max_restarts = 0' 'reward_server = true' \
+    'reward_labels = outcomes'; do
     grep -q "^$key\$" "$runfile" || die "examples/smoke.ini no longer has the keys this test sets"
 done
 
@@ -223,7 +224,8 @@ check(s["job_id"] == job and s["restarts"] == 1, "summary job %r restarts %r"
       % (s["job_id"], s["restarts"]))
 check(s["env_servers"] == 1 and s["actors"] == 2, "summary sizes %r %r"
       % (s["env_servers"], s["actors"]))
-check(s["final_metrics"]["update"] == len(updates), "summary's final_metrics is not the last update")
+check(s["final_metrics"]["update"] == len(updates),
+      "summary's final_metrics is not the last update")
 nodes = s["nodes"]
 check(len(set(nodes.values())) == 3, "the components shared nodes: %r" % nodes)
 labels = int(json.load(open(run + "/reward/reward-state.json"))["models"]["default"]["labels"])

@@ -91,12 +91,12 @@ slurm_cluster_start() {
     dd if=/dev/urandom of="$slurm_dir/munge/munge.key" bs=1024 count=1 2>/dev/null &&
         chown -R munge: "$slurm_dir/munge" && chmod 0755 "$slurm_dir/munge" &&
         chmod 0400 "$slurm_dir/munge/munge.key" || return 1
-    munge_socket=$slurm_dir/munge/munge.socket
-    AGORA_TEST_SLURM=$slurm_dir runuser -u munge -- /usr/sbin/munged --key-file="$slurm_dir/munge/munge.key" \
-        --socket="$munge_socket" --pid-file="$slurm_dir/munge/munged.pid" \
-        --log-file="$slurm_dir/munge/munged.log" --seed-file="$slurm_dir/munge/munged.seed" ||
-        { cat "$slurm_dir/munge/munged.log" >&2; return 1; }
-    slurm_pids="$slurm_dir/munge/munged.pid"
+    m=$slurm_dir/munge
+    munge_socket=$m/munge.socket
+    AGORA_TEST_SLURM=$slurm_dir runuser -u munge -- /usr/sbin/munged --key-file="$m/munge.key" \
+        --socket="$munge_socket" --pid-file="$m/munged.pid" --log-file="$m/munged.log" \
+        --seed-file="$m/munged.seed" || { cat "$m/munged.log" >&2; return 1; }
+    slurm_pids="$m/munged.pid"
 
     ports=$(slurm_free_ports $((slurm_n_nodes + 1))) || return 1
     ctld_port=$ports
@@ -136,7 +136,8 @@ slurm_cluster_start() {
         echo "KillWait=15"
         echo "MinJobAge=3600"
         echo "SlurmdTimeout=60"
-        echo "NodeName=n[1-$slurm_n_nodes] NodeHostName=$host NodeAddr=127.0.0.1 Port=[$((ports + 1))-$((ports + slurm_n_nodes))] CPUs=2 RealMemory=2000 State=UNKNOWN"
+        echo "NodeName=n[1-$slurm_n_nodes] NodeHostName=$host NodeAddr=127.0.0.1" \
+            "Port=[$((ports + 1))-$((ports + slurm_n_nodes))] CPUs=2 RealMemory=2000 State=UNKNOWN"
         echo "PartitionName=agora Nodes=n[1-$slurm_n_nodes] Default=YES MaxTime=INFINITE State=UP"
     } >"$SLURM_CONF"
 
