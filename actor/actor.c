@@ -929,6 +929,8 @@ static int s_join(actor_t *a, int argc, char **argv)
             a->exit_code = 0;
             return -1;
         }
+        if (rc == -ENOENT)
+            return s_fatal(a, "cannot join the job at %s: %s", learner, err);
         if (rc < 0) {
             ag_error("actor", "cannot join the job at %s: %s", learner, err);
             return -1;

@@ -250,6 +250,23 @@ static void s_list_request(Agora__V1__ControlRequest *req, Agora__V1__ListServic
     req->list_services = lr;
 }
 
+/* Appends " NAME, NAME...)" of every game the env servers in lr host to err. */
+static void s_hosted(const Agora__V1__ListServicesReply *lr, char *err, size_t errlen)
+{
+    size_t len = strlen(err);
+    bool first = true;
+    for (size_t i = 0; i < lr->n_services; i++)
+        for (size_t k = 0; lr->services[i] && k < lr->services[i]->n_hosts; k++) {
+            const char *h = lr->services[i]->hosts[k];
+            if (!h || strstr(err, h) || len + strlen(h) + 4 >= errlen)
+                continue;
+            len += (size_t)snprintf(err + len, errlen - len, "%s %s", first ? "" : ",", h);
+            first = false;
+        }
+    if (len + 2 < errlen)
+        snprintf(err + len, errlen - len, ")");
+}
+
 int ag_rendezvous_wait_envs(const char *learner, const char *game, char *out, size_t cap,
                             char *err, size_t errlen)
 {
@@ -267,13 +284,21 @@ int ag_rendezvous_wait_envs(const char *learner, const char *game, char *out, si
         }
         size_t n = 0;
         rc = 0;
-        if (s_error_reply(rep, "ListServices", err, errlen))
+        if (s_error_reply(rep, "ListServices", err, errlen)) {
             rc = -EPROTO;
-        else if (rep->body_case != AGORA__V1__CONTROL_REPLY__BODY_LIST_SERVICES ||
-                 !rep->list_services)
-            rc = -EPROTO, snprintf(err, errlen, "unexpected reply to ListServices");
-        else
-            n = s_env_list(rep->list_services, game, out, cap);
+        } else if (rep->body_case != AGORA__V1__CONTROL_REPLY__BODY_LIST_SERVICES ||
+                   !rep->list_services) {
+            rc = -EPROTO;
+            snprintf(err, errlen, "unexpected reply to ListServices");
+        } else if (!(n = s_env_list(rep->list_services, game, out, cap)) &&
+                   s_env_list(rep->list_services, "", out, cap)) {
+            /* Servers are there, and none has the game: the job's game is not theirs. */
+            rc = -ENOENT;
+            snprintf(err, errlen, "no env server of the job hosts game \"%s\" (they host:",
+                     game);
+            s_hosted(rep->list_services, err, errlen);
+            out[0] = '\0';
+        }
         ag_codec_free(&rep->base);
         if (rc < 0 || n > 0)
             return rc;

@@ -50,7 +50,8 @@ void ag_run_config_finish(ag_run_config_t *c);
  * Waits (blocking) until the learner lists at least one env server hosting
  * game ("" = any), logging every 10 s while there is none; writes their
  * endpoints, comma-separated, to out. Returns 0, -ECANCELED after a signal,
- * or -EPROTO with the reason in err.
+ * -ENOENT when env servers are registered and none hosts game (what they host
+ * in err), or -EPROTO with the reason in err.
  */
 int ag_rendezvous_wait_envs(const char *learner, const char *game, char *out, size_t cap,
                             char *err, size_t errlen);
