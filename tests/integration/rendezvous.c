@@ -8,9 +8,10 @@
  * obeys SIGTERM; an actor that cannot honour the run config (an unknown game,
  * a model too large to receive) exits 3; two learners on one directory; a
  * registration the learner cannot reach back is reported; bad registrations
- * and bytes get errors and the learner keeps serving.
+ * and bytes get errors and the learner keeps serving; `agora join` adds an
+ * actor and an env server that train, and stops them in order on SIGINT.
  *
- * usage: test_rendezvous agora-learner agora-env agora-reward agora-actor smoke.ini
+ * usage: test_rendezvous agora-learner agora-env agora-reward agora-actor smoke.ini agora
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,7 +40,7 @@ extern char **environ;
 #define TTL_S "3"
 #define TTL_MS 3000
 
-static const char *s_learner_exe, *s_env_exe, *s_reward_exe, *s_actor_exe, *s_runfile;
+static const char *s_learner_exe, *s_env_exe, *s_reward_exe, *s_actor_exe, *s_runfile, *s_agora;
 static char s_dir[512];
 
 /* Every process a test started, so that a failed test leaves none behind. */
@@ -741,13 +742,45 @@ static void test_unreachable_and_hostile(void **state)
     assert_int_equal(s_stop(&l.proc, 30000), 0);
 }
 
+/* `agora join`: a local actor and env server join, train, and stop in order on SIGINT. */
+static void test_agora_join(void **state)
+{
+    (void)state;
+    learner_t l;
+    s_learner_endpoints(&l, "join");
+    s_learner_start(&l, "join-learner", false, NULL);
+    char port[64], dir[700], metrics[700];
+    assert_int_equal(harness_free_endpoint(port, sizeof port), 0);
+    snprintf(dir, sizeof dir, "%s/join", s_dir);
+    snprintf(metrics, sizeof metrics, "%s/join-actor.jsonl", s_dir);
+    char *argv[] = {(char *)s_agora, "join", l.control, "--actors", "1", "--env-servers", "1",
+                    "--env-bind", "127.0.0.1", "--env-port", strrchr(port, ':') + 1,
+                    "--advertise", "127.0.0.1", "--dir", dir, "--actor.slots", "8",
+                    "--actor.metrics", metrics, "--env.service_name", "join-env", NULL};
+    proc_t agora;
+    assert_int_equal(s_spawn(&agora, "join-agora", argv), 0);
+    assert_true(s_until_listed(l.control, "join-env", true, 20000) >= 0);
+    const int64_t n = s_until_trajectories(l.control, 16, 90000);
+    if (n < 16)
+        s_dump_log(&agora);
+    assert_true(n >= 16);
+    kill(agora.pid, SIGINT);
+    assert_int_equal(s_wait(&agora, 30000), 0);
+    /* the env server deregistered as it stopped (long before the TTL would drop it) */
+    assert_false(s_listed(l.control, "join-env", NULL, NULL, 0));
+    assert_true(s_log_has(&agora, "stopping the actors, then the env servers"));
+    assert_int_equal(s_stop(&l.proc, 30000), 0);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 6) {
+    if (argc < 7) {
         fprintf(stderr,
-                "usage: %s agora-learner agora-env agora-reward agora-actor smoke.ini\n", argv[0]);
+                "usage: %s agora-learner agora-env agora-reward agora-actor smoke.ini agora\n",
+                argv[0]);
         return 2;
     }
+    s_agora = argv[6];
     s_learner_exe = argv[1];
     s_env_exe = argv[2];
     s_reward_exe = argv[3];
@@ -761,6 +794,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_model_too_large_is_fatal, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_game_is_fatal, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_actor_joins_follows_restarts, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_agora_join, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
