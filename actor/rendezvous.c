@@ -26,6 +26,8 @@
 #define RETRY_MAX_MS 10000
 #define WAIT_LOG_MS 10000
 #define MAX_WATCHED 256
+/* A ListServices reply of the learner's 1024 services with 32 hosts each fits. */
+#define MAX_REPLY (16 << 20)
 
 /* Bounds on what a control reply may carry here (the run file is the long one). */
 static const ag_limits_t s_reply_limits = {.max_string = AG_RENDEZVOUS_RUN_FILE_MAX,
@@ -86,7 +88,7 @@ static int s_call(const char *learner, Agora__V1__ControlRequest *req, const cha
     b.signals = ag_signals_create(&b.loop, s_on_signal, &b);
     const ag_rpc_client_opts_t ro = {.timeout_ms = CALL_TIMEOUT_MS,
                                      .attempts = 1,
-                                     .max_reply = 1 << 20,
+                                     .max_reply = MAX_REPLY,
                                      .limits = &s_reply_limits};
     ag_backoff_t backoff = ag_backoff_make(RETRY_FIRST_MS, RETRY_MAX_MS);
     ag_rng_t jitter;
@@ -404,7 +406,7 @@ static void s_on_watch_timer(uv_timer_t *t)
         return; /* the previous request has not ended yet */
     const ag_rpc_client_opts_t ro = {.timeout_ms = CALL_TIMEOUT_MS,
                                      .attempts = 1,
-                                     .max_reply = 1 << 20,
+                                     .max_reply = MAX_REPLY,
                                      .limits = &s_reply_limits};
     w->client =
         ag_rpc_client_create(w->loop, w->zctx, w->learner, &agora__v1__control_reply__descriptor,

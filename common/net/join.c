@@ -151,7 +151,8 @@ static void s_on_registered(void *arg, int status, const ProtobufCMessage *msg,
     j->heartbeat_ms = rr->heartbeat_ms ? rr->heartbeat_ms : 1000;
     if (j->heartbeat_ms < 100)
         j->heartbeat_ms = 100;
-    if (!j->registered && (!j->ever_registered || j->lost_logged || rr->added))
+    /* Said once, and again whenever the learner had lost us (it was away, or restarted). */
+    if (!j->registered || rr->added)
         ag_info("join", "%s as %s %s (%s) with the learner at %s: heartbeat every %u ms, "
                         "dropped after %u ms of silence",
                 j->ever_registered ? "registered again" : "registered", ag_join_kind_name(j->kind),

@@ -217,8 +217,9 @@ int ag_join_main(int argc, char **argv)
             continue;
         }
         char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
-        const bool with_value = !strchr(a, '=') && i + 1 < argc && strncmp(argv[i + 1], "--", 2);
+        const char *eq = strchr(a, '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq ? eq - a : (long)strlen(a)) - 2, a + 2);
+        const bool with_value = !eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2);
         char **dst = s_is_own(key) ? own : !strncmp(key, "env.", 4) ? to_env : to_actor;
         int *nd = dst == own ? &n_own : dst == to_env ? &n_env : &n_actor;
         if (*nd + 2 > 2 * MAX_PASSED) {
