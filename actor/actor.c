@@ -43,6 +43,16 @@
  * which is shipped truncated with the refused seat only (the others have no
  * outcome to learn from) and labels no game.
  *
+ * Joining a running job (actor.join = tcp://LEARNER:5582, rendezvous.h):
+ * the actor fetches the learner's run file and applies it under its own
+ * --config file and command line (which win), takes the learner's advertised
+ * trajectory and weights endpoints, its game and the live env servers that
+ * host it (waiting for the first), and follows the servers as they join and
+ * leave (ag_runner_set_envs). Endpoints set explicitly (actor.env,
+ * actor.learner_*) are kept. While the learner does not answer, it retries
+ * with backoff; a signal ends the wait (exit 0). A run file or model it cannot
+ * honour (an unknown key, a shape it cannot check or receive) is fatal.
+ *
  * Stops after actor.max_episodes episodes (0 = never) or on SIGTERM/SIGINT:
  * live episodes are abandoned (closed on the env server), what is in the
  * outbox is sent at once, and the actor waits up to actor.drain_ms for the
@@ -56,6 +66,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +77,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "policy_source.h"
+#include "rendezvous.h"
 #include "reward_client.h"
 #include "runner.h"
 #include "shipper.h"
@@ -82,7 +94,8 @@ enum { POL_CURRENT = 0, POL_LEAGUE = 1 };
 
 /* agora-actor's options ([actor] and [game] of a run file), filled from s_options. */
 typedef struct actor_opts {
-    const char *id, *env, *learner_trajectories, *learner_weights, *learner_control;
+    const char *id, *join, *env, *learner_trajectories, *learner_weights, *learner_control;
+    long join_poll_ms;
     const char *seat[AG_RUNNER_MAX_SEATS];
     long slots, max_action_tokens;
     double temperature, top_p;
@@ -112,8 +125,15 @@ static const ag_opt_choice_t s_label_kinds[] = {{"off", AG_REWARD_LABELS_OFF},
 #define SEAT(s, alias, help) OPT(seat[s], "actor.seat" #s, alias, "self", 1, 0, help)
 static const ag_option_t s_options[] = {
     OPT(id, "actor.id", "id", "", 0, 200, "actor name in trajectory ids (empty = HOST-PID)"),
+    OPT(join, "actor.join", "join", "", 0, AG_RENDEZVOUS_ENDPOINT_MAX,
+        "join the job whose learner's control endpoint this is (tcp://LEARNER:5582): the run "
+        "file, game, learner endpoints and live env servers come from the learner (what this "
+        "actor's --config and command line set explicitly wins)"),
+    OPT(join_poll_ms, "actor.join_poll_ms", "join-poll-ms", "2000", 100, 3600000,
+        "with actor.join: how often the learner is asked for the live env servers"),
     OPT(env, "actor.env", "env", "tcp://127.0.0.1:5570", 1, 0,
-        "env server endpoint(s), comma-separated"),
+        "env server endpoint(s), comma-separated (with actor.join: used only when set "
+        "explicitly, besides the registered ones)"),
     OPT(learner_trajectories, "actor.learner_trajectories", "learner-trajectories",
         "tcp://127.0.0.1:5580", 1, 0, "learner's trajectory socket"),
     OPT(learner_weights, "actor.learner_weights", "learner-weights", "tcp://127.0.0.1:5581", 1,
@@ -217,6 +237,12 @@ typedef struct actor {
     uv_loop_t loop;
     void *zctx;
     ag_config_t *cfg;
+    ag_config_t *own_cfg; /* with actor.join: this actor's own options, before the learner's */
+    ag_run_config_t run;  /* with actor.join: what the learner handed out */
+    ag_env_watch_t *watch;
+    char statics[AG_RENDEZVOUS_LIST_MAX]; /* env servers set explicitly */
+    char listed[AG_RENDEZVOUS_LIST_MAX];  /* env servers the learner listed at the start */
+    char envs[2 * AG_RENDEZVOUS_LIST_MAX + 2]; /* the env servers played on */
     actor_opts_t o;
     char id[256];
     uint64_t run_id;
@@ -815,6 +841,107 @@ static bool s_overflowing(actor_t *a)
     return true;
 }
 
+static void s_on_envs(void *arg, const char *envs)
+{
+    actor_t *a = arg;
+    snprintf(a->envs, sizeof a->envs, "%s", envs);
+    ag_info("actor", "env servers: %s", envs[0] ? envs : "none (episodes wait)");
+    if (a->runner && ag_runner_set_envs(a->runner, envs) < 0)
+        ag_warn("actor", "could not take every env server of %s", envs);
+}
+
+/* Stops with exit status AG_EXIT_FATAL: the job asks for what this actor cannot do. */
+static int s_fatal(actor_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int s_fatal(actor_t *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->fatal, sizeof a->fatal, fmt, ap);
+    va_end(ap);
+    a->exit_code = AG_EXIT_FATAL;
+    return -1;
+}
+
+/*
+ * actor.join: the learner's run file under this actor's own options, the
+ * learner's endpoints, game and env servers. Returns 0 to go on, or -1 with
+ * a->exit_code set (0 after a signal while waiting).
+ */
+static int s_join(actor_t *a, int argc, char **argv)
+{
+    char err[1024];
+    const char *learner = a->o.join;
+    int rc = ag_rendezvous_run_config(learner, &a->run, err, sizeof err);
+    if (rc == -ECANCELED) {
+        a->exit_code = 0;
+        return -1;
+    }
+    if (rc < 0) {
+        ag_error("actor", "cannot join the job at %s: %s", learner, err);
+        return -1;
+    }
+    char why[256];
+    const ag_model_config_t *mc = &a->run.model;
+    if (ag_model_config_check(mc, why, sizeof why) < 0)
+        return s_fatal(a, "the learner at %s trains a model this actor cannot build: %s",
+                       learner, why);
+    const double bytes = 4.0 * (double)ag_model_config_num_params(mc);
+    if (bytes > (double)(1u << 30))
+        return s_fatal(a,
+                       "the learner at %s trains a model of %.0f MiB of weights (d_model %d, %d "
+                       "layers, ctx %d): more than the 1 GiB a weights message may carry "
+                       "(docs/protocol.md section 6)",
+                       learner, bytes / (1 << 20), mc->d_model, mc->n_layers, mc->ctx);
+    ag_info("actor", "joined the job at %s: game %s, model d_model %d, %d layers, ctx %d; "
+                     "learner at %s (trajectories) and %s (weights)",
+            learner, a->run.game[0] ? a->run.game : "(not known yet)", mc->d_model, mc->n_layers,
+            mc->ctx, a->run.trajectories, a->run.weights);
+    /* The learner's run file under this actor's own --config and command line. */
+    a->own_cfg = a->cfg;
+    a->cfg = ag_config_create("agora-actor", "[options]", "", s_options,
+                              sizeof s_options / sizeof s_options[0], 0);
+    char name[AG_RENDEZVOUS_ENDPOINT_MAX + 64];
+    snprintf(name, sizeof name, "the run file of the learner at %s", learner);
+    if (!a->cfg || ag_config_load_string(a->cfg, a->run.run_file, name) < 0)
+        return s_fatal(a, "cannot apply the run file of the learner at %s (see above): this "
+                          "actor does not know every key of its [actor] or [game] section",
+                       learner);
+    if (ag_config_parse_args(a->cfg, argc, argv) != 0 || ag_config_apply(a->cfg, &a->o) < 0) {
+        a->exit_code = 2;
+        return -1;
+    }
+    actor_opts_t *o = &a->o;
+    if (!ag_config_is_set(a->own_cfg, "actor.learner_trajectories"))
+        o->learner_trajectories = a->run.trajectories;
+    if (!ag_config_is_set(a->own_cfg, "actor.learner_weights"))
+        o->learner_weights = a->run.weights;
+    if (!ag_config_is_set(a->own_cfg, "actor.learner_control"))
+        o->learner_control = learner;
+    if (!o->game[0])
+        o->game = a->run.game;
+    if (ag_config_is_set(a->own_cfg, "actor.env"))
+        snprintf(a->statics, sizeof a->statics, "%s", o->env);
+    const char *listed = a->listed;
+    if (!a->statics[0]) {
+        rc = ag_rendezvous_wait_envs(learner, o->game, a->listed, sizeof a->listed, err,
+                                     sizeof err);
+        if (rc == -ECANCELED) {
+            a->exit_code = 0;
+            return -1;
+        }
+        if (rc == -ENOENT)
+            return s_fatal(a, "cannot join the job at %s: %s", learner, err);
+        if (rc < 0) {
+            ag_error("actor", "cannot join the job at %s: %s", learner, err);
+            return -1;
+        }
+    }
+    snprintf(a->envs, sizeof a->envs, "%s%s%s", a->statics, a->statics[0] && listed[0] ? "," : "",
+             listed);
+    o->env = a->envs;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     actor_t a = {.exit_code = 1};
@@ -834,12 +961,14 @@ int main(int argc, char **argv)
         ag_config_destroy(&a.cfg);
         return 2;
     }
+    if (a.o.join[0] && s_join(&a, argc, argv) < 0)
+        goto out_cfg;
     const actor_opts_t *o = &a.o;
     if ((o->reward_weight != 0 || o->reward_labels != AG_REWARD_LABELS_OFF) && !o->reward[0]) {
         fprintf(stderr,
                 "agora-actor: actor.reward_weight and actor.reward_labels need actor.reward\n");
-        ag_config_destroy(&a.cfg);
-        return 2;
+        a.exit_code = 2;
+        goto out_cfg;
     }
     if (o->id[0]) {
         snprintf(a.id, sizeof a.id, "%s", o->id);
@@ -949,6 +1078,12 @@ int main(int argc, char **argv)
             (unsigned long long)a.run_id, game.name, env, o->slots, pso.control);
     uv_timer_start(&a.stats_timer, s_on_stats_timer, (uint64_t)o->log_interval_s * 1000,
                    (uint64_t)o->log_interval_s * 1000);
+    if (o->join[0]) {
+        a.watch = ag_env_watch_create(&a.loop, a.zctx, o->join, game.name, a.statics, a.listed,
+                                      (int)o->join_poll_ms, s_on_envs, &a);
+        if (!a.watch)
+            goto out_loop;
+    }
 
     a.exit_code = 0;
     bool busy = false;
@@ -994,6 +1129,7 @@ int main(int argc, char **argv)
     s_log_stats(&a, true);
 
 out_loop:
+    ag_env_watch_destroy(&a.watch);
     ag_reward_client_destroy(&a.rm); /* held trajectories are called back and freed */
     for (int s = 0; s < AG_RUNNER_MAX_SEATS; s++)
         free(a.text[s]);
@@ -1012,6 +1148,8 @@ out_loop:
         fclose(a.metrics);
 out_cfg:
     ag_config_destroy(&a.cfg);
+    ag_config_destroy(&a.own_cfg);
+    ag_run_config_finish(&a.run);
     if (a.exit_code == AG_EXIT_FATAL)
         ag_error("actor", "%s (exit status %d: do not restart)", a.fatal, AG_EXIT_FATAL);
     return a.exit_code;

@@ -36,7 +36,7 @@
 #include "log.h"
 #include "rpc.h"
 
-#define MAX_ENVS 16
+#define MAX_ENVS 64
 #define MAX_OPTIONS 32
 #define MAX_TRIES 3
 #define PROMPT_ROWS 512
@@ -96,6 +96,13 @@ typedef struct retry {
     int tries;
 } retry_t;
 
+/* An env server episodes are spread over; a slot whose client is NULL is free. */
+typedef struct env_slot {
+    ag_rpc_client_t *client;
+    char *endpoint;
+    uint64_t started; /* episodes reset on it */
+} env_slot_t;
+
 typedef struct policy {
     ag_model_t *model;
     ag_sampler_t *sampler;
@@ -121,8 +128,10 @@ struct ag_runner {
     Agora__V1__KeyValue *kv_ptrs[MAX_OPTIONS];
     char *bots[AG_RUNNER_MAX_SEATS];
     char bot_labels[AG_RUNNER_MAX_SEATS][80];
-    ag_rpc_client_t *env[MAX_ENVS];
-    int n_env, next_env;
+    void *zctx;
+    env_slot_t env[MAX_ENVS];
+    int n_env; /* slots in use at some time: env[0 .. n_env) */
+    int next_env;
     policy_t pol[AG_RUNNER_MAX_POLICIES];
     episode_t *eps;
     int n_eps;
@@ -253,7 +262,8 @@ static void s_send_close(ag_runner_t *r, int env, uint64_t id)
     Agora__V1__EnvRequest req = AGORA__V1__ENV_REQUEST__INIT;
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_CLOSE;
     req.close = &close;
-    ag_rpc_call(r->env[env], &req.base, s_close_done, NULL);
+    if (r->env[env].client)
+        ag_rpc_call(r->env[env].client, &req.base, s_close_done, NULL);
 }
 
 static void s_set_state(episode_t *ep, int state)
@@ -582,6 +592,27 @@ static void s_step_done(void *arg, int status, const ProtobufCMessage *msg, cons
     s_observe(ep, sr->to_act, sr->observation);
 }
 
+static int s_live_envs(const ag_runner_t *r)
+{
+    int n = 0;
+    for (int i = 0; i < r->n_env; i++)
+        n += r->env[i].client != NULL;
+    return n;
+}
+
+/* The next live env server, round-robin (there is one: s_live_envs > 0). */
+static int s_pick_env(ag_runner_t *r)
+{
+    for (int k = 0; k < r->n_env; k++) {
+        const int i = (r->next_env + k) % r->n_env;
+        if (r->env[i].client) {
+            r->next_env = (i + 1) % r->n_env;
+            return i;
+        }
+    }
+    return 0;
+}
+
 static void s_start_episode(episode_t *ep)
 {
     ag_runner_t *r = ep->r;
@@ -589,6 +620,9 @@ static void s_start_episode(episode_t *ep)
         s_set_state(ep, EP_CLOSED);
         return;
     }
+    /* No env server at the moment: the slot waits, IDLE, for ag_runner_set_envs. */
+    if (s_live_envs(r) == 0)
+        return;
     uint64_t number;
     if (r->n_retry) {
         /* A failed episode's own slot takes its replay at once, so no slot waits for one. */
@@ -609,8 +643,8 @@ static void s_start_episode(episode_t *ep)
     ep->id = 0;
     ep->invalid = false;
     ep->refused = 0;
-    ep->env = r->next_env;
-    r->next_env = (r->next_env + 1) % r->n_env;
+    ep->env = s_pick_env(r);
+    r->env[ep->env].started++;
     for (int s = 0; s < r->cfg.n_seats; s++) {
         seat_t *seat = &ep->seats[s];
         ep->returns[s] = 0;
@@ -645,7 +679,7 @@ static void s_send_reset(episode_t *ep)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_RESET;
     req.reset = &reset;
     call_ref_t *ref = s_ref(ep);
-    int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_reset_done, ref) : -ENOMEM;
+    int rc = ref ? ag_rpc_call(r->env[ep->env].client, &req.base, s_reset_done, ref) : -ENOMEM;
     if (rc < 0) {
         free(ref);
         ag_error("runner", "cannot send reset: %s", strerror(-rc));
@@ -691,7 +725,7 @@ static void s_send_step(episode_t *ep)
     req.body_case = AGORA__V1__ENV_REQUEST__BODY_STEP;
     req.step = &step;
     call_ref_t *ref = s_ref(ep);
-    int rc = ref ? ag_rpc_call(r->env[ep->env], &req.base, s_step_done, ref) : -ENOMEM;
+    int rc = ref ? ag_rpc_call(r->env[ep->env].client, &req.base, s_step_done, ref) : -ENOMEM;
     if (rc < 0) {
         free(ref);
         s_fail(ep, "cannot send step");
@@ -877,34 +911,9 @@ ag_runner_t *ag_runner_create(uv_loop_t *loop, void *zctx, const ag_runner_confi
         snprintf(r->bot_labels[s], sizeof r->bot_labels[s], "bot:%s", cfg->seats[s].bot);
     }
 
-    /* One attempt per request: a Step is not idempotent, and a second copy of
-     * one that was applied (its reply lost or late) would be applied again
-     * whenever the same seat acts next (a critic against a bot). A missed
-     * deadline fails the episode instead. */
-    ag_rpc_client_opts_t ro = {
-        .timeout_ms = r->cfg.env_timeout_ms,
-        .attempts = 1,
-        .max_reply = 16 << 20,
-    };
-    char *list = strdup(cfg->env), *save = NULL;
-    if (!list)
+    r->zctx = zctx;
+    if (ag_runner_set_envs(r, cfg->env) < 0)
         goto fail;
-    for (char *e = strtok_r(list, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
-        if (r->n_env == MAX_ENVS) {
-            ag_error("runner", "more than %d env endpoints", MAX_ENVS);
-            free(list);
-            goto fail;
-        }
-        r->env[r->n_env] =
-            ag_rpc_client_create(loop, zctx, e, &agora__v1__env_reply__descriptor, &ro);
-        if (!r->env[r->n_env]) {
-            ag_error("runner", "cannot connect to env server %s", e);
-            free(list);
-            goto fail;
-        }
-        r->n_env++;
-    }
-    free(list);
     if (r->n_env == 0) {
         ag_error("runner", "no env endpoint given");
         goto fail;
@@ -946,8 +955,10 @@ void ag_runner_destroy(ag_runner_t **self)
         return;
     ag_runner_t *r = *self;
     *self = NULL;
-    for (int i = 0; i < r->n_env; i++)
-        ag_rpc_client_destroy(&r->env[i]);
+    for (int i = 0; i < r->n_env; i++) {
+        ag_rpc_client_destroy(&r->env[i].client);
+        free(r->env[i].endpoint);
+    }
     for (int p = 0; p < AG_RUNNER_MAX_POLICIES; p++) {
         ag_sampler_destroy(&r->pol[p].sampler);
         free(r->pol[p].row_slot);
@@ -968,6 +979,118 @@ void ag_runner_destroy(ag_runner_t **self)
     free(r->order);
     uv_timer_stop(&r->resend_timer);
     uv_close((uv_handle_t *)&r->resend_timer, s_timer_closed);
+}
+
+static long s_find_env(const ag_runner_t *r, const char *endpoint, size_t len)
+{
+    for (int i = 0; i < r->n_env; i++)
+        if (r->env[i].client && strlen(r->env[i].endpoint) == len &&
+            !strncmp(r->env[i].endpoint, endpoint, len))
+            return i;
+    return -1;
+}
+
+/* Whether endpoint is one of the comma- or space-separated list. */
+static bool s_listed(const char *list, const char *endpoint)
+{
+    const size_t want = strlen(endpoint);
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", ");
+        const size_t n = strcspn(p, ", ");
+        if (n == want && !strncmp(p, endpoint, n))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* A new env server in a free slot. */
+static int s_add_env(ag_runner_t *r, const char *endpoint, size_t len)
+{
+    int i = 0;
+    while (i < r->n_env && r->env[i].client)
+        i++;
+    if (i == MAX_ENVS) {
+        ag_error("runner", "more than %d env endpoints", MAX_ENVS);
+        return -ENOSPC;
+    }
+    /* One attempt per request: a Step is not idempotent, and a second copy of
+     * one that was applied (its reply lost or late) would be applied again
+     * whenever the same seat acts next (a critic against a bot). A missed
+     * deadline fails the episode instead. */
+    const ag_rpc_client_opts_t ro = {
+        .timeout_ms = r->cfg.env_timeout_ms,
+        .attempts = 1,
+        .max_reply = 16 << 20,
+    };
+    char *ep = strndup(endpoint, len);
+    ag_rpc_client_t *c =
+        ep ? ag_rpc_client_create(r->loop, r->zctx, ep, &agora__v1__env_reply__descriptor, &ro)
+           : NULL;
+    if (!c) {
+        ag_error("runner", "cannot connect to env server %.*s", (int)len, endpoint);
+        free(ep);
+        return -EINVAL;
+    }
+    free(r->env[i].endpoint);
+    r->env[i] = (env_slot_t){.client = c, .endpoint = ep};
+    if (i == r->n_env)
+        r->n_env++;
+    return 0;
+}
+
+/* An env server that left: the episodes on it end (not emitted) and start again on
+ * another one; their requests in flight are cancelled. */
+static void s_drop_env(ag_runner_t *r, int i)
+{
+    int moved = 0;
+    for (int e = 0; e < r->n_eps; e++) {
+        episode_t *ep = &r->eps[e];
+        if (ep->env != i || ep->state == EP_IDLE || ep->state == EP_CLOSED)
+            continue;
+        s_release(ep);
+        moved++;
+    }
+    ag_info("runner", "env server %s left (%llu episodes started on it): %d episodes in play "
+                      "there start again elsewhere",
+            r->env[i].endpoint, (unsigned long long)r->env[i].started, moved);
+    r->st.env_left += (uint64_t)moved;
+    ag_rpc_client_destroy(&r->env[i].client);
+}
+
+int ag_runner_set_envs(ag_runner_t *r, const char *list)
+{
+    list = list ? list : "";
+    bool changed = false;
+    for (int i = 0; i < r->n_env; i++)
+        if (r->env[i].client && !s_listed(list, r->env[i].endpoint)) {
+            s_drop_env(r, i);
+            changed = true;
+        }
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", ");
+        const size_t n = strcspn(p, ", ");
+        if (n && s_find_env(r, p, n) < 0) {
+            int rc = s_add_env(r, p, n);
+            if (rc < 0)
+                return rc;
+            if (r->started)
+                ag_info("runner", "env server %.*s joined", (int)n, p);
+            changed = true;
+        }
+        p += n;
+    }
+    /* Slots that waited for an env server (or whose server left) start now. */
+    if (changed && r->started && !r->stopping)
+        for (int e = 0; e < r->n_eps; e++)
+            if (r->eps[e].state == EP_IDLE)
+                s_start_episode(&r->eps[e]);
+    return 0;
+}
+
+int ag_runner_env_count(const ag_runner_t *r)
+{
+    return s_live_envs(r);
 }
 
 int ag_runner_set_policy(ag_runner_t *r, int pi, ag_model_t *model, uint64_t version,

@@ -115,7 +115,8 @@ typedef void (*ag_runner_episode_cb)(void *arg, const ag_runner_result_t *res);
 typedef uint64_t (*ag_runner_seed_fn)(void *arg, uint64_t n);
 
 typedef struct ag_runner_config {
-    const char *env;     /* comma-separated env endpoints; episodes are spread over them */
+    const char *env;     /* comma-separated env endpoints; episodes are spread over them
+                          * (ag_runner_set_envs replaces them at run time) */
     const char *game;    /* a name the env server hosts (ag_runner_find_game) */
     const char *options; /* "k=8,judge=rule": KEY=VALUE, comma-separated; may be empty */
     int n_seats;         /* the game's number of players */
@@ -145,6 +146,7 @@ typedef struct ag_runner_stats {
     uint64_t dropped_ctx;     /* an observation would overflow the context */
     uint64_t ctx_streak;      /* of which since the last episode emitted */
     uint64_t env_errors;      /* episodes lost to an env error or timeout */
+    uint64_t env_left;        /* episodes in play on an env server that left (started again) */
     uint64_t overloaded;      /* env requests answered ERROR_OVERLOADED and resent after a pause */
     uint64_t invalid_actions; /* Steps the env consumed as penalised (invalid_action=penalize) */
     uint64_t invalid_resampled; /* Steps refused ERROR_INVALID_ACTION, then resampled */
@@ -190,6 +192,19 @@ int ag_runner_start(ag_runner_t *r);
  * the number of rows run (0: nothing to do), or a negative error.
  */
 int ag_runner_sample(ag_runner_t *r);
+
+/*
+ * Replaces the env servers episodes are spread over with list (comma-
+ * separated endpoints; may be empty). A server no longer listed is dropped:
+ * its episodes in play end without being emitted (counted in env_left) and
+ * their slots start new episodes on the others; a new one gets its share of
+ * the episodes started from now on. With no server at all, slots wait until
+ * one is set. Returns 0, or a negative errno (a bad endpoint, more than 64)
+ * with the servers before the failing one already applied.
+ */
+int ag_runner_set_envs(ag_runner_t *r, const char *list);
+/* The env servers episodes are spread over now. */
+int ag_runner_env_count(const ag_runner_t *r);
 
 /* Starts no new episode from now on. */
 void ag_runner_stop(ag_runner_t *r);

@@ -7,8 +7,11 @@
 #include "learner_priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,10 +25,14 @@ void ag_learner_path(char *dst, const ag_learner_t *l, const char *dir, const ch
         dst[PATH_LEN - 1] = '\0';
 }
 
+/* A run file larger than this is refused: RunConfigReply.run_file's limit (protocol §12.4). */
+#define RUN_TEXT_MAX 65536
+
 /* Once the trainer has ended: the sockets close, so the loop ends. */
 static void s_on_stopped(void *arg)
 {
     ag_learner_t *l = arg;
+    ag_registry_destroy(&l->reg);
     ag_rpc_server_destroy(&l->traj);
     ag_rpc_server_destroy(&l->ctl);
     ag_zsock_destroy(&l->pub);
@@ -50,11 +57,62 @@ static int s_mkdir(const char *path)
     return -1;
 }
 
+/*
+ * Two learners writing one run directory would corrupt it: the first holds an
+ * exclusive flock on DIR/lock (released by the kernel when it exits, however
+ * it exits); the second is refused with the first one's pid.
+ */
+static int s_lock_out(ag_learner_t *l)
+{
+    char path[PATH_LEN];
+    ag_learner_path(path, l, NULL, "lock");
+    l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->lock_fd < 0) {
+        ag_error("learner", "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(l->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        ag_error("learner",
+                 "learner.out %s is in use by another learner (pid %s, holding %s): two "
+                 "learners must not share a run directory",
+                 l->out, pid[0] ? pid : "unknown", path);
+        close(l->lock_fd);
+        l->lock_fd = -1;
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(l->lock_fd, 0) < 0 || pwrite(l->lock_fd, pid, (size_t)n, 0) != n)
+        ag_warn("learner", "%s: cannot write this learner's pid: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The endpoints of the bound sockets as peers reach them (learner.advertise). */
+static int s_advertise(ag_learner_t *l, const char *advertise)
+{
+    const char *bound[3] = {ag_rpc_server_endpoint(l->traj), ag_zsock_endpoint(l->pub),
+                            ag_rpc_server_endpoint(l->ctl)};
+    for (int i = 0; i < 3; i++) {
+        if (!bound[i] || ag_join_advertised(bound[i], advertise, l->advertised[i],
+                                            sizeof l->advertised[i]) < 0) {
+            ag_error("learner", "cannot tell the address peers reach %s by (learner.advertise)",
+                     bound[i] ? bound[i] : l->endpoints[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_opts_t *o)
 {
     ag_learner_t *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
+    l->lock_fd = -1;
     l->loop = loop;
     l->zctx = zctx;
     l->o = *o;
@@ -65,6 +123,20 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
         free(l);
         return NULL;
     }
+    const char *run_text = o->run_text ? o->run_text : "";
+    if (strlen(run_text) > RUN_TEXT_MAX) {
+        ag_error("learner", "the run file is %zu bytes: at most %d can be handed to actors",
+                 strlen(run_text), RUN_TEXT_MAX);
+        free(l);
+        return NULL;
+    }
+    l->run_text = strdup(run_text);
+    l->o.advertise = NULL; /* used once, in create: peers get l->advertised */
+    if (!l->run_text) {
+        free(l);
+        return NULL;
+    }
+    l->o.run_text = l->run_text;
     snprintf(l->out, sizeof l->out, "%s", o->out);
     snprintf(l->resume, sizeof l->resume, "%s", o->resume ? o->resume : "");
     snprintf(l->endpoints[0], sizeof l->endpoints[0], "%s", o->trajectories);
@@ -132,7 +204,7 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
         goto fail_early;
     }
     ag_learner_path(path, l, NULL, "league");
-    if (s_mkdir(l->out) < 0 || s_mkdir(path) < 0)
+    if (s_mkdir(l->out) < 0 || s_lock_out(l) < 0 || s_mkdir(path) < 0)
         goto fail_early;
     if (l->resumed && ag_learner_resume(l, l->resume) < 0)
         goto fail_early;
@@ -151,16 +223,22 @@ ag_learner_t *ag_learner_create(uv_loop_t *loop, void *zctx, const ag_learner_op
     l->traj = ag_rpc_server_create(loop, zctx, l->endpoints[0], &to, ag_learner_on_traj, l);
     l->ctl = ag_rpc_server_create(loop, zctx, l->endpoints[2], &co, ag_learner_on_ctl, l);
     l->pub = ag_zsock_create(loop, zctx, ZMQ_PUB, &po, NULL, NULL);
+    l->reg = ag_registry_create(loop, zctx, (uint32_t)(o->service_ttl_s * 1000.0),
+                                ag_learner_on_registry, l);
     if (!l->traj || !l->ctl || !l->pub || ag_zsock_bind(l->pub, l->endpoints[1]) < 0) {
         ag_error("learner", "cannot bind %s, %s and %s", l->endpoints[0], l->endpoints[1],
                  l->endpoints[2]);
         goto fail_sockets;
     }
+    if (!l->reg || s_advertise(l, o->advertise) < 0)
+        goto fail_sockets;
     if (ag_service_start(l->svc) < 0)
         return l; /* closing, exit code 1: the loop closes the handles */
-    ag_info("learner", "trajectories on %s, weights on %s, control on %s",
+    ag_info("learner", "trajectories on %s, weights on %s, control on %s; peers reach them as "
+                       "%s, %s, %s (actors and servers join with --join %s)",
             ag_rpc_server_endpoint(l->traj), ag_zsock_endpoint(l->pub),
-            ag_rpc_server_endpoint(l->ctl));
+            ag_rpc_server_endpoint(l->ctl), l->advertised[0], l->advertised[1], l->advertised[2],
+            l->advertised[2]);
     return l;
 
 fail_sockets:
@@ -203,6 +281,10 @@ void ag_learner_destroy(ag_learner_t **self)
     ag_model_destroy(&l->ref_own);
     ag_model_destroy(&l->policy);
     ag_learner_game_finish(&l->game);
+    ag_registry_destroy(&l->reg);
+    free(l->run_text);
+    if (l->lock_fd >= 0)
+        close(l->lock_fd); /* releases the lock */
     uv_mutex_destroy(&l->ref_lk);
     free(l);
     *self = NULL;

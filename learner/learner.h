@@ -17,6 +17,11 @@
  * not stale at batch time. So feeding the same trajectories in the same order
  * gives the same updates (the resume-equivalence test relies on it).
  *
+ * Rendezvous (registry.h): env and reward servers register with the control
+ * service and heartbeat; actors fetch the run file (run_text), the game, the
+ * model's shape, the advertised endpoints and the live servers from it. A
+ * lock on learner.out/lock keeps a second learner out of the same directory.
+ *
  * Output directory (learner.out): metrics.jsonl, reference.ckpt,
  * policy.ckpt (+ optimizer), queue.bin (the queued, untrained trajectories),
  * state.json, league/VERSION.ckpt. --resume DIR continues from DIR's
@@ -41,6 +46,10 @@ typedef struct ag_learner_opts {
     const char *trajectories; /* ROUTER bind */
     const char *weights;      /* PUB bind */
     const char *control;      /* ROUTER bind */
+    const char *advertise;    /* host name peers reach the learner by ("" = bound address or
+                                 this machine's host name) */
+    double service_ttl_s;     /* a registered server silent this long is dropped */
+    const char *run_text;     /* the effective run file RunConfig hands out (NULL = "") */
     const char *out;          /* output directory */
     const char *resume;       /* "" or a directory to resume from */
     ag_model_config_t model;

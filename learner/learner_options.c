@@ -26,9 +26,15 @@ const ag_option_t ag_learner_options[] = {
         "PUB endpoint every new policy version is published on"),
     OPT(control, "learner.control", "control", "tcp://*:5582", 1, 0,
         "ROUTER endpoint for status, weight snapshots and the league"),
-    OPT(ws.env, "learner.env", "env", "tcp://127.0.0.1:5570", 0, 0,
+    OPT(advertise, "learner.advertise", "advertise", "", 0, 255,
+        "host name or address peers reach this learner by, handed to actors that join (empty "
+        "= the bound address, or this machine's host name for a wildcard)"),
+    OPT(service_ttl_s, "learner.service_ttl_s", "service-ttl", "10", 0.3, 3600,
+        "a registered env or reward server that sends no heartbeat for this long is dropped "
+        "(it heartbeats every third of it)"),
+    OPT(ws.env, "learner.env", "env", "", 0, 0,
         "comma-separated env servers the warm start fetches Demo transcripts from (chunks go "
-        "round-robin)"),
+        "round-robin; empty = the env servers registered with this learner, --join)"),
     OPT(out, "learner.out", "out", "learner-out", 1, 0,
         "output directory: metrics.jsonl, reference.ckpt, policy.ckpt, queue.bin, state.json, "
         "league/"),

@@ -25,6 +25,7 @@
 #include "dedup.h"
 #include "game.h"
 #include "learner.h"
+#include "registry.h"
 #include "rpc.h"
 #include "service.h"
 #include "state.h"
@@ -54,6 +55,11 @@ struct ag_learner {
     char resume[PATH_LEN];
     char endpoints[3][512];
     char ws_file[PATH_LEN], ws_env[1024], ws_game[128], ws_options[1024];
+    char advertised[3][512]; /* trajectories, weights, control as peers reach them */
+    char *run_text;          /* the effective run file handed to joining actors */
+    int lock_fd;             /* flock'ed learner.out/lock; -1 none */
+    ag_registry_t *reg;      /* loop thread */
+    char reg_envs[1024];     /* the registry's env servers, under the lock (trainer reads) */
 
     ag_rpc_server_t *traj;
     ag_rpc_server_t *ctl;
@@ -115,6 +121,8 @@ void ag_learner_open_gate(ag_learner_t *l);
 bool ag_learner_too_stale(const ag_learner_t *l, const ag_traj_t *t);
 
 /* control.c */
+/* Loop thread: the registry changed; refreshes reg_envs for the trainer. */
+void ag_learner_on_registry(void *arg);
 void ag_learner_on_ctl(ag_rpc_server_t *srv, const ag_rpc_peer_t *peer, const uint8_t *payload,
                        size_t len, void *arg);
 

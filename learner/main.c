@@ -3,8 +3,10 @@
  * [game], [warmstart], [ppo]), then serves trajectories, weights and
  * control until it stops by itself (learner.max_updates,
  * learner.max_seconds) or on SIGINT/SIGTERM, checkpointing first. The
- * options are learner_options.c's table.
+ * options are learner_options.c's table. The effective run file (the file
+ * and the command-line overrides) is what joining actors fetch.
  */
+#include <stdlib.h>
 #include <zmq.h>
 
 #include "config.h"
@@ -50,7 +52,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     void *zctx = zmq_ctx_new();
-    ag_learner_t *l = ag_learner_create(&loop, zctx, &o);
+    /* What actors that join get: the run file with this learner's overrides. */
+    char *run_text = ag_config_run_text(cfg);
+    o.run_text = run_text;
+    ag_learner_t *l = run_text ? ag_learner_create(&loop, zctx, &o) : NULL;
+    free(run_text);
     ag_config_destroy(&cfg);
     if (!l) {
         uv_loop_close(&loop);

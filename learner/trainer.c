@@ -353,7 +353,9 @@ static int s_learn_game(ag_learner_t *l, bool needed)
         ag_info("learner", "game %s: %zu metrics declared, headline %s", l->game.name,
                 ag_game_metrics_count(l->game.metrics),
                 h >= 0 ? ag_game_metrics_name(l->game.metrics, (size_t)h) : "none (reward_mean)");
+        ag_service_lock(l->svc);
         snprintf(l->ws_game, sizeof l->ws_game, "%s", l->game.name);
+        ag_service_unlock(l->svc);
         return 0;
     }
     if (rc == -ENOENT)
@@ -369,6 +371,37 @@ static int s_learn_game(ag_learner_t *l, bool needed)
     return 0;
 }
 
+/*
+ * learner.env empty: the env servers registered with this learner (the
+ * loop thread keeps their list in reg_envs). The warm start needs one, so
+ * then it waits for the first (logging every 30 s); otherwise whatever is
+ * registered now will do, even nothing. Returns -ECANCELED on a stop.
+ */
+static int s_registered_envs(ag_learner_t *l, bool wait)
+{
+    if (l->ws_env[0])
+        return 0;
+    double next_log = 0;
+    ag_service_lock(l->svc);
+    for (;;) {
+        snprintf(l->ws_env, sizeof l->ws_env, "%s", l->reg_envs);
+        if (l->ws_env[0] || !wait || ag_service_stopping(l->svc))
+            break;
+        if (ag_now() >= next_log) {
+            ag_info("learner", "learner.env is empty: the warm start waits for an env server%s%s "
+                               "to register (agora-env --join %s)",
+                    l->ws_game[0] ? " hosting " : "", l->ws_game, l->advertised[2]);
+            next_log = ag_now() + 30;
+        }
+        ag_service_wait(l->svc, 0.2);
+    }
+    const bool stopping = ag_service_stopping(l->svc);
+    ag_service_unlock(l->svc);
+    if (l->ws_env[0])
+        ag_info("learner", "learner.env: the registered env servers %s", l->ws_env);
+    return stopping && !l->ws_env[0] ? -ECANCELED : 0;
+}
+
 void ag_learner_train(ag_service_t *svc, void *arg)
 {
     ag_learner_t *l = arg;
@@ -382,6 +415,10 @@ void ag_learner_train(ag_service_t *svc, void *arg)
     }
     /* The warm start's Demo needs the game's name: learn it first then. */
     const bool demos = !l->resumed && l->o.ws.demos > 0 && !(l->o.ws.file && l->o.ws.file[0]);
+    if ((rc = s_registered_envs(l, demos)) == -ECANCELED) {
+        rc = 0;
+        goto finish;
+    }
     if (demos && (rc = s_learn_game(l, true)) < 0)
         goto finish;
     if (!l->resumed) {

@@ -1,6 +1,7 @@
 /*
  * test_config.c - run files, command-line overrides and typed getters of
- * common/net/config.c.
+ * common/net/config.c, and the effective run file a learner hands out
+ * (ag_config_run_text, read back with ag_config_load_string).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -301,6 +302,60 @@ static void test_help(void **state)
     ag_config_destroy(&c);
 }
 
+/* The run file's text, then the overrides: read back, every key has the same value. */
+static void test_run_text_round_trip(void **state)
+{
+    s_write("[env]\nbind = tcp://*:6000\nfast = true\n[other]\nkey = kept as text\n");
+    ag_config_t *a = ag_config_create("t", "", "", s_opts, N_OPTS, 0);
+    const char *argv[] = {"t", "--config", s_path, "--episode-ttl", "42", "--env.ratio=0.25"};
+    assert_int_equal(s_parse(a, 6, argv), 0);
+    assert_true(ag_config_is_set(a, "env.bind"));          /* from the file */
+    assert_true(ag_config_is_set(a, "env.episode_ttl_s")); /* from the command line */
+    assert_false(ag_config_is_set(a, "log.level"));        /* a default */
+    assert_false(ag_config_is_set(a, "env.nope"));
+    char *text = ag_config_run_text(a);
+    assert_non_null(text);
+    /* the file comes first, whole (other binaries' sections included), then the overrides */
+    assert_non_null(strstr(text, "[other]\nkey = kept as text\n"));
+    assert_true(strstr(text, "episode_ttl_s = 42") > strstr(text, "bind = tcp://*:6000"));
+    ag_config_t *b = ag_config_create("t", "", "", s_opts, N_OPTS, 0);
+    assert_int_equal(ag_config_load_string(b, text, "the learner's run file"), 0);
+    for (size_t i = 0; i < N_OPTS; i++)
+        assert_string_equal(ag_config_str(b, s_opts[i].key), ag_config_str(a, s_opts[i].key));
+    assert_true(ag_config_is_set(b, "env.ratio"));
+    free(text);
+    ag_config_destroy(&a);
+    ag_config_destroy(&b);
+    unlink(s_path);
+}
+
+/* A command-line value INI cannot hold on one line is left out of the text, not cut. */
+static void test_run_text_skips_line_breaks(void **state)
+{
+    ag_config_t *a = ag_config_create("t", "", "", s_opts, N_OPTS, 0);
+    const char *argv[] = {"t", "--bind", "tcp://a:1\n[env]\nfast = true", "--episode-ttl", "7"};
+    assert_int_equal(s_parse(a, 5, argv), 0);
+    char *text = ag_config_run_text(a);
+    assert_non_null(text);
+    assert_null(strstr(text, "fast"));
+    assert_non_null(strstr(text, "episode_ttl_s = 7"));
+    free(text);
+    ag_config_destroy(&a);
+}
+
+/* A string loaded as a run file follows the file rules: errors name it. */
+static void test_load_string_errors(void **state)
+{
+    ag_config_t *c = ag_config_create("t", "", "", s_opts, N_OPTS, 0);
+    assert_int_equal(ag_config_load_string(c, "[env]\nbind = tcp://h:1\n", "x"), 0);
+    assert_string_equal(ag_config_str(c, "env.bind"), "tcp://h:1");
+    assert_int_not_equal(ag_config_load_string(c, "[env]\nnope = 1\n", "x"), 0);
+    assert_int_not_equal(ag_config_load_string(c, "[env\nbind = 1\n", "x"), 0);
+    assert_int_equal(ag_config_load_string(c, "[elsewhere]\nanything = 1\n", "x"), 0);
+    assert_int_equal(ag_config_load_string(c, "", "x"), 0);
+    ag_config_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +368,9 @@ int main(void)
         cmocka_unit_test(test_typed_errors),
         cmocka_unit_test(test_markdown),
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_run_text_round_trip),
+        cmocka_unit_test(test_run_text_skips_line_breaks),
+        cmocka_unit_test(test_load_string_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,11 @@
 #include "log.h"
 
 #define MAX_POSITIONAL 16
+/* A run file is read whole before it is parsed, so its text can be handed on. */
+#define MAX_RUN_FILE (1 << 20)
+
+/* Where a value came from (ag_config_is_set, ag_config_run_text). */
+enum { FROM_DEFAULT = 0, FROM_FILE, FROM_ARGS };
 
 static const ag_opt_choice_t s_log_levels[] = {
     {"debug", AG_LOG_DEBUG}, {"info", AG_LOG_INFO}, {"warn", AG_LOG_WARN}, {"error", AG_LOG_ERROR},
@@ -34,6 +39,9 @@ struct ag_config {
     const ag_option_t *opts;
     size_t n_opts;
     char **values; /* n_opts + 1 (the last is log.level) */
+    unsigned char *origin; /* FROM_*, per value */
+    bool parsing_args;     /* ag_config_set is storing a command-line value */
+    char *file_text;       /* the run files loaded, in order ("" none) */
     size_t max_positional;
     size_t n_positional;
     const char *positional[MAX_POSITIONAL];
@@ -251,7 +259,9 @@ ag_config_t *ag_config_create(const char *prog, const char *usage, const char *s
     c->n_opts = n_opts;
     c->max_positional = max_positional < MAX_POSITIONAL ? max_positional : MAX_POSITIONAL;
     c->values = calloc(n_opts + 1, sizeof *c->values);
-    if (!c->values)
+    c->origin = calloc(n_opts + 1, sizeof *c->origin);
+    c->file_text = strdup("");
+    if (!c->values || !c->origin || !c->file_text)
         goto fail;
     for (size_t i = 0; i < s_count(c); i++) {
         c->values[i] = strdup(s_opt(c, i)->def ? s_opt(c, i)->def : "");
@@ -273,6 +283,8 @@ void ag_config_destroy(ag_config_t **self)
         for (size_t i = 0; i < s_count(c); i++)
             free(c->values[i]);
     free(c->values);
+    free(c->origin);
+    free(c->file_text);
     free(c);
     *self = NULL;
 }
@@ -287,6 +299,7 @@ int ag_config_set(ag_config_t *self, const char *key, const char *value)
         return -1;
     free(self->values[i]);
     self->values[i] = v;
+    self->origin[i] = self->parsing_args ? FROM_ARGS : FROM_FILE;
     return 0;
 }
 
@@ -315,24 +328,98 @@ static int s_ini_handler(void *user, const char *section, const char *name, cons
     return 1;
 }
 
+/* Parses INI text; name is the file (or source) its errors are reported against. */
+static int s_load_text(ag_config_t *self, const char *text, const char *name)
+{
+    load_ctx_t ctx = {self, name, 0};
+    const int rc = ini_parse_string(text, s_ini_handler, &ctx);
+    if (rc == -2) {
+        fprintf(stderr, "%s: out of memory reading '%s'\n", self->prog, name);
+        return -1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s:%d: syntax error\n", self->prog, name, rc);
+        return -1;
+    }
+    return ctx.error ? -1 : 0;
+}
+
+int ag_config_load_string(ag_config_t *self, const char *text, const char *name)
+{
+    return s_load_text(self, text, name);
+}
+
 int ag_config_load_file(ag_config_t *self, const char *path)
 {
-    load_ctx_t ctx = {self, path, 0};
-    int rc = ini_parse(path, s_ini_handler, &ctx);
-    if (rc == -1) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
         fprintf(stderr, "%s: cannot open run file '%s': %s\n", self->prog, path,
                 strerror(errno));
         return -1;
     }
-    if (rc == -2) {
+    char *text = malloc(MAX_RUN_FILE + 1);
+    size_t n = text ? fread(text, 1, MAX_RUN_FILE + 1, f) : 0;
+    const bool bad = ferror(f) != 0;
+    fclose(f);
+    if (!text || bad || n > MAX_RUN_FILE || memchr(text, '\0', n)) {
+        fprintf(stderr, "%s: run file '%s': %s\n", self->prog, path,
+                !text ? "out of memory"
+                : bad ? "read error"
+                : n > MAX_RUN_FILE ? "larger than 1 MiB"
+                                   : "contains a NUL byte");
+        free(text);
+        return -1;
+    }
+    text[n] = '\0';
+    int rc = s_load_text(self, text, path);
+    size_t have = strlen(self->file_text);
+    char *all = rc == 0 ? realloc(self->file_text, have + n + 2) : NULL;
+    if (rc == 0 && !all) {
         fprintf(stderr, "%s: out of memory reading '%s'\n", self->prog, path);
-        return -1;
+        rc = -1;
     }
-    if (rc > 0) {
-        fprintf(stderr, "%s: %s:%d: syntax error\n", self->prog, path, rc);
-        return -1;
+    if (all) {
+        memcpy(all + have, text, n);
+        /* the next file must not continue this one's last line */
+        if (n && text[n - 1] != '\n')
+            all[have + n++] = '\n';
+        all[have + n] = '\0';
+        self->file_text = all;
     }
-    return ctx.error ? -1 : 0;
+    free(text);
+    return rc;
+}
+
+bool ag_config_is_set(const ag_config_t *self, const char *key)
+{
+    long i = s_find(self, key);
+    return i >= 0 && self->origin[i] != FROM_DEFAULT;
+}
+
+char *ag_config_run_text(const ag_config_t *self)
+{
+    size_t cap = strlen(self->file_text) + 64;
+    for (size_t i = 0; i < s_count(self); i++)
+        if (self->origin[i] == FROM_ARGS)
+            cap += strlen(s_opt(self, i)->key) + strlen(self->values[i]) + 8;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t n = (size_t)snprintf(out, cap, "%s", self->file_text);
+    bool header = false;
+    for (size_t i = 0; i < s_count(self); i++) {
+        const char *k = s_opt(self, i)->key, *v = self->values[i];
+        const char *dot = strchr(k, '.');
+        /* A value INI cannot carry on one line is left out rather than cut. */
+        if (self->origin[i] != FROM_ARGS || !dot || strpbrk(v, "\r\n"))
+            continue;
+        if (!header)
+            n += (size_t)snprintf(out + n, cap - n, "; command-line overrides\n");
+        header = true;
+        n += (size_t)snprintf(out + n, cap - n, "[%.*s]\n%s = %s\n", (int)(dot - k), k, dot + 1,
+                              v);
+    }
+    return out;
 }
 
 static void s_help(const ag_config_t *c)
@@ -416,6 +503,7 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
         if (path && ag_config_load_file(self, path) < 0)
             return -1;
     }
+    self->parsing_args = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config")) {
@@ -427,6 +515,7 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
         if (strncmp(a, "--", 2) || a[2] == '\0') {
             if (self->n_positional >= self->max_positional) {
                 fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", self->prog, a);
+                self->parsing_args = false;
                 return -1;
             }
             self->positional[self->n_positional++] = a;
@@ -446,6 +535,7 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
                 value = "true"; /* a flag given alone: --train means --train true */
             } else if (i + 1 >= argc) {
                 fprintf(stderr, "%s: option --%s needs a value\n", self->prog, key);
+                self->parsing_args = false;
                 return -1;
             } else {
                 value = argv[++i];
@@ -453,9 +543,11 @@ int ag_config_parse_args(ag_config_t *self, int argc, char **argv)
         }
         if (ag_config_set(self, key, value) < 0) {
             fprintf(stderr, "%s: unknown option --%s (see --help)\n", self->prog, key);
+            self->parsing_args = false;
             return -1;
         }
     }
+    self->parsing_args = false;
     int level;
     if (s_convert(self->prog, &s_log_level, ag_config_str(self, "log.level"), &level) < 0)
         return -1;

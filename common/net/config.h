@@ -97,8 +97,27 @@ void ag_config_destroy(ag_config_t **self);
  */
 int ag_config_parse_args(ag_config_t *self, int argc, char **argv);
 
-/* Loads an INI run file; returns 0 or a negative value after logging why. */
+/* Loads an INI run file (at most 1 MiB); returns 0 or a negative value after
+ * logging why. Its text is kept for ag_config_run_text. */
 int ag_config_load_file(ag_config_t *self, const char *path);
+
+/*
+ * Loads INI text as if it were a run file named name (in error messages): a
+ * run file that did not come from a file, such as the one an actor fetches
+ * from the learner. Sections the table does not own are ignored, as in a file.
+ */
+int ag_config_load_string(ag_config_t *self, const char *text, const char *name);
+
+/* Whether key was given in a run file or on the command line (not its default). */
+bool ag_config_is_set(const ag_config_t *self, const char *key);
+
+/*
+ * The effective run file: the text of every run file loaded by --config, in
+ * order, then the command-line overrides as INI lines (a later line wins, so
+ * parsing this text gives the same values for every key; a value with a line
+ * break is left out). A new string (free() it), NULL when out of memory.
+ */
+char *ag_config_run_text(const ag_config_t *self);
 
 /* Sets one value as if given on the command line; returns 0 or -1 if unknown. */
 int ag_config_set(ag_config_t *self, const char *key, const char *value);

@@ -1,6 +1,8 @@
 /*
  * agora.c - the `agora` command: `agora run [RUNFILE]` runs a whole training
- * job (env servers, learner, actors, evaluation, report) on this machine.
+ * job (env servers, learner, actors, evaluation, report) on this machine;
+ * `agora join ENDPOINT` adds local actors and env servers to a job running
+ * elsewhere (join_cmd.c).
  *
  * The launcher owns the [run] section of a run file. Its other sections
  * belong to the services it starts; the launcher only reads a few of their
@@ -87,6 +89,9 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  run [RUNFILE] [--out DIR] [options]   run a training job on this machine\n"
                "                                        (RUNFILE: the default debate job)\n"
+               "  join tcp://LEARNER:5582 [--actors N] [--env-servers M]\n"
+               "                                        add actors and env servers on this\n"
+               "                                        machine to a job running elsewhere\n"
                "  probe SERVICE ENDPOINT                is a service alive? (env, control or\n"
                "                                        reward, asked over the protocol)\n"
                "  print-default                         print the built-in default run file\n"
@@ -320,6 +325,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run"))
         return s_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "join"))
+        return ag_join_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "probe"))
         return ag_probe_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "print-default")) {

@@ -224,7 +224,7 @@ static void s_fail(launcher_t *l, const char *fmt, ...)
     NOTE(l, AG_LOG_ERROR, "%s", l->fail_why);
 }
 
-static int s_mkdirs(const char *path)
+int ag_launch_mkdirs(const char *path)
 {
     char buf[PATH_MAX];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
@@ -314,42 +314,53 @@ static bool s_last_log_line(const char *path, ag_log_level_t min, char *buf, siz
 
 /* ---- binaries and ports ---- */
 
-static int s_find_bins(launcher_t *l)
+int ag_launch_find_bin(const char *bin_dir, const char *name, char *out, size_t cap, char *err,
+                       size_t errlen)
 {
+    int b = 0;
+    while (b < N_BINS && strcmp(s_bin_names[b], name))
+        b++;
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) {
-        NOTE(l, AG_LOG_ERROR, "cannot find my own binary (/proc/self/exe): %s", strerror(errno));
-        return -1;
+    if (b == N_BINS || n <= 0) {
+        snprintf(err, errlen, "cannot find %s: %s", name,
+                 b == N_BINS ? "not an agora binary" : "no /proc/self/exe");
+        return -ENOENT;
     }
     self[n] = '\0';
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = '\0';
+    char cand[2][PATH_MAX + 128];
+    int n_cand = 0;
+    if (bin_dir && *bin_dir) {
+        snprintf(cand[n_cand++], sizeof cand[0], "%s/%s", bin_dir, name);
+    } else {
+        snprintf(cand[n_cand++], sizeof cand[0], "%s/%s", self, name);
+        snprintf(cand[n_cand++], sizeof cand[0], "%s/%s/%s", self, s_bin_build_dirs[b], name);
+    }
+    for (int c = 0; c < n_cand; c++) {
+        char real[PATH_MAX];
+        if (access(cand[c], X_OK) == 0 && realpath(cand[c], real) && strlen(real) < cap) {
+            snprintf(out, cap, "%s", real);
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "cannot find %s (looked at %s%s%s)", name, cand[0],
+             n_cand > 1 ? " and " : "", n_cand > 1 ? cand[1] : "");
+    return -ENOENT;
+}
+
+static int s_find_bins(launcher_t *l)
+{
     for (int b = 0; b < N_BINS; b++) {
         if ((b == BIN_EVAL && !l->o->eval) || (b == BIN_REWARD && !l->o->reward_server) ||
             (b == BIN_ENV && l->n_envs == 0))
             continue;
-        char cand[2][PATH_MAX + 128];
-        int n_cand = 0;
-        if (*l->o->bin_dir) {
-            snprintf(cand[n_cand++], sizeof cand[0], "%s/%s", l->o->bin_dir, s_bin_names[b]);
-        } else {
-            snprintf(cand[n_cand++], sizeof cand[0], "%s/%s", self, s_bin_names[b]);
-            snprintf(cand[n_cand++], sizeof cand[0], "%s/%s/%s", self, s_bin_build_dirs[b],
-                     s_bin_names[b]);
-        }
-        bool found = false;
-        for (int c = 0; c < n_cand && !found; c++) {
-            char real[PATH_MAX];
-            if (access(cand[c], X_OK) == 0 && realpath(cand[c], real)) {
-                snprintf(l->bins[b], sizeof l->bins[b], "%s", real);
-                found = true;
-            }
-        }
-        if (!found) {
-            NOTE(l, AG_LOG_ERROR, "cannot find %s (looked at %s%s%s); set run.bin_dir%s",
-                 s_bin_names[b], cand[0], n_cand > 1 ? " and " : "", n_cand > 1 ? cand[1] : "",
+        char err[2 * PATH_MAX + 512];
+        if (ag_launch_find_bin(l->o->bin_dir, s_bin_names[b], l->bins[b], sizeof l->bins[b], err,
+                               sizeof err) < 0) {
+            NOTE(l, AG_LOG_ERROR, "%s; set run.bin_dir%s", err,
                  b == BIN_EVAL ? " or run.eval = false" : "");
             return -1;
         }
@@ -998,7 +1009,7 @@ static int s_make_dir(launcher_t *l)
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
         snprintf(dir, sizeof dir, "runs/%s-%s", o->name, stamp);
     }
-    int rc = s_mkdirs(dir);
+    int rc = ag_launch_mkdirs(dir);
     if (rc < 0) {
         NOTE(l, AG_LOG_ERROR, "cannot create the run directory %s: %s", dir, strerror(-rc));
         return rc;
@@ -1014,7 +1025,7 @@ static int s_make_dir(launcher_t *l)
     }
     char logs[PATH_MAX + 16];
     snprintf(logs, sizeof logs, "%s/logs", l->dir);
-    if ((rc = s_mkdirs(logs)) < 0) {
+    if ((rc = ag_launch_mkdirs(logs)) < 0) {
         NOTE(l, AG_LOG_ERROR, "cannot create %s: %s", logs, strerror(-rc));
         return rc;
     }

@@ -52,4 +52,18 @@ typedef struct ag_launch_opts {
 /* Runs the whole job; returns the process exit status (0 ok, 1 the run failed). */
 int ag_launch_run(const ag_launch_opts_t *opts);
 
+/*
+ * The path of the agora binary name (agora-env, agora-actor, ...): in
+ * bin_dir when it is not empty, else next to this program, else where a
+ * meson build tree puts it. 0, or -ENOENT with where it looked in err.
+ */
+int ag_launch_find_bin(const char *bin_dir, const char *name, char *out, size_t cap, char *err,
+                       size_t errlen);
+
+/* mkdir -p; 0 or a negative errno. */
+int ag_launch_mkdirs(const char *path);
+
+/* `agora join ENDPOINT [options]` (join.c): its exit status. */
+int ag_join_main(int argc, char **argv);
+
 #endif
