@@ -22,9 +22,10 @@
 # server AGORA_REWARD_PORT (default 5560). Processes of different jobs or
 # components that may share a node need ports that do not overlap.
 #
-# Every process is pointed at explicit endpoints. Once the learner is the
-# job's rendezvous (--join), the lines marked "rendezvous:" below are the
-# only ones that change.
+# The learner is the job's rendezvous: env servers, the reward server and
+# actors are given only its control endpoint (--join) and find the rest
+# through it (docs/protocol.md §12.4). The files in the run directory
+# (endpoints, env.d/) are for the scripts' own bookkeeping and the logs.
 
 set -u
 
@@ -208,8 +209,9 @@ ag_task_learner() {
         --learner.trajectories "tcp://*:$AGORA_LEARNER_PORT"
         --learner.weights "tcp://*:$((AGORA_LEARNER_PORT + 1))"
         --learner.control "tcp://*:$((AGORA_LEARNER_PORT + 2))")
-    # rendezvous: --learner.advertise "$addr" instead of the env servers' list
-    args+=(--learner.env "$(ag_env_list "$run")")
+    # the learner hands out this address; its warm start takes demos from the
+    # env servers that register (learner.env empty)
+    args+=(--learner.advertise "$addr" --learner.env "")
     if [ -f "$run/state.json" ]; then
         ag_log "learner on $addr resumes the run saved in $run"
         args+=(--learner.resume "$run")
@@ -221,7 +223,8 @@ ag_task_learner() {
 }
 
 ag_task_reward() {
-    local init args bin
+    local addr init args bin
+    addr=$(ag_node_addr "$SLURMD_NODENAME")
     args=(--config "$run/run.ini" --reward.bind "tcp://*:$AGORA_REWARD_PORT"
         --reward.out "$run/reward")
     # reward.init names a file of the run (the learner's reference.ckpt)
@@ -230,7 +233,7 @@ ag_task_reward() {
     if [ -f "$run/reward/reward-state.json" ]; then
         args+=(--reward.resume "$run/reward")
     fi
-    # rendezvous: --join "$(ag_endpoint "$run" learner_control)"
+    args+=(--join "$(ag_endpoint "$run" learner_control)" --advertise "$addr")
     bin=$(ag_bin agora-reward) || exit 1
     exec "$bin" "${args[@]}"
 }
@@ -244,7 +247,7 @@ ag_task_env() {
     args=(--config "$run/run.ini" --env.bind "tcp://*:$port" --env.name "env-$job-$SLURM_PROCID")
     reward=$(ag_endpoint "$run" reward)
     [ -z "$reward" ] || args+=(--env.reward "$reward")
-    # rendezvous: args+=(--join "$(ag_endpoint "$run" learner_control)" --advertise "$addr")
+    args+=(--join "$(ag_endpoint "$run" learner_control)" --advertise "$addr")
     bin=$(ag_bin agora-env) || exit 1
     echo "tcp://$addr:$port" | ag_write "$reg"
     ag_log "env server $job.$SLURM_PROCID on tcp://$addr:$port"
@@ -264,11 +267,7 @@ ag_task_actor() {
     [ "$job" = "$(ag_endpoint "$run" job)" ] || id=actor-$job-$SLURM_PROCID
     seed=$(($(ag_ini "$run/run.ini" run seed 1) + SLURM_PROCID + 1000 * ${SLURM_RESTART_COUNT:-0}))
     args=(--config "$run/run.ini" --actor.id "$id" --actor.seed "$seed")
-    # rendezvous: args+=(--join "$(ag_endpoint "$run" learner_control)") instead of these four
-    args+=(--actor.env "$(ag_env_list "$run")"
-        --actor.learner_trajectories "$(ag_endpoint "$run" learner_trajectories)"
-        --actor.learner_weights "$(ag_endpoint "$run" learner_weights)"
-        --actor.learner_control "$(ag_endpoint "$run" learner_control)")
+    args+=(--join "$(ag_endpoint "$run" learner_control)")
     reward=$(ag_endpoint "$run" reward)
     [ -z "$reward" ] || args+=(--actor.reward "$reward")
     ag_log "actor $id (seed $seed) on $SLURMD_NODENAME"
