@@ -9,6 +9,7 @@
 #
 # * the learner trains the whole job (learner.max_updates of examples/smoke.ini)
 #   with trajectories from both actor pods, and agora-pod marks it finished;
+#   restarted then, the learner's container idles and trains nothing more;
 # * a learner sent SIGTERM mid-run (as Kubernetes does before it restarts a
 #   container or deletes a pod) checkpoints into its volume, is restarted in
 #   its pod by the restart policy, resumes from the version it saved and
@@ -18,7 +19,9 @@
 #   network reaches the env server by name, and a probe of the wrong service
 #   or of a port nobody serves fails.
 #
-# Installs what is missing (podman_deps.sh).
+# The image is tagged localhost/agora:VERSION, the name the manifests use, so
+# it replaces an image of that name built before. Installs what is missing
+# (podman_deps.sh).
 # Prints how long each stage took. Exit 77 (skip): this machine cannot run a
 # podman container (not root, podman not installable, or its runtime fails).
 set -eu
@@ -55,7 +58,7 @@ volumes="state-agora-learner-0 agora-run agora-cluster"
 # What a run leaves: also what an earlier run killed before its teardown left.
 remove_all() {
     # shellcheck disable=SC2086
-    podman pod rm -f -t 2 $pods >/dev/null 2>&1 || true
+    podman pod rm -f -t 0 $pods >/dev/null 2>&1 || true
     # shellcheck disable=SC2086
     podman volume rm -f $volumes >/dev/null 2>&1 || true
     for n in $(podman network ls --format '{{.Name}}' | grep '^agora-kube-'); do
@@ -135,8 +138,11 @@ play() {
 figure() { node "$src/tests/k8s/learner-state.mjs" "$vol" | awk -v k="$1" '$1 == k { print $2 }'; }
 actor_sum() { node "$src/tests/k8s/learner-state.mjs" "$vol" | awk '$1 == "actor" { s += $3 } END { print s + 0 }'; }
 finished() { [ -f "$vol/finished" ]; }
+# agora-learner, the child of agora-pod (its container's first process)
+learner_pid() { pgrep -P "$(podman inspect --format '{{.State.Pid}}' agora-learner-pod-0-learner)" -x agora-learner; }
 has_ppo_or_finished() { finished || grep -q '"phase":"ppo"' "$vol/metrics.jsonl"; }
-restarted() { [ "$(podman inspect "$1" --format '{{.RestartCount}}')" -ge 1 ]; }
+restarts() { podman inspect "$1" --format '{{.RestartCount}}'; }
+restarted() { [ "$(restarts "$1")" -gt "$2" ]; }
 
 # 3. The job: env server, then the learner (its warm start asks the env
 # server for demos: in Kubernetes its init container waits for it), then the
@@ -148,33 +154,34 @@ ready agora-env-pod-0-env env 5570 "serving on"
 play agora-learner
 vol=$(podman volume inspect state-agora-learner-0 --format '{{.Mountpoint}}')
 ready agora-learner-pod-0-learner control 5582 "control on"
-play agora-actor
 stage_done start
 max_updates=$(sed -n 's/^max_updates *= *\([0-9]*\).*/\1/p' "$src/examples/smoke.ini")
 [ -n "$max_updates" ] || fail "no learner.max_updates in examples/smoke.ini"
 
-# 4. The learner is sent SIGTERM mid-run and its container restarts. The
-# actors are paused (SIGSTOP) at the first PPO update so that the learner,
-# which can then train only what it has queued, is surely interrupted before
-# the job's end: the smoke job trains in seconds, so the signal goes straight
-# to the actors' processes (podman kill takes longer to start).
-actor_pids=""
-for a in 0 1; do
-    actor_pids="$actor_pids $(podman inspect agora-actor-pod-$a-actor --format '{{.State.Pid}}')"
-done
+# 4. The learner is sent SIGTERM mid-run and its container restarts. The smoke
+# job trains in about a second once both actors deliver, so at its first PPO
+# update the learner is paused (SIGSTOP straight to its process: podman takes
+# longer to start), then the actors, then the learner goes on: it can train
+# only what it has queued, and is surely interrupted before the job's end.
+wait_for 60 "agora-learner process in its container" learner_pid
+lpid=$(learner_pid)
+play agora-actor
 limit=$(($(date +%s) + 120))
 until has_ppo_or_finished; do
     [ "$(date +%s)" -lt "$limit" ] || fail "no PPO update in $vol/metrics.jsonl after the time allowed"
     sleep 0.05
 done
+kill -STOP "$lpid"
+actor_pids=$(podman inspect --format '{{.State.Pid}}' agora-actor-pod-0-actor agora-actor-pod-1-actor)
 # shellcheck disable=SC2086
 kill -STOP $actor_pids
+kill -CONT "$lpid"
 finished && fail "the learner stopped (learner.max_updates or max_seconds) before it could be interrupted"
 sleep 1
 finished && fail "the learner finished before it could be interrupted"
 trained_before=$(actor_sum)
 podman kill --signal TERM agora-learner-pod-0-learner >>"$log" 2>&1
-wait_for 60 "restart of the learner's container" restarted agora-learner-pod-0-learner
+wait_for 60 "restart of the learner's container" restarted agora-learner-pod-0-learner 0
 wait_for 60 "resume in the learner's log" logs_say agora-learner-pod-0-learner "resumed from /var/lib/agora"
 ready agora-learner-pod-0-learner control 5582 "resumed from"
 learner_log=$(podman logs agora-learner-pod-0-learner 2>&1)
@@ -214,6 +221,13 @@ logs_say agora-learner-pod-0-learner "the learner finished the run" ||
     fail "agora-pod did not report the end of the job"
 [ "$(podman inspect agora-learner-pod-0-learner --format '{{.State.Running}}')" = true ] ||
     fail "the finished learner's pod is not idling"
+# A finished job stays finished when its learner's container restarts.
+before=$(restarts agora-learner-pod-0-learner)
+podman kill --signal TERM agora-learner-pod-0-learner >>"$log" 2>&1
+wait_for 60 "restart of the finished learner's container" restarted agora-learner-pod-0-learner "$before"
+wait_for 30 "the finished run's notice" logs_say agora-learner-pod-0-learner "remove /var/lib/agora/finished to train on"
+sleep 1
+[ "$(figure ppo_updates)" = "$max_updates" ] || fail "the finished job trained again after a restart"
 
 if [ "$probe" = yes ]; then
     podman healthcheck run agora-env-pod-0-env >&2 || fail "the env server's liveness probe fails"
