@@ -19,6 +19,8 @@
 # --tag NAME   the image's name (default localhost/agora:VERSION, VERSION from
 #              meson.build)
 #
+# The Debian root comes from the mirror this host's apt uses for bookworm, or
+# from AGORA_DEBIAN_MIRROR.
 # Safe to run again: nothing is rebuilt that did not change, and the image is
 # imported again only when its content differs (label agora.content). Needs
 # root, podman, debootstrap, meson and ninja. Where `podman run` fails with the
@@ -32,11 +34,13 @@ cache=""
 build=""
 tag=""
 suite=bookworm
-mirror=${AGORA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# the Debian mirror this host's apt uses for the suite (apt-get update first)
+mirror=${AGORA_DEBIAN_MIRROR:-$(apt-cache policy 2>/dev/null |
+    awk -v s="$suite/main" '$3 == s && $2 ~ /^https?:/ { print $2; exit }')}
 # What the binaries link (ldd of each; their dependencies come along)
 packages="libzmq5 libprotobuf-c1 libopenblas0-pthread libuv1 libinih1 libjansson4"
 
-usage() { sed -n '13,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '12,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --cache) cache=${2:?}; shift 2 ;;
@@ -52,6 +56,7 @@ die() { say "$*"; exit 1; }
 for tool in podman debootstrap meson ninja sha256sum; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install podman debootstrap meson ninja-build)"
 done
+[ -n "$mirror" ] || die "no Debian mirror for $suite in apt's sources (run apt-get update, or set AGORA_DEBIAN_MIRROR)"
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$src/meson.build" | head -n 1)
@@ -100,7 +105,7 @@ else
     build=$(cd "$build" && pwd)
     sanitize=$(meson configure "$build" | awk '$1 == "b_sanitize" { print $2 }')
     [ "${sanitize:-none}" = none ] ||
-        die "$build is a $sanitize sanitizer build: the image has no sanitizer runtime"
+        die "$build is built with -Db_sanitize=$sanitize: the image has no sanitizer runtime"
 fi
 stage="$cache/stage"
 rm -rf "$stage"
