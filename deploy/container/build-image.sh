@@ -22,7 +22,8 @@
 # The Debian root comes from the mirror this host's apt uses for bookworm, or
 # from AGORA_DEBIAN_MIRROR.
 # Safe to run again: nothing is rebuilt that did not change, and the image is
-# imported again only when its content differs (label agora.content). Needs
+# imported again only when its content differs (label agora.content) or the
+# tag names another image than the one imported last. Needs
 # root, podman, debootstrap, meson and ninja. Where `podman run` fails with the
 # defaults (setrlimit, cgroups), export CONTAINERS_CONF=deploy/container/containers.conf.
 # Prints the image name as its last line.
@@ -120,11 +121,13 @@ install -m 0644 "$src"/examples/*.ini "$stage/usr/local/share/agora/examples/"
 # 3. The image: the root's tar with the staging tree appended, imported.
 content=$( (echo "$key"; cd "$stage" && find . -type f | LC_ALL=C sort | xargs sha256sum) |
     sha256sum | cut -c1-16)
-have=$(podman image inspect --format '{{index .Config.Labels "agora.content"}}' "$tag" 2>/dev/null || true)
-if [ "$have" = "$content" ]; then
+# the image this cache imported last, if the tag still names it
+have=$(podman image inspect --format '{{.Id}} {{index .Config.Labels "agora.content"}}' "$tag" 2>/dev/null || true)
+if [ -n "$have" ] && [ "$have" = "$(cat "$cache/image.id" 2>/dev/null) $content" ]; then
     say "$tag is up to date (content $content)"
 else
     say "importing $tag (content $content)"
+    previous=$(cat "$cache/image.id" 2>/dev/null || true)
     cp "$root.tar" "$cache/image.tar"
     tar -C "$stage" --owner=0 --group=0 --numeric-owner -rf "$cache/image.tar" ./usr/local
     podman import \
@@ -138,6 +141,11 @@ else
         --change 'LABEL=org.opencontainers.image.title=agora' \
         "$cache/image.tar" "$tag" >/dev/null
     rm -f "$cache/image.tar"
+    podman image inspect --format '{{.Id}}' "$tag" >"$cache/image.id"
+    # the image this cache imported before, unless a container still uses it
+    if [ -n "$previous" ] && [ "$previous" != "$(cat "$cache/image.id")" ]; then
+        podman image rm "$previous" >/dev/null 2>&1 || true
+    fi
 fi
 
 # 4. Every binary runs in the image (its libraries are there).
