@@ -72,7 +72,7 @@ root="$cache/root-$suite-$key"
 if [ ! -f "$root.tar" ]; then
     say "debootstrap $suite from $mirror into $root (a few minutes, once)"
     rm -rf "$root"
-    debootstrap --variant=minbase --include="$(echo $packages | tr ' ' ,)" \
+    debootstrap --variant=minbase --include="$(printf '%s' "$packages" | tr ' ' ,)" \
         "$suite" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
         die "debootstrap failed, see $cache/debootstrap.log"
     chroot "$root" groupadd --gid 10001 agora

@@ -102,7 +102,9 @@ podman run --rm --network none localhost/agora-podman-check /catatonit --version
 stage_done install
 
 # 2. The image, and the manifests as podman runs them.
-image=$(sh "$src/deploy/container/build-image.sh" --cache "$cache" --build "$build" | tail -n 1)
+sh "$src/deploy/container/build-image.sh" --cache "$cache" --build "$build" >"$work/image" ||
+    fail "deploy/container/build-image.sh failed"
+image=$(tail -n 1 "$work/image")
 stage_done image
 node "$src/tests/k8s/podman-kube.mjs" "$work/kube" >&2
 if podman run --rm --network none "$image" agora probe 2>&1 | grep -q "unknown command 'probe'"; then
@@ -188,10 +190,12 @@ learner_log=$(podman logs agora-learner-pod-0-learner 2>&1)
 saved=$(echo "$learner_log" | sed -n '/signal 15/,$p' | sed -n 's/.*learner: checkpoint: version \([0-9]*\),.*/\1/p' | head -n 1)
 resumed=$(echo "$learner_log" | sed -n 's/.*resumed from \/var\/lib\/agora: version \([0-9]*\), \([0-9]*\) updates.*/\1 \2/p' | tail -n 1)
 stopped_at=${resumed#* }
-[ -n "$saved" ] && [ "$saved" = "${resumed% *}" ] ||
+if [ -z "$saved" ] || [ "$saved" != "${resumed% *}" ]; then
     fail "the learner checkpointed version '${saved}' on SIGTERM but resumed version '${resumed% *}'"
-[ "$stopped_at" -ge 1 ] && [ "$stopped_at" -lt "$max_updates" ] ||
+fi
+if [ -z "$stopped_at" ] || [ "$stopped_at" -lt 1 ] || [ "$stopped_at" -ge "$max_updates" ]; then
     fail "the learner resumed at $stopped_at updates (want 1..$((max_updates - 1)))"
+fi
 say "learner interrupted after $stopped_at of $max_updates updates (version $saved, $trained_before trajectories trained) and resumed"
 if [ "$probe" = yes ]; then
     podman healthcheck run agora-learner-pod-0-learner >&2 ||

@@ -13,7 +13,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 # package-lock.json newer than the installed tree: install again
 if [ ! -f "$here/node_modules/.package-lock.json" ] ||
-    [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+    [ -n "$(find "$here/package-lock.json" -newer "$here/node_modules/.package-lock.json")" ]; then
     echo "node-deps: npm ci in $here" >&2
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
