@@ -29,7 +29,7 @@ set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:?usage: podman_kube.sh BUILD_DIR [CACHE_DIR]}" && pwd)
 cache=${2:-$build/container}
-say() { echo "podman_kube: $*" >&2; }
+say() { echo "podman_kube: $(date -u +%H:%M:%S) $*" >&2; }
 skip() { say "SKIP: $*"; exit 77; }
 fail() { say "FAIL: $*"; exit 1; }
 
